@@ -1,0 +1,221 @@
+"""Builder nodes, builds (with per-platform status and log lines) and the pushed-manifest ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class BuilderNode(models.Model):
+    """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value."""
+
+    name = models.CharField(max_length=64, unique=True)
+    endpoint = models.CharField(max_length=500, help_text="DOCKER_HOST, e.g. unix:///var/run/docker.sock")
+    enabled = models.BooleanField(default=True)
+    reachable = models.BooleanField(default=False)
+    engine_version = models.CharField(max_length=100, blank=True)
+    buildkit_version = models.CharField(max_length=100, blank=True)
+    native_platforms = models.JSONField(default=list, blank=True)
+    emulated_platforms = models.JSONField(default=list, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Build(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    class Fault(models.TextChoices):
+        """Whose fault a failure is: the project's ("your build failed") or ours."""
+
+        NONE = ""
+        USER = "user"
+        SYSTEM = "system"
+
+    project = models.ForeignKey("portal.Project", models.CASCADE, related_name="builds")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    reason = models.TextField(blank=True, help_text="Why the build ended the way it did.")
+    fault = models.CharField(max_length=10, choices=Fault.choices, default=Fault.NONE, blank=True)
+    ref = models.CharField(max_length=255)
+    commit = models.CharField(max_length=64, blank=True)
+    tags = models.JSONField(default=list)
+    platforms = models.JSONField(default=list)
+    dockerfile = models.TextField(blank=True, help_text="The Dockerfile as built.")
+    node = models.ForeignKey(BuilderNode, models.SET_NULL, null=True, blank=True, related_name="builds")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Lease: the worker that claimed the build renews heartbeat_at; the reaper fails stale ones.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    digest = models.CharField(max_length=100, blank=True, help_text="Pushed index digest.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"build {self.pk} of {self.project_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("build", args=[self.pk])
+
+    @property
+    def finished(self) -> bool:
+        return self.state in self.FINISHED
+
+    def to_api(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.pk,
+            "project": self.project_id,
+            "state": self.state,
+            "reason": self.reason,
+            "fault": self.fault,
+            "ref": self.ref,
+            "commit": self.commit,
+            "tags": self.tags,
+            "platforms": {
+                p.platform: {"state": p.state, "done": p.done, "total": p.total, "digest": p.digest}
+                for p in self.platform_states.all()
+            },
+            "node": self.node.name if self.node else None,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "manifest": None,
+        }
+        record = self.manifests.order_by("pk").first()
+        if record is not None:
+            data["manifest"] = {
+                "tag": record.reference,
+                "digest": record.digest,
+                "platforms": record.platforms,
+            }
+        return data
+
+
+class BuildPlatform(models.Model):
+    """Progress of one target platform within a build."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    build = models.ForeignKey(Build, models.CASCADE, related_name="platform_states")
+    platform = models.CharField(max_length=50)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    digest = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "platform"], name="one_status_per_platform")
+        ]
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.DONE:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+class LogLine(models.Model):
+    """One line of build output. `seq` orders a build's lines without gaps, from 1."""
+
+    build = models.ForeignKey(Build, models.CASCADE, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    platform = models.CharField(max_length=50, blank=True)
+    stream = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["build", "seq"], name="one_line_per_seq")]
+
+    def to_api(self) -> dict[str, Any]:
+        return {"seq": self.seq, "platform": self.platform or None, "stream": self.stream, "text": self.text}
+
+
+class AppendOnlyError(RuntimeError):
+    pass
+
+
+class ManifestRecordQuerySet(models.QuerySet["ManifestRecord"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("the manifest ledger is append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("the manifest ledger is append-only")
+
+
+class ManifestRecord(models.Model):
+    """Append-only ledger of every pushed multi-platform index: what, when, who, from where."""
+
+    project = models.ForeignKey("portal.Project", models.PROTECT, related_name="manifests")
+    build = models.ForeignKey(Build, models.PROTECT, null=True, blank=True, related_name="manifests")
+    reference = models.CharField(max_length=400, help_text="repository:tag as pushed")
+    digest = models.CharField(max_length=100)
+    media_type = models.CharField(max_length=100, blank=True)
+    platforms = models.JSONField(default=dict, help_text="platform -> manifest digest")
+    attestations = models.JSONField(default=list, blank=True)
+    pushed_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, null=True, related_name="+")
+    pushed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source_url = models.CharField(max_length=2000, blank=True)
+    source_ref = models.CharField(max_length=255, blank=True)
+    source_commit = models.CharField(max_length=64, blank=True)
+    builder_node = models.CharField(max_length=64, blank=True)
+
+    objects = ManifestRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pushed_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.reference}@{self.digest}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None or not self._state.adding:
+            raise AppendOnlyError("the manifest ledger is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("the manifest ledger is append-only")
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "project": self.project_id,
+            "build": self.build_id,
+            "tag": self.reference,
+            "digest": self.digest,
+            "media_type": self.media_type,
+            "platforms": self.platforms,
+            "attestations": self.attestations,
+            "pushed_by": self.pushed_by.get_username() if self.pushed_by else None,
+            "pushed_at": self.pushed_at.isoformat(),
+            "source": {"url": self.source_url, "ref": self.source_ref, "commit": self.source_commit},
+            "builder_node": self.builder_node,
+        }

@@ -1,0 +1,435 @@
+"""The build worker: claim queued builds, run them through a backend, keep a lease, reap lost ones.
+
+Several workers (threads or processes) may run at once: a build is claimed with a conditional
+UPDATE ... WHERE state='queued' and only the worker whose row count is 1 runs it; every later
+write is again conditional on (state='running', worker=me), so a build that the reaper already
+failed is never revived by a slow worker.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+import lang_plugins
+from builds import buildx, events, gitsource, registry
+from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
+from builds.nodes import node_for_build
+from builds.rawjson import PlatformProgress, ProgressTracker, StepUpdate, StreamDecoder
+from builds.rawjson import LogLine as RawLine
+from builds.refs import ImageRef, parse_reference
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 2.0
+STATUS_EVERY = 0.5
+
+
+class Backend(Protocol):
+    """The seam between the worker and the outside world (git, buildx, the registry)."""
+
+    def fetch(self, url: str, ref: str, dest: Path) -> str: ...
+
+    def build(
+        self,
+        spec: buildx.BuildSpec,
+        on_output: Callable[[bytes], None],
+        should_stop: Callable[[], bool],
+        grace: float,
+    ) -> int: ...
+
+    def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary: ...
+
+
+class DockerBackend:
+    def fetch(self, url: str, ref: str, dest: Path) -> str:
+        return gitsource.fetch(url, ref, dest)
+
+    def build(
+        self,
+        spec: buildx.BuildSpec,
+        on_output: Callable[[bytes], None],
+        should_stop: Callable[[], bool],
+        grace: float,
+    ) -> int:
+        return buildx.run(spec, on_output, should_stop, grace)
+
+    def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary:
+        return registry.read_index(ref, digest)
+
+
+class BuildFailed(Exception):
+    def __init__(self, reason: str, fault: str = Build.Fault.USER) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fault = fault
+
+
+class LeaseLost(Exception):
+    """The build is no longer ours (reaped or finished elsewhere)."""
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+# --- claiming and reaping ------------------------------------------------------------------
+
+
+def claim_next(worker_id: str) -> Build | None:
+    now = timezone.now()
+    queued = Build.objects.filter(state=Build.State.QUEUED).order_by("created_at", "pk")
+    for pk in queued.values_list("pk", flat=True)[:20]:
+        won = Build.objects.filter(pk=pk, state=Build.State.QUEUED).update(
+            state=Build.State.RUNNING, worker=worker_id, started_at=now, heartbeat_at=now
+        )
+        if won:
+            return Build.objects.select_related("project__team", "requested_by").get(pk=pk)
+    return None
+
+
+def reap_stale(now: timezone.datetime | None = None) -> list[int]:
+    """Fail running builds whose lease expired: their worker died or hung."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.PORTAL_BUILD_LEASE_SECONDS)
+    reaped = []
+    stale = Build.objects.filter(state=Build.State.RUNNING, heartbeat_at__lt=cutoff)
+    for build in stale:
+        changed = Build.objects.filter(
+            pk=build.pk, state=Build.State.RUNNING, heartbeat_at=build.heartbeat_at
+        ).update(
+            state=Build.State.FAILED,
+            fault=Build.Fault.SYSTEM,
+            reason=f"worker lost: no heartbeat from {build.worker or 'its worker'} since "
+            f"{build.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC",
+            finished_at=now,
+        )
+        if changed:
+            build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
+                state=BuildPlatform.State.FAILED
+            )
+            build.refresh_from_db()
+            BuildLog(build).write([(None, 2, f"Crossport: {build.reason}")])
+            events.publish_status(build)
+            reaped.append(build.pk)
+    return reaped
+
+
+# --- log lines -------------------------------------------------------------------------------
+
+
+class BuildLog:
+    """Assigns gapless sequence numbers to a build's lines, stores and publishes them."""
+
+    def __init__(self, build: Build) -> None:
+        self.build = build
+        self.seq = build.log_lines.aggregate(m=Max("seq"))["m"] or 0
+
+    def write(self, lines: list[tuple[str | None, int, str]]) -> None:
+        if not lines:
+            return
+        rows = []
+        for platform, stream, text in lines:
+            self.seq += 1
+            rows.append(
+                LogLine(build=self.build, seq=self.seq, platform=platform or "", stream=stream, text=text)
+            )
+        LogLine.objects.bulk_create(rows)
+        events.publish_lines(self.build.pk, rows)
+
+    def say(self, text: str) -> None:
+        self.write([(None, 0, f"Crossport: {text}")])
+
+
+# --- running one build ---------------------------------------------------------------------
+
+
+class BuildRun:
+    """Runs one claimed build. Each step is a method so tests can call it alone."""
+
+    def __init__(self, build: Build, backend: Backend, worker_id: str) -> None:
+        self.build = build
+        self.backend = backend
+        self.worker_id = worker_id
+        self.log = BuildLog(build)
+        self.decoder = StreamDecoder()
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tracker = ProgressTracker()
+        self.platforms: dict[str, BuildPlatform] = {}
+        self._last_beat = 0.0
+        self._last_status = 0.0
+        self._cancel = False
+        self._timed_out = False
+        self._started = time.monotonic()
+
+    # lease ------------------------------------------------------------------------------
+    def _mine(self):  # type: ignore[no-untyped-def]
+        return Build.objects.filter(pk=self.build.pk, state=Build.State.RUNNING, worker=self.worker_id)
+
+    def heartbeat(self, force: bool = False) -> bool:
+        """Renew the lease; True when the build should stop (cancelled, or no longer ours)."""
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_EVERY:
+            return self._cancel
+        self._last_beat = now
+        if not self._mine().update(heartbeat_at=timezone.now()):
+            raise LeaseLost()
+        self._cancel = Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
+        if now - self._started > settings.PORTAL_BUILD_TIMEOUT_SECONDS:
+            self._timed_out = self._cancel = True
+        return self._cancel
+
+    # steps ------------------------------------------------------------------------------
+    def start(self) -> None:
+        build = self.build
+        node = node_for_build(build)
+        if node is None:
+            raise BuildFailed("no enabled builder node", Build.Fault.SYSTEM)
+        build.node = node
+        build.save(update_fields=["node"])
+        self.platforms = {}
+        for platform in build.platforms:
+            row, _ = BuildPlatform.objects.get_or_create(build=build, platform=platform)
+            self.platforms[platform] = row
+        self.log.say(
+            f"build {build.pk} of {build.project} for {', '.join(build.platforms)} on node {node.name}"
+        )
+        events.publish_status(build)
+
+    def checkout(self, workspace: Path) -> Path:
+        project = self.build.project
+        self.log.say(f"fetching {project.git_url} at {self.build.ref}")
+        src = workspace / "src"
+        try:
+            commit = self.backend.fetch(project.git_url, self.build.ref, src)
+        except gitsource.SourceError as exc:
+            raise BuildFailed(str(exc)) from exc
+        self.build.commit = commit
+        self.build.save(update_fields=["commit"])
+        self.log.say(f"checked out commit {commit}")
+        return src
+
+    def render(self, workspace: Path, src: Path) -> Path:
+        project = self.build.project
+        try:
+            plugin = lang_plugins.get_plugin(project.language)
+            options = plugin.clean_options(project.options)
+        except (KeyError, ValueError) as exc:
+            raise BuildFailed(f"project settings: {exc}") from exc
+        detection = plugin.detect(src)
+        for name, value in options.items():
+            if not value and detection is not None and detection.options.get(name):
+                options[name] = detection.options[name]
+                self.log.say(f"option {name} detected from the source: {options[name]}")
+        rendered = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
+        dockerfile = workspace / "Dockerfile"
+        dockerfile.write_text(rendered.dockerfile)
+        # BuildKit reads <Dockerfile>.dockerignore before the context's own .dockerignore.
+        (workspace / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+        self.build.dockerfile = rendered.dockerfile
+        self.build.save(update_fields=["dockerfile"])
+        return dockerfile
+
+    def spec(self, workspace: Path, src: Path, dockerfile: Path) -> buildx.BuildSpec:
+        project = self.build.project
+        return buildx.BuildSpec(
+            context=src,
+            dockerfile=dockerfile,
+            platforms=list(self.build.platforms),
+            tags=[f"{project.image}:{tag}" for tag in self.build.tags],
+            metadata_file=workspace / "metadata.json",
+            docker_host=self.build.node.endpoint if self.build.node else "",
+            network=settings.PORTAL_BUILD_NETWORK,
+            labels={
+                "org.opencontainers.image.source": project.git_url,
+                "org.opencontainers.image.revision": self.build.commit,
+                "org.opencontainers.image.title": project.name,
+            },
+        )
+
+    def on_output(self, chunk: bytes) -> None:
+        items = self.decoder.feed(self.utf8.decode(chunk))
+        self._consume(items)
+
+    def _consume(self, items: list[dict[str, object] | str]) -> None:
+        lines: list[tuple[str | None, int, str]] = []
+        changed = False
+        for item in items:
+            for event in self.tracker.consume(item):
+                if isinstance(event, RawLine):
+                    lines.append((event.platform, event.stream, event.text))
+                elif isinstance(event, (StepUpdate, PlatformProgress)):
+                    changed |= self._progress(event)
+        self.log.write(lines)
+        if changed and time.monotonic() - self._last_status > STATUS_EVERY:
+            self._last_status = time.monotonic()
+            events.publish_status(self.build)
+
+    def _progress(self, event: StepUpdate | PlatformProgress) -> bool:
+        row = self.platforms.get(event.platform)
+        if row is None:
+            return False
+        fields: dict[str, object] = {}
+        if isinstance(event, PlatformProgress):
+            fields = {"done": min(event.done, event.total), "total": event.total}
+        if row.state == BuildPlatform.State.PENDING:
+            fields["state"] = BuildPlatform.State.RUNNING
+        if isinstance(event, StepUpdate) and event.state == "error":
+            fields["state"] = BuildPlatform.State.FAILED
+        fields = {k: v for k, v in fields.items() if getattr(row, k) != v}
+        if not fields:
+            return False
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.save(update_fields=list(fields))
+        return True
+
+    def run_buildx(self, spec: buildx.BuildSpec) -> int:
+        self.log.say("running docker buildx build (argv: " + " ".join(spec.argv()[1:]) + ")")
+        code = self.backend.build(
+            spec, self.on_output, self.heartbeat, float(settings.PORTAL_CANCEL_GRACE_SECONDS)
+        )
+        self._consume(self.decoder.close())
+        tail = self.utf8.decode(b"", final=True)
+        if tail:
+            self._consume(self.decoder.feed(tail) + self.decoder.close())
+        self.log.write([(e.platform, e.stream, e.text) for e in self.tracker.flush() if isinstance(e, RawLine)])
+        return code
+
+    def verify_and_record(self, spec: buildx.BuildSpec) -> None:
+        metadata = spec.read_metadata()
+        digest = str(metadata.get("containerimage.digest", ""))
+        if not digest.startswith("sha256:"):
+            raise BuildFailed("buildx reported no pushed digest", Build.Fault.SYSTEM)
+        project = self.build.project
+        ref = parse_reference(f"{project.image}@{digest}")
+        try:
+            summary = self.backend.read_index(ref, digest)
+            registry.check_platforms(summary, list(self.build.platforms))
+        except registry.RegistryError as exc:
+            raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
+        with transaction.atomic():
+            for platform, row in self.platforms.items():
+                row.digest = summary.platforms[platform]
+                row.state = BuildPlatform.State.DONE
+                row.done = max(row.done, row.total)
+                row.save(update_fields=["digest", "state", "done"])
+            for tag in self.build.tags:
+                ManifestRecord.objects.create(
+                    project=project,
+                    build=self.build,
+                    reference=f"{project.image}:{tag}",
+                    digest=digest,
+                    media_type=summary.media_type,
+                    platforms=summary.platforms,
+                    attestations=summary.attestations,
+                    pushed_by=self.build.requested_by,
+                    source_url=project.git_url,
+                    source_ref=self.build.ref,
+                    source_commit=self.build.commit,
+                    builder_node=self.build.node.name if self.build.node else "",
+                )
+            self.build.digest = digest
+            self.build.save(update_fields=["digest"])
+        self.log.say(f"pushed {digest} with {', '.join(sorted(summary.platforms))}")
+        if summary.attestations:
+            self.log.say(f"{len(summary.attestations)} attestation manifest(s) kept apart")
+
+    def finish(self, state: str, reason: str, fault: str = Build.Fault.NONE) -> None:
+        if not self._mine().update(state=state, reason=reason, fault=fault, finished_at=timezone.now()):
+            return  # reaped meanwhile: the reaper's verdict stands
+        if state != Build.State.SUCCEEDED:
+            self.build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
+                state=BuildPlatform.State.FAILED
+            )
+        self.build.refresh_from_db()
+        self.log.write([(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")])
+        events.publish_status(self.build)
+
+    def _finish_stopped(self) -> None:
+        if self._timed_out:
+            limit = settings.PORTAL_BUILD_TIMEOUT_SECONDS
+            self.finish(Build.State.FAILED, f"timed out after {limit}s", Build.Fault.USER)
+        else:
+            self.finish(Build.State.CANCELLED, "cancelled on request")
+
+    def execute(self) -> None:
+        workspace = Path(
+            tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=_workspace_root())
+        )
+        try:
+            self.start()
+            src = self.checkout(workspace)
+            if self.heartbeat(force=True):
+                self._finish_stopped()
+                return
+            dockerfile = self.render(workspace, src)
+            spec = self.spec(workspace, src, dockerfile)
+            code = self.run_buildx(spec)
+            if self.heartbeat(force=True):
+                self._finish_stopped()
+                return
+            if code != 0:
+                errors = self.tracker.errors
+                raise BuildFailed(errors[-1] if errors else f"buildx exited with status {code}")
+            self.verify_and_record(spec)
+            self.finish(Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}")
+        except LeaseLost:
+            log.warning("build %s: lease lost, stopping", self.build.pk)
+        except BuildFailed as exc:
+            self.finish(Build.State.FAILED, exc.reason, exc.fault)
+        except Exception as exc:
+            log.exception("build %s: internal error", self.build.pk)
+            self.finish(Build.State.FAILED, f"internal error: {type(exc).__name__}: {exc}", Build.Fault.SYSTEM)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _workspace_root() -> Path:
+    root = Path(settings.PORTAL_WORKSPACE_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def work_once(worker_id: str, backend: Backend | None = None) -> Build | None:
+    """Reap, then claim and run at most one build. Returns the build it ran."""
+    reap_stale()
+    build = claim_next(worker_id)
+    if build is not None:
+        BuildRun(build, backend or DockerBackend(), worker_id).execute()
+    return build
+
+
+def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float = 1.0) -> None:
+    worker_id = worker_id or default_worker_id()
+    log.info("build worker %s started", worker_id)
+    backend = DockerBackend()
+    while not stop.is_set():
+        close_old_connections()
+        try:
+            ran = work_once(worker_id, backend)
+        except Exception:
+            log.exception("worker loop error")
+            ran = None
+        if ran is None:
+            stop.wait(poll)
+    close_old_connections()
+    log.info("build worker %s stopped", worker_id)

@@ -1,0 +1,55 @@
+"""Access helpers: everything is team-scoped, and outside the team every lookup is a 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from builds.models import Build, ManifestRecord
+from portal.models import Membership, Project, Team
+
+
+def teams_for(user: Any) -> QuerySet[Team]:
+    if not user.is_authenticated:
+        return Team.objects.none()
+    return Team.objects.filter(memberships__user=user).order_by("slug")
+
+
+def projects_for(user: Any) -> QuerySet[Project]:
+    return Project.objects.filter(team__in=teams_for(user)).select_related("team")
+
+
+def get_team_for_user(user: Any, slug: str, *, admin: bool = False) -> Team:
+    teams = teams_for(user)
+    if admin:
+        teams = teams.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
+    team = teams.filter(slug=slug).first()
+    if team is None:
+        raise Http404("no such team")
+    return team
+
+
+def get_project_for_user(user: Any, pk: int) -> Project:
+    project = projects_for(user).filter(pk=pk).first()
+    if project is None:
+        raise Http404("no such project")
+    return project
+
+
+def get_build_for_user(user: Any, pk: int) -> Build:
+    build = (
+        Build.objects.filter(pk=pk, project__team__in=teams_for(user))
+        .select_related("project__team", "node", "requested_by")
+        .first()
+    )
+    if build is None:
+        raise Http404("no such build")
+    return build
+
+
+def manifests_for(user: Any) -> QuerySet[ManifestRecord]:
+    return ManifestRecord.objects.filter(project__team__in=teams_for(user)).select_related(
+        "project__team", "pushed_by"
+    )

@@ -1,0 +1,162 @@
+"""JSON API v1 with bearer tokens. Same access rules as the pages: outside the team, 404."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+
+from builds import services
+from builds.refs import InvalidValue
+from portal.access import get_build_for_user, get_project_for_user, manifests_for, projects_for
+from portal.forms import ProjectForm
+from portal.models import ApiToken
+from portal.openapi import openapi_document
+
+MAX_BODY = 256 * 1024
+MAX_LOG_LINES = 5000
+
+View = Callable[..., HttpResponse]
+
+
+def error(status: int, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    """Bearer-token auth, method check, JSON body parsing and 404 mapping for an API view."""
+
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error(405, f"method {request.method} not allowed", allowed=list(methods))
+            header = request.headers.get("Authorization", "")
+            scheme, _, raw = header.partition(" ")
+            user = ApiToken.authenticate(raw.strip()) if scheme.lower() == "bearer" else None
+            if user is None:
+                response = error(401, "a valid API token is required (Authorization: Bearer <token>)")
+                response["WWW-Authenticate"] = 'Bearer realm="crossport"'
+                return response
+            request.user = user
+            body: Any = None
+            if request.method == "POST":
+                if len(request.body) > MAX_BODY:
+                    return error(413, "request body too large")
+                try:
+                    body = json.loads(request.body or b"{}")
+                except ValueError:
+                    return error(400, "the body must be JSON")
+                if not isinstance(body, dict):
+                    return error(400, "the body must be a JSON object")
+            try:
+                return view(request, body, *args, **kwargs)
+            except Http404 as exc:
+                return error(404, str(exc) or "not found")
+
+        return wrapper
+
+    return decorate
+
+
+def _int_param(request: HttpRequest, name: str, default: int = 0) -> int:
+    value = request.GET.get(name, "")
+    if not value:
+        return default
+    if not value.isdigit():
+        raise InvalidValue(name, value, "expected a non-negative integer")
+    return int(value)
+
+
+@api_view("GET")
+def index(request: HttpRequest, body: Any) -> HttpResponse:
+    return JsonResponse(openapi_document(request.build_absolute_uri(reverse("api-index"))))
+
+
+@api_view("GET", "POST")
+def projects(request: HttpRequest, body: Any) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse({"projects": [p.to_api() for p in projects_for(request.user)]})
+    form = ProjectForm(body, user=request.user)
+    if not form.is_valid():
+        return error(400, "invalid project", fields=form.errors.get_json_data())
+    project = form.save()
+    return JsonResponse(project.to_api(), status=201)
+
+
+@api_view("GET")
+def project_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    return JsonResponse(get_project_for_user(request.user, pk).to_api())
+
+
+@api_view("GET")
+def project_dockerfile(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    return HttpResponse(
+        services.render_dockerfile(project).dockerfile, content_type="text/plain; charset=utf-8"
+    )
+
+
+@api_view("POST")
+def project_builds(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    unknown = set(body) - {"ref", "tags"}
+    if unknown:
+        return error(400, f"unknown fields: {', '.join(sorted(unknown))}")
+    ref = body.get("ref")
+    if ref is not None and not isinstance(ref, str):
+        return error(400, "ref must be a string")
+    try:
+        build = services.queue_build(project, request.user, ref, body.get("tags"))
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    data = build.to_api()
+    data["url"] = request.build_absolute_uri(build.get_absolute_url())
+    return JsonResponse(data, status=201)
+
+
+@api_view("GET")
+def build_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    return JsonResponse(get_build_for_user(request.user, pk).to_api())
+
+
+@api_view("GET")
+def build_log(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    build = get_build_for_user(request.user, pk)
+    try:
+        after = _int_param(request, "after")
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    lines = list(build.log_lines.filter(seq__gt=after).order_by("seq")[:MAX_LOG_LINES])
+    return JsonResponse(
+        {
+            "lines": [line.to_api() for line in lines],
+            "next": lines[-1].seq if lines else after,
+            "more": len(lines) == MAX_LOG_LINES,
+            "state": build.state,
+        }
+    )
+
+
+@api_view("POST")
+def build_cancel(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    build = services.cancel_build(get_build_for_user(request.user, pk))
+    return JsonResponse(build.to_api(), status=202)
+
+
+@api_view("GET")
+def manifests(request: HttpRequest, body: Any) -> HttpResponse:
+    records = manifests_for(request.user)
+    if "project" in request.GET:
+        try:
+            project_id = _int_param(request, "project")
+        except InvalidValue as exc:
+            return error(400, str(exc))
+        records = records.filter(project=get_project_for_user(request.user, project_id))
+    return JsonResponse({"manifests": [r.to_api() for r in records[:500]]})

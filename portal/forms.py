@@ -1,0 +1,139 @@
+"""Forms shared by the browser pages and the JSON API (the API feeds them a dict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.urls import reverse_lazy
+
+import lang_plugins
+from builds.refs import (
+    InvalidValue,
+    normalize_platforms,
+    parse_repository,
+    validate_git_ref,
+    validate_git_url,
+)
+from portal.access import teams_for
+from portal.models import Project, Team, name_validator
+
+COMMON_PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+OPTION_PREFIX = "opt_"
+
+
+class PlatformsWidget(forms.CheckboxSelectMultiple):
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> Any:
+        if hasattr(data, "getlist"):
+            return data.getlist(name)
+        return data.get(name)
+
+
+class PlatformsField(forms.Field):
+    """A list (or comma-separated string) of platforms, normalised: aarch64 -> linux/arm64."""
+
+    widget = PlatformsWidget(choices=[(p, p) for p in COMMON_PLATFORMS])
+
+    def to_python(self, value: Any) -> list[str]:
+        if value in (None, "", []):
+            raise ValidationError("Pick at least one platform.", code="required")
+        if not isinstance(value, (str, list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("Platforms must be a list of strings like linux/arm64.")
+        try:
+            return normalize_platforms(value)
+        except InvalidValue as exc:
+            raise ValidationError(str(exc)) from exc
+
+
+def _grammar(check: Any, value: str) -> str:
+    try:
+        result = check(value)
+    except InvalidValue as exc:
+        raise ValidationError(str(exc)) from exc
+    return result
+
+
+class ProjectForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug")
+    name = forms.CharField(max_length=64, validators=[name_validator])
+    git_url = forms.CharField(label="Git URL", max_length=2000, help_text="https://, ssh:// or file://")
+    ref = forms.CharField(max_length=255, initial="main", help_text="Branch, tag or commit")
+    image = forms.CharField(
+        label="Image repository", max_length=255, help_text="e.g. registry.example.com/team/app"
+    )
+    platforms = PlatformsField(initial=COMMON_PLATFORMS[:2])
+    language = forms.ChoiceField(
+        choices=(),
+        widget=forms.Select(
+            attrs={
+                "hx-get": reverse_lazy("project-options"),
+                "hx-target": "#plugin-options",
+                "hx-swap": "outerHTML",
+            }
+        ),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["team"].queryset = teams_for(user)
+        self.fields["language"].choices = [
+            (key, plugin.label) for key, plugin in lang_plugins.all_plugins().items()
+        ]
+
+    def clean_git_url(self) -> str:
+        return _grammar(validate_git_url, self.cleaned_data["git_url"])
+
+    def clean_ref(self) -> str:
+        return _grammar(validate_git_ref, self.cleaned_data["ref"])
+
+    def clean_image(self) -> str:
+        return str(_grammar(parse_repository, self.cleaned_data["image"]))
+
+    def raw_options(self) -> dict[str, Any]:
+        """API clients send {"options": {...}}; the page sends opt_<name> fields."""
+        options = self.data.get("options")
+        if isinstance(options, dict):
+            return options
+        if options not in (None, ""):
+            raise ValidationError("options must be an object of option name to value.")
+        return {
+            key[len(OPTION_PREFIX):]: self.data.get(key)
+            for key in self.data
+            if key.startswith(OPTION_PREFIX)
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        team, name = cleaned.get("team"), cleaned.get("name")
+        if team and name and Project.objects.filter(team=team, name=name).exists():
+            self.add_error("name", f"Team {team.slug} already has a project called {name}.")
+        language = cleaned.get("language")
+        if language:
+            plugin = lang_plugins.get_plugin(language)
+            try:
+                cleaned["options"] = plugin.clean_options(self.raw_options())
+            except ValidationError as exc:
+                self.add_error(None, exc)
+            except ValueError as exc:  # OptionError names the option
+                self.add_error(None, f"Option {exc}")
+        return cleaned
+
+    def save(self) -> Project:
+        data = self.cleaned_data
+        return Project.objects.create(
+            team=data["team"],
+            name=data["name"],
+            git_url=data["git_url"],
+            ref=data["ref"],
+            image=data["image"],
+            platforms=data["platforms"],
+            language=data["language"],
+            options=data["options"],
+            created_by=self.user,
+        )
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, initial="cli")

@@ -1,0 +1,155 @@
+"""Teams, memberships, projects and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+TOKEN_PREFIX = "cp_"
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+    "Use 1-50 lowercase letters, digits and inner hyphens.",
+)
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$",
+    "Use 1-64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
+)
+
+
+class Team(models.Model):
+    slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=100)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin"
+        MEMBER = "member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="one_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+class Project(models.Model):
+    team = models.ForeignKey(Team, models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=64, validators=[name_validator])
+    git_url = models.CharField(max_length=2000)
+    ref = models.CharField(max_length=255, default="main")
+    image = models.CharField(max_length=255, help_text="Image repository, without a tag.")
+    platforms = models.JSONField(default=list)
+    language = models.CharField(max_length=50)
+    options = models.JSONField(default=dict, blank=True)
+    builder_node = models.ForeignKey(
+        "builds.BuilderNode", models.SET_NULL, null=True, blank=True, related_name="projects"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="project_name_per_team")
+        ]
+        ordering = ["team__slug", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("project", args=[self.pk])
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "team": self.team.slug,
+            "name": self.name,
+            "language": self.language,
+            "git_url": self.git_url,
+            "ref": self.ref,
+            "image": self.image,
+            "platforms": self.platforms,
+            "options": self.options,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is stored; the raw value is shown once at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, user: Any, name: str) -> tuple[ApiToken, str]:
+        raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(
+            user=user, name=name, prefix=raw[:10], token_hash=_hash_token(raw)
+        )
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str) -> Any | None:
+        """The active user owning this raw token, or None."""
+        if not raw.startswith(TOKEN_PREFIX) or len(raw) > 100:
+            return None
+        token = (
+            cls.objects.active()
+            .select_related("user")
+            .filter(token_hash=_hash_token(raw), user__is_active=True)
+            .first()
+        )
+        if token is None:
+            return None
+        now = timezone.now()
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            cls.objects.filter(pk=token.pk).update(last_used_at=now)
+        return token.user
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])

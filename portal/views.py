@@ -1,0 +1,205 @@
+"""Browser pages. Each view: look up with an access check, validate, call a service, render."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+import lang_plugins
+from builds import services
+from builds.refs import InvalidValue
+from portal.access import get_build_for_user, get_project_for_user, projects_for, teams_for
+from portal.forms import OPTION_PREFIX, ProjectForm, TokenForm
+from portal.models import ApiToken
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "portal/home.html",
+        {"teams": teams_for(request.user), "projects": projects_for(request.user)},
+    )
+
+
+def _plugin_options(language: str, data: dict[str, object] | None = None) -> list[dict[str, object]]:
+    try:
+        plugin = lang_plugins.get_plugin(language)
+    except KeyError:
+        return []
+    data = data or {}
+    return [
+        {
+            "field": OPTION_PREFIX + option.name,
+            "option": option,
+            "value": data.get(OPTION_PREFIX + option.name, option.default),
+        }
+        for option in plugin.options
+    ]
+
+
+def _preview(form: ProjectForm) -> tuple[str, str]:
+    """Render the Dockerfile for the form's language and options, or say what is wrong."""
+    language = form.data.get("language") or "go"
+    try:
+        plugin = lang_plugins.get_plugin(str(language))
+        options = plugin.clean_options(form.raw_options())
+        return plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR).dockerfile, ""
+    except (KeyError, ValueError) as exc:
+        return "", str(exc)
+    except Exception as exc:  # ValidationError from raw_options
+        return "", "; ".join(getattr(exc, "messages", [str(exc)]))
+
+
+@login_required
+def project_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = ProjectForm(request.POST, user=request.user)
+        if request.POST.get("_preview") and request.htmx:
+            dockerfile, error = _preview(form)
+            return render(
+                request, "portal/project_new.html#preview", {"dockerfile": dockerfile, "error": error}
+            )
+        if form.is_valid():
+            project = form.save()
+            messages.success(request, f"Project {project} registered.")
+            return redirect(project)
+    else:
+        teams = teams_for(request.user)
+        form = ProjectForm(
+            initial={"team": teams.first(), "language": "go"}, user=request.user
+        )
+    language = str(form.data.get("language") or "go")
+    dockerfile, error = _preview(form) if form.is_bound else _preview(ProjectForm({}, user=request.user))
+    return render(
+        request,
+        "portal/project_new.html",
+        {
+            "form": form,
+            "options": _plugin_options(language, form.data if form.is_bound else None),
+            "dockerfile": dockerfile,
+            "error": error,
+        },
+    )
+
+
+@login_required
+@require_GET
+def project_options(request: HttpRequest) -> HttpResponse:
+    """htmx: the option fields of the chosen language plugin."""
+    language = request.GET.get("language", "")
+    return render(
+        request, "portal/project_new.html#options", {"options": _plugin_options(language)}
+    )
+
+
+@login_required
+@require_GET
+def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    try:
+        dockerfile, error = services.render_dockerfile(project).dockerfile, ""
+    except (KeyError, ValueError) as exc:
+        dockerfile, error = "", str(exc)
+    return render(
+        request,
+        "portal/project_detail.html",
+        {
+            "project": project,
+            "dockerfile": dockerfile,
+            "error": error,
+            "builds": project.builds.select_related("requested_by")[:20],
+        },
+    )
+
+
+@login_required
+@require_GET
+def project_dockerfile(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    response = HttpResponse(
+        services.render_dockerfile(project).dockerfile, content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = 'attachment; filename="Dockerfile"'
+    return response
+
+
+@login_required
+@require_POST
+def project_build(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    tags = request.POST.get("tags", "").split() or None
+    try:
+        build = services.queue_build(project, request.user, request.POST.get("ref") or None, tags)
+    except InvalidValue as exc:
+        messages.error(request, str(exc))
+        return redirect(project)
+    if request.htmx:
+        return HttpResponseClientRedirect(build.get_absolute_url())
+    return redirect(build)
+
+
+@login_required
+@require_GET
+def project_history(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    records = project.manifests.select_related("pushed_by", "build")
+    return render(request, "portal/project_history.html", {"project": project, "records": records})
+
+
+@login_required
+@require_GET
+def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    build = get_build_for_user(request.user, pk)
+    lines = list(build.log_lines.all())
+    return render(
+        request,
+        "builds/build_detail.html",
+        {
+            "build": build,
+            "project": build.project,
+            "lines": lines,
+            "last_seq": lines[-1].seq if lines else 0,
+            "platforms": build.platform_states.all(),
+            "manifest": build.manifests.order_by("pk").first(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def build_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    build = services.cancel_build(get_build_for_user(request.user, pk))
+    messages.info(request, "Cancel requested." if not build.finished else f"Build {build.state}.")
+    return redirect(build)
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    new_token = ""
+    form = TokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        _, new_token = ApiToken.issue(request.user, form.cleaned_data["name"])
+        form = TokenForm()
+    return render(
+        request,
+        "portal/tokens.html",
+        {"form": form, "new_token": new_token, "tokens": request.user.api_tokens.all()},
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = request.user.api_tokens.filter(pk=pk).first()
+    if token is None:
+        return HttpResponse(status=404)
+    token.revoke()
+    messages.info(request, f"Token {token.name} revoked.")
+    return redirect("tokens")

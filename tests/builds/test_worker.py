@@ -1,0 +1,164 @@
+"""The worker against the fake backend: claim, run, log, progress, ledger, cancel, reaper."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from builds.models import AppendOnlyError, Build, BuildPlatform, ManifestRecord
+from builds.worker import BuildRun, claim_next, reap_stale, work_once
+from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
+
+
+def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -> None:
+    backend = FakeBackend()
+    ran = work_once("w1", backend)
+    assert ran is not None and ran.pk == queued_build.pk
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    assert build.commit == COMMIT and build.digest == INDEX_DIGEST
+    assert build.node is not None and build.node.name == "local"
+
+    # buildx got every value as its own --flag=value argument and the context after "--".
+    argv = backend.spec.argv()  # type: ignore[union-attr]
+    assert "--platform=linux/amd64,linux/arm64,linux/arm/v7" in argv
+    assert "--tag=localhost:5000/alpha/hello:latest" in argv
+    assert "--push" in argv and "--progress=rawjson" in argv
+    assert argv[-2] == "--" and argv[-1] == str(backend.spec.context)  # type: ignore[union-attr]
+    assert "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS build" in backend.dockerfile
+    assert backend.context_files == ["go.mod", "main.go"]
+    assert build.dockerfile == backend.dockerfile
+    assert not list(Path(settings.PORTAL_WORKSPACE_DIR).iterdir()), "workspace left behind"
+
+    seqs = list(build.log_lines.values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    texts = [line.text for line in build.log_lines.all()]
+    assert any("go build" in t for t in texts)
+    platforms_seen = set(build.log_lines.exclude(platform="").values_list("platform", flat=True))
+    assert {"linux/amd64", "linux/arm64", "linux/arm/v7"} <= platforms_seen
+
+    rows = {p.platform: p for p in build.platform_states.all()}
+    assert {k: v.digest for k, v in rows.items()} == PLATFORM_DIGESTS
+    assert all(p.state == BuildPlatform.State.DONE and p.percent == 100 for p in rows.values())
+
+    record = ManifestRecord.objects.get(build=build)
+    assert record.reference == "localhost:5000/alpha/hello:latest"
+    assert record.digest == INDEX_DIGEST and record.platforms == PLATFORM_DIGESTS
+    assert len(record.attestations) == 3 and record.source_commit == COMMIT
+    assert record.pushed_by == build.requested_by and record.builder_node == "local"
+
+
+def test_failed_build_keeps_the_error_as_reason(queued_build: Build) -> None:
+    stream = b'{"vertexes": [{"digest": "sha256:aa", "name": "[linux/arm64 build 6/6] RUN go build"}]}\n'
+    stream += b"ERROR: failed to solve: process \"/bin/sh -c go build\" did not complete successfully: exit code: 1\n"
+    work_once("w1", FakeBackend(stream=stream, exit_code=1))
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.FAILED
+    assert build.fault == Build.Fault.USER
+    assert "did not complete successfully" in build.reason
+    assert not ManifestRecord.objects.exists()
+    assert set(build.platform_states.values_list("state", flat=True)) == {BuildPlatform.State.FAILED}
+
+
+def test_index_with_wrong_platforms_fails_the_build(queued_build: Build) -> None:
+    wrong = {"linux/amd64": PLATFORM_DIGESTS["linux/amd64"], "unknown/unknown": "sha256:" + "55" * 32}
+    work_once("w1", FakeBackend(platforms=wrong))
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.FAILED and build.fault == Build.Fault.SYSTEM
+    assert "missing linux/arm/v7, linux/arm64" in build.reason
+    assert not ManifestRecord.objects.exists()
+
+
+def test_cancel_interrupts_a_running_build(queued_build: Build) -> None:
+    def cancel_on_third_chunk(n: int) -> None:
+        if n == 2:
+            Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
+
+    backend = FakeBackend(on_chunk=cancel_on_third_chunk, chunk_size=400)
+    run = BuildRun(claim_next("w1"), backend, "w1")  # type: ignore[arg-type]
+    run._last_beat = -1e9
+    import builds.worker as worker
+
+    worker.HEARTBEAT_EVERY, saved = 0.0, worker.HEARTBEAT_EVERY
+    try:
+        run.execute()
+    finally:
+        worker.HEARTBEAT_EVERY = saved
+    build = Build.objects.get(pk=queued_build.pk)
+    assert backend.stopped
+    assert build.state == Build.State.CANCELLED and build.reason == "cancelled on request"
+
+
+def test_cancel_before_start_needs_no_worker(queued_build: Build, api: Any, alice: Any) -> None:
+    response = api(alice).post(f"/api/v1/builds/{queued_build.pk}/cancel")
+    assert response.status_code == 202
+    assert response.json()["state"] == "cancelled"
+    assert claim_next("w1") is None
+
+
+def test_reaper_fails_builds_of_lost_workers(queued_build: Build, settings: Any) -> None:
+    claim_next("dead-worker")
+    stale = timezone.now() - timedelta(seconds=settings.PORTAL_BUILD_LEASE_SECONDS + 5)
+    Build.objects.filter(pk=queued_build.pk).update(heartbeat_at=stale)
+    fresh = Build.objects.create(project=queued_build.project, ref="main", tags=["x"],
+                                 platforms=["linux/amd64"], state=Build.State.RUNNING,
+                                 worker="alive", heartbeat_at=timezone.now())
+    assert reap_stale() == [queued_build.pk]
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.FAILED and build.reason.startswith("worker lost")
+    assert build.fault == Build.Fault.SYSTEM
+    assert Build.objects.get(pk=fresh.pk).state == Build.State.RUNNING
+    assert "worker lost" in build.log_lines.last().text
+
+
+def test_a_reaped_build_is_not_revived_by_its_slow_worker(queued_build: Build) -> None:
+    run = BuildRun(claim_next("slow"), FakeBackend(), "slow")  # type: ignore[arg-type]
+    Build.objects.filter(pk=queued_build.pk).update(state=Build.State.FAILED, reason="worker lost")
+    run.finish(Build.State.SUCCEEDED, "pushed")
+    assert Build.objects.get(pk=queued_build.pk).state == Build.State.FAILED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_never_claim_the_same_build(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    builds = {queue_build(project, alice).pk for _ in range(6)}
+    claimed: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def worker(name: str) -> None:
+        barrier.wait()
+        while (build := claim_next(name)) is not None:
+            with lock:
+                claimed.append(build.pk)
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(builds), "every build claimed exactly once"
+    assert Build.objects.filter(state=Build.State.RUNNING).count() == 6
+
+
+def test_ledger_is_append_only(queued_build: Build) -> None:
+    work_once("w1", FakeBackend())
+    record = ManifestRecord.objects.get()
+    record.digest = "sha256:" + "00" * 32
+    with pytest.raises(AppendOnlyError):
+        record.save()
+    with pytest.raises(AppendOnlyError):
+        record.delete()
+    with pytest.raises(AppendOnlyError):
+        ManifestRecord.objects.all().update(digest="x")
+    with pytest.raises(AppendOnlyError):
+        ManifestRecord.objects.all().delete()
+    assert ManifestRecord.objects.get().digest == INDEX_DIGEST

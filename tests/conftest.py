@@ -1,0 +1,99 @@
+"""Shared fixtures: personas (alice admin and bob member of team "alpha", charlie of "beta"),
+a Go project of alpha, API clients, and the fake build backend (the one seam for unit tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from builds.models import Build
+from portal.models import ApiToken, Membership, Project, Team
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings: Any, tmp_path: Path) -> None:
+    settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
+    settings.PORTAL_BASE_IMAGE_MIRROR = "localhost:5000/library"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture
+def alpha(db: Any) -> Team:
+    return Team.objects.create(slug="alpha", name="Alpha")
+
+
+@pytest.fixture
+def beta(db: Any) -> Team:
+    return Team.objects.create(slug="beta", name="Beta")
+
+
+def _user(username: str, team: Team, role: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username, password=f"{username}-password-1")
+    Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(alpha: Team) -> Any:
+    return _user("alice", alpha, Membership.Role.ADMIN)
+
+
+@pytest.fixture
+def bob(alpha: Team) -> Any:
+    return _user("bob", alpha, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def charlie(beta: Team) -> Any:
+    return _user("charlie", beta, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def project(alpha: Team, alice: Any) -> Project:
+    return Project.objects.create(
+        team=alpha,
+        name="hello",
+        git_url="file:///srv/git/hello.git",
+        ref="main",
+        image="localhost:5000/alpha/hello",
+        platforms=["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        language="go",
+        options={},
+        created_by=alice,
+    )
+
+
+class Api:
+    """A JSON API client holding one persona's bearer token."""
+
+    def __init__(self, user: Any) -> None:
+        self.client = Client()
+        _, self.token = ApiToken.issue(user, "test")
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, path: str) -> Any:
+        return self.client.get(path, headers=self.headers)
+
+    def post(self, path: str, data: Any = None) -> Any:
+        return self.client.post(
+            path, json.dumps(data if data is not None else {}), content_type="application/json",
+            headers=self.headers,
+        )
+
+
+@pytest.fixture
+def api() -> Callable[[Any], Api]:
+    return Api
+
+
+@pytest.fixture
+def queued_build(project: Project, alice: Any) -> Build:
+    from builds.services import queue_build
+
+    return queue_build(project, alice)

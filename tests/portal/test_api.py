@@ -1,0 +1,162 @@
+"""API v1: projects, builds, logs, manifests; tokens; bad input changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from builds.models import Build
+from builds.worker import BuildLog, work_once
+from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
+from portal.models import ApiToken, Project
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {
+    "team": "alpha",
+    "name": "hello",
+    "language": "go",
+    "git_url": "file:///srv/git/hello.git",
+    "ref": "main",
+    "image": "localhost:5000/alpha/hello",
+    "platforms": ["linux/amd64", "aarch64", "linux/arm/v7"],
+    "options": {"ldflags": "-s -w -X main.version=1.0"},
+}
+
+
+def test_create_project_and_read_it_back(alice: Any, api: Any) -> None:
+    client = api(alice)
+    response = client.post("/api/v1/projects", GOOD)
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["platforms"] == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+    assert data["options"]["ldflags"] == "-s -w -X main.version=1.0"
+    assert client.get(f"/api/v1/projects/{data['id']}").json()["name"] == "hello"
+    assert [p["id"] for p in client.get("/api/v1/projects").json()["projects"]] == [data["id"]]
+    dockerfile = client.get(f"/api/v1/projects/{data['id']}/dockerfile")
+    assert dockerfile["Content-Type"].startswith("text/plain")
+    assert 'ARG LDFLAGS="-s -w -X main.version=1.0"' in dockerfile.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("image", "localhost:5000/Alpha/hello", "image"),
+        ("image", "localhost:5000/alpha/hello:latest", "image"),
+        ("image", "-localhost/x", "image"),
+        ("platforms", ["linux/mips99"], "platforms"),
+        ("platforms", ["linux/amd64/v9"], "platforms"),
+        ("platforms", [], "platforms"),
+        ("git_url", "-uhttps://example.invalid/x.git", "git_url"),
+        ("git_url", "ext::sh -c touch% /tmp/pwned", "git_url"),
+        ("git_url", "http://example.invalid/x.git", "git_url"),
+        ("ref", "--upload-pack=touch", "ref"),
+        ("name", "x" * 65, "name"),
+        ("name", "bad name", "name"),
+        ("team", "beta", "team"),
+        ("language", "cobol", "language"),
+    ],
+)
+def test_bad_project_input_is_refused_and_changes_nothing(
+    alice: Any, api: Any, field: str, value: Any, message: str
+) -> None:
+    response = api(alice).post("/api/v1/projects", {**GOOD, field: value})
+    assert response.status_code == 400
+    assert field in response.json()["fields"], response.json()
+    assert not Project.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"ldflags": "-s\nRUN rm -rf /"}, {"ldflags": "a\x00b"}, {"main": "-o=/etc"}, {"nope": "1"}],
+)
+def test_bad_options_name_the_option(alice: Any, api: Any, options: dict[str, str]) -> None:
+    response = api(alice).post("/api/v1/projects", {**GOOD, "options": options})
+    assert response.status_code == 400
+    errors = str(response.json()["fields"]["__all__"])
+    assert next(iter(options)) in errors
+    assert not Project.objects.exists()
+
+
+def test_queue_build_then_read_state_log_and_manifest(project: Project, alice: Any, api: Any) -> None:
+    client = api(alice)
+    response = client.post(f"/api/v1/projects/{project.pk}/builds", {"tags": ["v1", "latest"]})
+    assert response.status_code == 201
+    build_id = response.json()["id"]
+    assert client.get(f"/api/v1/builds/{build_id}").json()["state"] == "queued"
+
+    work_once("w1", FakeBackend())
+    data = client.get(f"/api/v1/builds/{build_id}").json()
+    assert data["state"] == "succeeded"
+    assert data["manifest"]["digest"] == INDEX_DIGEST
+    assert data["manifest"]["platforms"] == PLATFORM_DIGESTS
+    assert data["platforms"]["linux/arm64"]["digest"] == PLATFORM_DIGESTS["linux/arm64"]
+
+    log = client.get(f"/api/v1/builds/{build_id}/log").json()
+    seqs = [line["seq"] for line in log["lines"]]
+    assert seqs == list(range(1, len(seqs) + 1)) and log["next"] == seqs[-1]
+    tail = client.get(f"/api/v1/builds/{build_id}/log?after={seqs[-3]}").json()
+    assert [line["seq"] for line in tail["lines"]] == seqs[-2:]
+    assert client.get(f"/api/v1/builds/{build_id}/log?after=x").status_code == 400
+
+    ledger = client.get(f"/api/v1/manifests?project={project.pk}").json()["manifests"]
+    assert sorted(m["tag"] for m in ledger) == [
+        "localhost:5000/alpha/hello:latest",
+        "localhost:5000/alpha/hello:v1",
+    ]
+    assert all(m["digest"] == INDEX_DIGEST and m["platforms"] == PLATFORM_DIGESTS for m in ledger)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"tags": ["bad tag"]}, {"tags": ["-x"]}, {"tags": "latest"}, {"tags": [".x"]},
+     {"ref": "a..b"}, {"ref": 5}, {"tags": ["x" * 129]}, {"what": 1}],
+)
+def test_bad_build_input_is_refused(project: Project, alice: Any, api: Any, body: dict[str, Any]) -> None:
+    response = api(alice).post(f"/api/v1/projects/{project.pk}/builds", body)
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]
+    assert not Build.objects.exists()
+
+
+def test_other_teams_get_404_everywhere(project: Project, queued_build: Build, charlie: Any, api: Any) -> None:
+    client = api(charlie)
+    for path in [
+        f"/api/v1/projects/{project.pk}",
+        f"/api/v1/projects/{project.pk}/dockerfile",
+        f"/api/v1/builds/{queued_build.pk}",
+        f"/api/v1/builds/{queued_build.pk}/log",
+        f"/api/v1/manifests?project={project.pk}",
+    ]:
+        assert client.get(path).status_code == 404, path
+    assert client.post(f"/api/v1/projects/{project.pk}/builds").status_code == 404
+    assert client.post(f"/api/v1/builds/{queued_build.pk}/cancel").status_code == 404
+    assert client.get("/api/v1/projects").json()["projects"] == []
+    assert Build.objects.get().state == "queued" and Build.objects.count() == 1
+
+
+def test_tokens_authenticate_until_revoked(alice: Any, api: Any) -> None:
+    client = api(alice)
+    assert client.get("/api/v1/projects").status_code == 200
+    ApiToken.objects.get(user=alice).revoke()
+    response = client.get("/api/v1/projects")
+    assert response.status_code == 401 and "WWW-Authenticate" in response
+    client.headers = {"Authorization": "Bearer cp_not-a-token"}
+    assert client.get("/api/v1/projects").status_code == 401
+    assert client.client.get("/api/v1/projects").status_code == 401
+
+
+def test_openapi_document_lists_the_paths(alice: Any, api: Any) -> None:
+    doc = api(alice).get("/api/v1/").json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/projects", "/projects/{id}/builds", "/builds/{id}/log", "/manifests"} <= set(doc["paths"])
+
+
+def test_log_lines_are_ordered_with_platforms(queued_build: Build, alice: Any, api: Any) -> None:
+    BuildLog(queued_build).write([("linux/arm64", 1, "a"), (None, 0, "b")])
+    lines = api(alice).get(f"/api/v1/builds/{queued_build.pk}/log").json()["lines"]
+    assert lines == [
+        {"seq": 1, "platform": "linux/arm64", "stream": 1, "text": "a"},
+        {"seq": 2, "platform": None, "stream": 0, "text": "b"},
+    ]
