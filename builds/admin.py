@@ -9,12 +9,24 @@ from builds.nodes import check_node
 @admin.register(BuilderNode)
 class BuilderNodeAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "endpoint", "enabled", "reachable", "engine_version", "buildkit_version",
-        "native_platforms", "emulated_platforms", "last_checked_at",
+        "name",
+        "endpoint",
+        "enabled",
+        "reachable",
+        "engine_version",
+        "buildkit_version",
+        "native_platforms",
+        "emulated_platforms",
+        "last_checked_at",
     ]
     readonly_fields = [
-        "reachable", "engine_version", "buildkit_version", "native_platforms",
-        "emulated_platforms", "last_checked_at", "last_error",
+        "reachable",
+        "engine_version",
+        "buildkit_version",
+        "native_platforms",
+        "emulated_platforms",
+        "last_checked_at",
+        "last_error",
     ]
     actions = ["check_health"]
 
@@ -23,7 +35,9 @@ class BuilderNodeAdmin(admin.ModelAdmin):
         for node in queryset:
             check_node(node)
             level = messages.SUCCESS if node.reachable else messages.ERROR
-            self.message_user(request, f"{node.name}: {'reachable' if node.reachable else node.last_error}", level)
+            self.message_user(
+                request, f"{node.name}: {'reachable' if node.reachable else node.last_error}", level
+            )
 
 
 @admin.register(Build)

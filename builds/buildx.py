@@ -7,6 +7,8 @@ cancel can interrupt (SIGINT, buildx then cancels the solve) and later kill the 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import select
@@ -72,6 +74,19 @@ class BuildSpec:
         return data if isinstance(data, dict) else {}
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the worker that started buildx dies, so a
+    killed worker leaves no build running (its build is then failed by the reaper)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class BuildxProcess:
     """A running buildx. Iterate `output()` for stdout+stderr chunks; None marks an idle tick."""
 
@@ -84,6 +99,7 @@ class BuildxProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only async-signal-safe calls)
         )
         self.interrupted_at: float | None = None
 
@@ -101,10 +117,8 @@ class BuildxProcess:
             yield chunk
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def interrupt(self) -> None:
         if self.interrupted_at is None:

@@ -43,7 +43,9 @@ def _send(group: str, message: dict[str, Any]) -> None:
         return
     try:
         if _server_loop is not None and _server_loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _server_loop)
+            future = asyncio.run_coroutine_threadsafe(
+                layer.group_send(group, message), _server_loop
+            )
             future.result(timeout=10)
         else:
             async_to_sync(layer.group_send)(group, message)

@@ -34,10 +34,23 @@ def _git_env() -> dict[str, str]:
 
 
 def _git(*args: str, cwd: Path | None = None, timeout: int = 600) -> str:
-    cmd = [settings.PORTAL_GIT_CLI, "-c", "core.hooksPath=/dev/null", "-c", "protocol.ext.allow=never", *args]
+    cmd = [
+        settings.PORTAL_GIT_CLI,
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "protocol.ext.allow=never",
+        *args,
+    ]
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, env=_git_env(), capture_output=True, text=True, timeout=timeout, check=False
+            cmd,
+            cwd=cwd,
+            env=_git_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise SourceError(f"git {args[0]} timed out after {timeout}s") from exc
@@ -58,7 +71,15 @@ def fetch(url: str, ref: str, dest: Path) -> str:
         if not SHA_RE.match(ref):
             raise
         # Abbreviated or unadvertised commits need the full history to resolve.
-        _git("fetch", "--quiet", "--no-tags", "--", url, "+refs/heads/*:refs/remotes/origin/*", cwd=dest)
+        _git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--",
+            url,
+            "+refs/heads/*:refs/remotes/origin/*",
+            cwd=dest,
+        )
         _git("checkout", "--quiet", "--detach", ref, "--", cwd=dest)
     else:
         _git("checkout", "--quiet", "--detach", "FETCH_HEAD", cwd=dest)

@@ -14,7 +14,9 @@ class BuilderNode(models.Model):
     """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value."""
 
     name = models.CharField(max_length=64, unique=True)
-    endpoint = models.CharField(max_length=500, help_text="DOCKER_HOST, e.g. unix:///var/run/docker.sock")
+    endpoint = models.CharField(
+        max_length=500, help_text="DOCKER_HOST, e.g. unix:///var/run/docker.sock"
+    )
     enabled = models.BooleanField(default=True)
     reachable = models.BooleanField(default=False)
     engine_version = models.CharField(max_length=100, blank=True)
@@ -49,7 +51,9 @@ class Build(models.Model):
         SYSTEM = "system"
 
     project = models.ForeignKey("portal.Project", models.CASCADE, related_name="builds")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.QUEUED, db_index=True
+    )
     reason = models.TextField(blank=True, help_text="Why the build ended the way it did.")
     fault = models.CharField(max_length=10, choices=Fault.choices, default=Fault.NONE, blank=True)
     ref = models.CharField(max_length=255)
@@ -57,7 +61,9 @@ class Build(models.Model):
     tags = models.JSONField(default=list)
     platforms = models.JSONField(default=list)
     dockerfile = models.TextField(blank=True, help_text="The Dockerfile as built.")
-    node = models.ForeignKey(BuilderNode, models.SET_NULL, null=True, blank=True, related_name="builds")
+    node = models.ForeignKey(
+        BuilderNode, models.SET_NULL, null=True, blank=True, related_name="builds"
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )
@@ -156,7 +162,12 @@ class LogLine(models.Model):
         constraints = [models.UniqueConstraint(fields=["build", "seq"], name="one_line_per_seq")]
 
     def to_api(self) -> dict[str, Any]:
-        return {"seq": self.seq, "platform": self.platform or None, "stream": self.stream, "text": self.text}
+        return {
+            "seq": self.seq,
+            "platform": self.platform or None,
+            "stream": self.stream,
+            "text": self.text,
+        }
 
 
 class AppendOnlyError(RuntimeError):
@@ -175,13 +186,17 @@ class ManifestRecord(models.Model):
     """Append-only ledger of every pushed multi-platform index: what, when, who, from where."""
 
     project = models.ForeignKey("portal.Project", models.PROTECT, related_name="manifests")
-    build = models.ForeignKey(Build, models.PROTECT, null=True, blank=True, related_name="manifests")
+    build = models.ForeignKey(
+        Build, models.PROTECT, null=True, blank=True, related_name="manifests"
+    )
     reference = models.CharField(max_length=400, help_text="repository:tag as pushed")
     digest = models.CharField(max_length=100)
     media_type = models.CharField(max_length=100, blank=True)
     platforms = models.JSONField(default=dict, help_text="platform -> manifest digest")
     attestations = models.JSONField(default=list, blank=True)
-    pushed_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, null=True, related_name="+")
+    pushed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, null=True, related_name="+"
+    )
     pushed_at = models.DateTimeField(default=timezone.now, db_index=True)
     source_url = models.CharField(max_length=2000, blank=True)
     source_ref = models.CharField(max_length=255, blank=True)
@@ -216,6 +231,10 @@ class ManifestRecord(models.Model):
             "attestations": self.attestations,
             "pushed_by": self.pushed_by.get_username() if self.pushed_by else None,
             "pushed_at": self.pushed_at.isoformat(),
-            "source": {"url": self.source_url, "ref": self.source_ref, "commit": self.source_commit},
+            "source": {
+                "url": self.source_url,
+                "ref": self.source_ref,
+                "commit": self.source_commit,
+            },
             "builder_node": self.builder_node,
         }

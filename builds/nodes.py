@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import subprocess
+from datetime import timedelta
 
 import docker
 from django.conf import settings
@@ -78,6 +79,24 @@ def buildx_inspect(endpoint: str) -> dict[str, object]:
         elif key == "platforms":
             info["platforms"] = _platforms(value)
     return info
+
+
+def check_due_nodes(every: int) -> list[BuilderNode]:
+    """Check nodes not checked for `every` seconds. Several workers may call this: each node is
+    claimed with a conditional UPDATE on last_checked_at, so only one of them checks it."""
+    ensure_local_node()
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=every)
+    checked = []
+    for node in BuilderNode.objects.filter(enabled=True):
+        if node.last_checked_at is not None and node.last_checked_at > cutoff:
+            continue
+        claimed = BuilderNode.objects.filter(
+            pk=node.pk, last_checked_at=node.last_checked_at
+        ).update(last_checked_at=now)
+        if claimed:
+            checked.append(check_node(node))
+    return checked
 
 
 def check_node(node: BuilderNode) -> BuilderNode:

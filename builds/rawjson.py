@@ -116,7 +116,8 @@ class StreamDecoder:
         self.raw_decode_calls = 0
         self._decoder = json.JSONDecoder()
         self._bytes_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        # What we are waiting for: None (nothing buffered), "object" or "line".
+        # What the buffered text is waiting for: None (nothing buffered), "blank" (the blanks
+        # that start a line), "object" (the end of a "{") or "line" (the end of a text line).
         self._waiting: str | None = None
         self._pending: list[str] = []
         self._pending_len = 0
@@ -133,6 +134,11 @@ class StreamDecoder:
         self._pending.append(text)
         self._pending_len += len(text)
         too_long = self._pending_len > self.max_pending
+        if self._waiting == "blank":
+            # Only blanks so far: the line may still turn out to be "  {...}" or text.
+            if not text.strip(" \t\r") and not too_long:
+                return []
+            return self._resume(first_line_text=False)
         if self._waiting == "line":
             if "\n" not in text and not too_long:
                 return []
@@ -143,7 +149,7 @@ class StreamDecoder:
         if status == "invalid":
             return self._resume(first_line_text=True)
         if too_long:
-            return self._give_up()
+            return self._give_up(final=False)
         return []
 
     def close(self) -> list[Item]:
@@ -152,7 +158,7 @@ class StreamDecoder:
         if self._waiting is None:
             return self._process(tail, final=True)
         self._pending.append(tail)
-        return self._give_up()
+        return self._give_up(final=True)
 
     def _take_pending(self) -> str:
         buf = "".join(self._pending)
@@ -161,9 +167,16 @@ class StreamDecoder:
         self._pending_len = 0
         return buf
 
-    def _give_up(self) -> list[Item]:
+    def _give_up(self, *, final: bool) -> list[Item]:
+        """The pending object will not complete: its lines are text."""
+        buf = self._take_pending()
         items: list[Item] = []
-        _append_text(items, self._take_pending())
+        newline = buf.rfind("\n")
+        if final or newline < 0:
+            _append_text(items, buf)
+        else:
+            _append_text(items, buf[:newline])
+            self._wait("line", buf[newline + 1 :])
         return items
 
     def _resume(self, *, first_line_text: bool) -> list[Item]:
@@ -198,6 +211,8 @@ class StreamDecoder:
             while pos < end and buf[pos] in " \t\r":
                 pos += 1
             if pos == end:
+                if not final:
+                    self._wait("blank", buf[start:])
                 break
             char = buf[pos]
             if char == "\n":
@@ -355,8 +370,10 @@ class PlatformProgress:
     """Finished Dockerfile steps of one platform, for its progress bar.
 
     total is the sum of the step counts ("4/6" -> 6) of every stage seen for the platform so
-    far, so it can grow while stages appear; done counts the distinct numbered steps that
-    finished or came from cache. done <= total always holds.
+    far, so it can grow while stages appear. done adds up, per stage, the highest step that
+    finished or came from cache: each step builds on the one before, and the first steps
+    of a stage that all platforms share (cross-compiling) run once, under the name of one
+    platform only. 0 <= done <= total.
     """
 
     platform: str
@@ -376,7 +393,7 @@ class _Vertex:
     name: str = ""
     number: int = 0
     state: str = ""
-    started: datetime | None = None
+    started: datetime | None = None  # of the latest run
     step: _StepName | None = None
     platform: str | None = None
     printed: bool = False
@@ -385,10 +402,11 @@ class _Vertex:
 @dataclass
 class _PlatformSteps:
     totals: dict[str, int] = field(default_factory=dict)
-    done: set[tuple[str, int]] = field(default_factory=set)
+    done: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self) -> tuple[int, int]:
-        return len(self.done), sum(self.totals.values())
+        done = sum(min(index, self.totals.get(stage, 0)) for stage, index in self.done.items())
+        return done, sum(self.totals.values())
 
 
 class ProgressTracker:
@@ -397,8 +415,8 @@ class ProgressTracker:
     Lines follow buildx's plain progress: "#N <vertex name>" when a vertex starts, its logs
     and statuses as "#N <line>", then "#N DONE 1.2s", "#N CACHED", "#N ERROR: ..." or
     "#N CANCELED". N numbers vertexes in the order they first print. BuildKit repeats
-    vertexes in later updates: a state is reported once, and a vertex's first terminal state
-    is final.
+    vertexes in later updates: each state change is reported once. An error is final; a
+    finished vertex that BuildKit starts again (it does) is printed again, as buildx does.
 
     `errors` collects vertex errors and the messages of buildx's plain "ERROR: ..." lines,
     without duplicates; "context canceled" errors are left out, since they are what the
@@ -415,7 +433,7 @@ class ProgressTracker:
         self._vertexes: dict[str, _Vertex] = {}
         self._next_number = 1
         self._partial: dict[tuple[str, int], bytearray] = {}
-        self._statuses: dict[tuple[str, str], str] = {}
+        self._statuses_done: set[tuple[str, str]] = set()
         self._warnings: set[tuple[str, str]] = set()
         self._platforms: dict[str, _PlatformSteps] = {}
         self._reported: dict[str, tuple[int, int]] = {}
@@ -433,8 +451,15 @@ class ProgressTracker:
         events: list[Event] = []
         # Within one update: starts, then statuses and logs, then completions, so that a
         # step's output comes before its DONE line.
-        finished: list[tuple[_Vertex, str, dict[str, Any]]] = []
+        # One update can list a vertex several times (done, then started again): the last
+        # entry is the current one.
+        latest: dict[str, dict[str, Any]] = {}
         for raw in _dicts(item.get("vertexes")):
+            digest = str(raw.get("digest") or "")
+            self._name_vertex(self._vertex(digest), raw.get("name"))
+            latest[digest] = raw
+        finished: list[tuple[_Vertex, str, dict[str, Any]]] = []
+        for raw in latest.values():
             vertex, state = self._update_vertex(raw)
             if state == "running":
                 self._start(vertex, events)
@@ -468,19 +493,18 @@ class ProgressTracker:
             self._vertexes[digest] = vertex
         return vertex
 
-    def _update_vertex(self, raw: dict[str, Any]) -> tuple[_Vertex, str]:
-        """Record what `raw` says about its vertex; return the new state to report, or ""."""
-        vertex = self._vertex(str(raw.get("digest") or ""))
-        name = raw.get("name")
+    def _name_vertex(self, vertex: _Vertex, name: Any) -> None:
         if isinstance(name, str) and name and not vertex.name:
             vertex.name = name
             vertex.step = _parse_vertex_name(name)
             vertex.platform = vertex.step.platform or self.default_platform
             self._register_stage(vertex)
+
+    def _update_vertex(self, raw: dict[str, Any]) -> tuple[_Vertex, str]:
+        """Record what `raw` says about its vertex; return the new state to report, or ""."""
+        vertex = self._vertex(str(raw.get("digest") or ""))
         started = _timestamp(raw.get("started"))
-        if started is not None and vertex.started is None:
-            vertex.started = started
-        if vertex.state in _TERMINAL:
+        if vertex.state == "error":
             return vertex, ""
         if raw.get("error"):
             state = "error"
@@ -492,6 +516,14 @@ class ProgressTracker:
             state = "running"
         else:
             state = ""  # known but not started yet: nothing to show
+        if vertex.state in _TERMINAL:
+            # BuildKit may run a finished vertex again (a new "started", no "completed"):
+            # like buildx, print it again. Anything else about a finished vertex is a repeat.
+            if state != "running" or started is None or started == vertex.started:
+                return vertex, ""
+            vertex.printed = False
+        if started is not None and (vertex.started is None or state == "running"):
+            vertex.started = started
         return vertex, "" if state == vertex.state else state
 
     def _header(self, vertex: _Vertex, events: list[Event]) -> None:
@@ -528,7 +560,8 @@ class ProgressTracker:
         elif state == "cached":
             events.append(self._line(vertex, "CACHED"))
         else:
-            events.append(self._line(vertex, _done_text(vertex.started, raw.get("completed"))))
+            started = _timestamp(raw.get("started")) or vertex.started
+            events.append(self._line(vertex, _done_text(started, raw.get("completed"))))
         vertex.state = state
         if vertex.platform is not None:
             events.append(StepUpdate(vertex.platform, vertex.digest, vertex.name, state))
@@ -548,7 +581,8 @@ class ProgressTracker:
         step = vertex.step
         if step is None or step.index is None or vertex.platform is None:
             return
-        self._platforms[vertex.platform].done.add((step.stage, step.index))
+        done = self._platforms[vertex.platform].done
+        done[step.stage] = max(done.get(step.stage, 0), step.index)
 
     def _progress_events(self, events: list[Event]) -> None:
         for platform, steps in self._platforms.items():
@@ -560,31 +594,26 @@ class ProgressTracker:
     # -- statuses, logs, warnings, text
 
     def _status(self, raw: dict[str, Any], events: list[Event]) -> None:
-        status_id = str(raw.get("id") or "")
-        label = str(raw.get("name") or status_id)
-        if not label:
-            return
+        # Like buildx, label a status by its id ("transferring context:", "pushing layers");
+        # print it once, when it completes, to keep the log short.
+        label = str(raw.get("id") or raw.get("name") or "")
+        completed = _timestamp(raw.get("completed"))
         digest = str(raw.get("vertex") or "")
-        key = (digest, status_id or label)
-        completed = raw.get("completed")
-        state = "done" if completed else "running"
-        previous = self._statuses.get(key, "")
-        if previous == "done" or previous == state:
+        if not label or completed is None or (digest, label) in self._statuses_done:
             return
-        self._statuses[key] = state
-        vertex = self._vertex(digest)
-        self._header(vertex, events)
-        if state == "running":
-            events.append(self._line(vertex, label))
-            return
+        self._statuses_done.add((digest, label))
         parts = [label]
-        total = _int(raw.get("total"))
+        current, total = _int(raw.get("current")), _int(raw.get("total"))
         if total:
-            parts.append(f"{_size(_int(raw.get('current')))} / {_size(total)}")
-        duration = _duration(_timestamp(raw.get("started")), _timestamp(completed))
+            parts.append(f"{_size(current)} / {_size(total)}")
+        elif current:
+            parts.append(_size(current))
+        duration = _duration(_timestamp(raw.get("started")), completed)
         if duration is not None:
             parts.append(f"{duration:.1f}s")
         parts.append("done")
+        vertex = self._vertex(digest)
+        self._header(vertex, events)
         events.append(self._line(vertex, " ".join(parts)))
 
     def _log(self, raw: dict[str, Any], events: list[Event]) -> None:

@@ -334,6 +334,10 @@ def validate_git_url(text: str) -> str:
         return text
     if not _HOST_PORT.fullmatch(host_port):
         raise InvalidValue(kind, text, "it needs a host name, e.g. https://git.example.com/repo")
+    try:
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise InvalidValue(kind, text, "the port is out of range") from exc
     if parts.path in ("", "/"):
         raise InvalidValue(kind, text, "it needs a repository path after the host")
     return text

@@ -95,7 +95,9 @@ def fetch_manifest(ref: ImageRef, reference: str) -> tuple[bytes, str]:
             body = response.read()
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
     except urllib.error.HTTPError as exc:
-        raise RegistryError(f"registry answered {exc.code} for {ref.repository}@{reference}") from exc
+        raise RegistryError(
+            f"registry answered {exc.code} for {ref.repository}@{reference}"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise RegistryError(f"registry {ref.domain} unreachable: {exc}") from exc
     if reference.startswith("sha256:"):
@@ -118,7 +120,9 @@ def summarize_index(body: bytes, digest: str, media_type: str = "") -> IndexSumm
     data = json.loads(body)
     media_type = data.get("mediaType") or media_type
     if media_type not in INDEX_TYPES or "manifests" not in data:
-        raise RegistryError(f"{digest} is not a multi-platform index ({media_type or 'no media type'})")
+        raise RegistryError(
+            f"{digest} is not a multi-platform index ({media_type or 'no media type'})"
+        )
     summary = IndexSummary(digest=digest, media_type=media_type)
     for entry in data["manifests"]:
         annotations = entry.get("annotations") or {}
@@ -149,4 +153,7 @@ def check_platforms(summary: IndexSummary, wanted: list[str]) -> None:
     if have != want:
         missing = ", ".join(sorted(want - have)) or "none"
         extra = ", ".join(sorted(have - want)) or "none"
-        raise RegistryError(f"pushed index {summary.digest} has the wrong platforms: missing {missing}; unexpected {extra}")
+        raise RegistryError(
+            f"pushed index {summary.digest} has the wrong platforms: "
+            f"missing {missing}; unexpected {extra}"
+        )

@@ -19,7 +19,7 @@ MAX_TAGS = 10
 
 
 def render_dockerfile(project: Project) -> Rendered:
-    """The Dockerfile a build of this project would use (options the source decides shown as defaults)."""
+    """The Dockerfile a build would use; options decided by the source show their defaults."""
     plugin = lang_plugins.get_plugin(project.language)
     options = plugin.clean_options(project.options)
     return plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
@@ -68,7 +68,9 @@ def cancel_build(build: Build) -> Build:
     """A queued build is cancelled at once; a running one is asked to stop (the worker obeys)."""
     now = timezone.now()
     if Build.objects.filter(pk=build.pk, state=Build.State.QUEUED).update(
-        state=Build.State.CANCELLED, reason="cancelled before it started", finished_at=now,
+        state=Build.State.CANCELLED,
+        reason="cancelled before it started",
+        finished_at=now,
         cancel_requested=True,
     ):
         from builds import events

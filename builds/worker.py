@@ -29,9 +29,9 @@ from django.utils import timezone
 import lang_plugins
 from builds import buildx, events, gitsource, registry
 from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
-from builds.nodes import node_for_build
-from builds.rawjson import PlatformProgress, ProgressTracker, StepUpdate, StreamDecoder
+from builds.nodes import check_due_nodes, node_for_build
 from builds.rawjson import LogLine as RawLine
+from builds.rawjson import PlatformProgress, ProgressTracker, StepUpdate, StreamDecoder
 from builds.refs import ImageRef, parse_reference
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ def reap_stale(now: timezone.datetime | None = None) -> list[int]:
                 state=BuildPlatform.State.FAILED
             )
             build.refresh_from_db()
+            # A dead worker on this machine left its workspace behind.
+            for leftover in _workspace_root().glob(f"build-{build.pk}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
             BuildLog(build).write([(None, 2, f"Crossport: {build.reason}")])
             events.publish_status(build)
             reaped.append(build.pk)
@@ -147,7 +150,13 @@ class BuildLog:
         for platform, stream, text in lines:
             self.seq += 1
             rows.append(
-                LogLine(build=self.build, seq=self.seq, platform=platform or "", stream=stream, text=text)
+                LogLine(
+                    build=self.build,
+                    seq=self.seq,
+                    platform=platform or "",
+                    stream=stream,
+                    text=text,
+                )
             )
         LogLine.objects.bulk_create(rows)
         events.publish_lines(self.build.pk, rows)
@@ -169,7 +178,9 @@ class BuildRun:
         self.log = BuildLog(build)
         self.decoder = StreamDecoder()
         self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.tracker = ProgressTracker()
+        # Single-platform builds name no platform in their steps.
+        only = build.platforms[0] if len(build.platforms) == 1 else None
+        self.tracker = ProgressTracker(default_platform=only)
         self.platforms: dict[str, BuildPlatform] = {}
         self._last_beat = 0.0
         self._last_status = 0.0
@@ -179,7 +190,9 @@ class BuildRun:
 
     # lease ------------------------------------------------------------------------------
     def _mine(self):  # type: ignore[no-untyped-def]
-        return Build.objects.filter(pk=self.build.pk, state=Build.State.RUNNING, worker=self.worker_id)
+        return Build.objects.filter(
+            pk=self.build.pk, state=Build.State.RUNNING, worker=self.worker_id
+        )
 
     def heartbeat(self, force: bool = False) -> bool:
         """Renew the lease; True when the build should stop (cancelled, or no longer ours)."""
@@ -207,7 +220,8 @@ class BuildRun:
             row, _ = BuildPlatform.objects.get_or_create(build=build, platform=platform)
             self.platforms[platform] = row
         self.log.say(
-            f"build {build.pk} of {build.project} for {', '.join(build.platforms)} on node {node.name}"
+            f"build {build.pk} of {build.project} for {', '.join(build.platforms)} "
+            f"on node {node.name}"
         )
         events.publish_status(build)
 
@@ -308,7 +322,9 @@ class BuildRun:
         tail = self.utf8.decode(b"", final=True)
         if tail:
             self._consume(self.decoder.feed(tail) + self.decoder.close())
-        self.log.write([(e.platform, e.stream, e.text) for e in self.tracker.flush() if isinstance(e, RawLine)])
+        self.log.write(
+            [(e.platform, e.stream, e.text) for e in self.tracker.flush() if isinstance(e, RawLine)]
+        )
         return code
 
     def verify_and_record(self, spec: buildx.BuildSpec) -> None:
@@ -351,14 +367,18 @@ class BuildRun:
             self.log.say(f"{len(summary.attestations)} attestation manifest(s) kept apart")
 
     def finish(self, state: str, reason: str, fault: str = Build.Fault.NONE) -> None:
-        if not self._mine().update(state=state, reason=reason, fault=fault, finished_at=timezone.now()):
+        if not self._mine().update(
+            state=state, reason=reason, fault=fault, finished_at=timezone.now()
+        ):
             return  # reaped meanwhile: the reaper's verdict stands
         if state != Build.State.SUCCEEDED:
             self.build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
                 state=BuildPlatform.State.FAILED
             )
         self.build.refresh_from_db()
-        self.log.write([(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")])
+        self.log.write(
+            [(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")]
+        )
         events.publish_status(self.build)
 
     def _finish_stopped(self) -> None:
@@ -369,9 +389,7 @@ class BuildRun:
             self.finish(Build.State.CANCELLED, "cancelled on request")
 
     def execute(self) -> None:
-        workspace = Path(
-            tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=_workspace_root())
-        )
+        workspace = Path(tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=_workspace_root()))
         try:
             self.start()
             src = self.checkout(workspace)
@@ -395,7 +413,11 @@ class BuildRun:
             self.finish(Build.State.FAILED, exc.reason, exc.fault)
         except Exception as exc:
             log.exception("build %s: internal error", self.build.pk)
-            self.finish(Build.State.FAILED, f"internal error: {type(exc).__name__}: {exc}", Build.Fault.SYSTEM)
+            self.finish(
+                Build.State.FAILED,
+                f"internal error: {type(exc).__name__}: {exc}",
+                Build.Fault.SYSTEM,
+            )
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
 
@@ -425,6 +447,7 @@ def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float
     while not stop.is_set():
         close_old_connections()
         try:
+            check_due_nodes(settings.PORTAL_NODE_CHECK_SECONDS)
             ran = work_once(worker_id, backend)
         except Exception:
             log.exception("worker loop error")

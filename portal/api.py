@@ -41,7 +41,9 @@ def api_view(*methods: str) -> Callable[[View], View]:
             scheme, _, raw = header.partition(" ")
             user = ApiToken.authenticate(raw.strip()) if scheme.lower() == "bearer" else None
             if user is None:
-                response = error(401, "a valid API token is required (Authorization: Bearer <token>)")
+                response = error(
+                    401, "a valid API token is required (Authorization: Bearer <token>)"
+                )
                 response["WWW-Authenticate"] = 'Bearer realm="crossport"'
                 return response
             request.user = user

@@ -57,7 +57,9 @@ def _grammar(check: Any, value: str) -> str:
 class ProjectForm(forms.Form):
     team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug")
     name = forms.CharField(max_length=64, validators=[name_validator])
-    git_url = forms.CharField(label="Git URL", max_length=2000, help_text="https://, ssh:// or file://")
+    git_url = forms.CharField(
+        label="Git URL", max_length=2000, help_text="https://, ssh:// or file://"
+    )
     ref = forms.CharField(max_length=255, initial="main", help_text="Branch, tag or commit")
     image = forms.CharField(
         label="Image repository", max_length=255, help_text="e.g. registry.example.com/team/app"
@@ -99,7 +101,7 @@ class ProjectForm(forms.Form):
         if options not in (None, ""):
             raise ValidationError("options must be an object of option name to value.")
         return {
-            key[len(OPTION_PREFIX):]: self.data.get(key)
+            key[len(OPTION_PREFIX) :]: self.data.get(key)
             for key in self.data
             if key.startswith(OPTION_PREFIX)
         }

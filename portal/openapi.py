@@ -29,14 +29,19 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": {
             "/projects": {
-                "get": {"summary": "Projects of your teams", "responses": {"200": _json({"type": "object"}), **ERRORS}},
+                "get": {
+                    "summary": "Projects of your teams",
+                    "responses": {"200": _json({"type": "object"}), **ERRORS},
+                },
                 "post": {
                     "summary": "Register a project",
                     "requestBody": {"content": {"application/json": {"schema": _ref("ProjectIn")}}},
                     "responses": {"201": _json(_ref("Project"), "Created"), **ERRORS},
                 },
             },
-            "/projects/{id}": {"get": {"parameters": ID, "responses": {"200": _json(_ref("Project")), **ERRORS}}},
+            "/projects/{id}": {
+                "get": {"parameters": ID, "responses": {"200": _json(_ref("Project")), **ERRORS}}
+            },
             "/projects/{id}/dockerfile": {
                 "get": {
                     "parameters": ID,
@@ -52,18 +57,30 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "responses": {"201": _json(_ref("Build"), "Queued"), **ERRORS},
                 }
             },
-            "/builds/{id}": {"get": {"parameters": ID, "responses": {"200": _json(_ref("Build")), **ERRORS}}},
+            "/builds/{id}": {
+                "get": {"parameters": ID, "responses": {"200": _json(_ref("Build")), **ERRORS}}
+            },
             "/builds/{id}/log": {
                 "get": {
                     "parameters": ID
-                    + [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    + [
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        }
+                    ],
                     "responses": {"200": _json(_ref("Log")), **ERRORS},
                 }
             },
-            "/builds/{id}/cancel": {"post": {"parameters": ID, "responses": {"202": _json(_ref("Build")), **ERRORS}}},
+            "/builds/{id}/cancel": {
+                "post": {"parameters": ID, "responses": {"202": _json(_ref("Build")), **ERRORS}}
+            },
             "/manifests": {
                 "get": {
-                    "parameters": [{"name": "project", "in": "query", "schema": {"type": "integer"}}],
+                    "parameters": [
+                        {"name": "project", "in": "query", "schema": {"type": "integer"}}
+                    ],
                     "summary": "The pushed-manifest ledger, newest first",
                     "responses": {"200": _json({"type": "object"}), **ERRORS},
                 }
@@ -72,7 +89,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "string"}, "fields": {"type": "object"}}},
+                "Error": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "fields": {"type": "object"}},
+                },
                 "ProjectIn": {
                     "type": "object",
                     "required": ["team", "name", "language", "git_url", "image", "platforms"],
@@ -90,13 +110,18 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "Project": {"type": "object"},
                 "BuildIn": {
                     "type": "object",
-                    "properties": {"ref": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "ref": {"type": "string"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
                 "Build": {
                     "type": "object",
                     "properties": {
                         "id": {"type": "integer"},
-                        "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+                        "state": {
+                            "enum": ["queued", "running", "succeeded", "failed", "cancelled"]
+                        },
                         "reason": {"type": "string"},
                         "platforms": {"type": "object"},
                         "manifest": {

@@ -142,6 +142,8 @@ PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
 PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3600)
 # After cancel, buildx gets SIGINT and this long to stop before SIGKILL.
 PORTAL_CANCEL_GRACE_SECONDS = env.int("PORTAL_CANCEL_GRACE_SECONDS", default=10)
+# How often builder nodes are health-checked (engine, BuildKit, platforms, reachability).
+PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
 # Registries reached over plain HTTP when reading an index back (loopback ones always are).
 PORTAL_INSECURE_REGISTRIES = env.list("PORTAL_INSECURE_REGISTRIES", default=[])
 

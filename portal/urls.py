@@ -10,7 +10,9 @@ api_urls = [
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/projects", api.projects, name="api-projects"),
     path("api/v1/projects/<int:pk>", api.project_detail, name="api-project"),
-    path("api/v1/projects/<int:pk>/dockerfile", api.project_dockerfile, name="api-project-dockerfile"),
+    path(
+        "api/v1/projects/<int:pk>/dockerfile", api.project_dockerfile, name="api-project-dockerfile"
+    ),
     path("api/v1/projects/<int:pk>/builds", api.project_builds, name="api-project-builds"),
     path("api/v1/builds/<int:pk>", api.build_detail, name="api-build"),
     path("api/v1/builds/<int:pk>/log", api.build_log, name="api-build-log"),

@@ -28,7 +28,9 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _plugin_options(language: str, data: dict[str, object] | None = None) -> list[dict[str, object]]:
+def _plugin_options(
+    language: str, data: dict[str, object] | None = None
+) -> list[dict[str, object]]:
     try:
         plugin = lang_plugins.get_plugin(language)
     except KeyError:
@@ -64,7 +66,9 @@ def project_new(request: HttpRequest) -> HttpResponse:
         if request.POST.get("_preview") and request.htmx:
             dockerfile, error = _preview(form)
             return render(
-                request, "portal/project_new.html#preview", {"dockerfile": dockerfile, "error": error}
+                request,
+                "portal/project_new.html#preview",
+                {"dockerfile": dockerfile, "error": error},
             )
         if form.is_valid():
             project = form.save()
@@ -72,11 +76,11 @@ def project_new(request: HttpRequest) -> HttpResponse:
             return redirect(project)
     else:
         teams = teams_for(request.user)
-        form = ProjectForm(
-            initial={"team": teams.first(), "language": "go"}, user=request.user
-        )
+        form = ProjectForm(initial={"team": teams.first(), "language": "go"}, user=request.user)
     language = str(form.data.get("language") or "go")
-    dockerfile, error = _preview(form) if form.is_bound else _preview(ProjectForm({}, user=request.user))
+    dockerfile, error = (
+        _preview(form) if form.is_bound else _preview(ProjectForm({}, user=request.user))
+    )
     return render(
         request,
         "portal/project_new.html",

@@ -43,15 +43,22 @@ SEED_ARCHES=(amd64 arm64 armv7)
 SEED_IMAGES=(alpine:3.20 golang:1.19)
 TIMEOUT="${TESTSTACK_TIMEOUT:-90}"
 
-log() { printf '[teststack] %s\n' "$*" >&2; }
+# Messages go to stderr with the seconds since start, so slow phases show.
+log() { printf '[teststack +%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf '[teststack] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# wait_for SECONDS DESCRIPTION CMD...: poll CMD every 0.5 s until it succeeds.
+# wait_for SECONDS DESCRIPTION PIDFILE CMD...: poll CMD every 0.5 s until it
+# succeeds; give up at the deadline or as soon as the daemon in PIDFILE died.
 wait_for() {
-    local secs=$1 what=$2; shift 2
+    local secs=$1 what=$2 pidfile=$3; shift 3
     local deadline=$((SECONDS + secs))
     until "$@" >/dev/null 2>&1; do
         if ((SECONDS >= deadline)); then
+            log "$what: not ready after ${secs}s"
+            return 1
+        fi
+        if ! pid_alive "$pidfile"; then
+            log "$what: the process exited"
             return 1
         fi
         sleep 0.5
@@ -125,7 +132,7 @@ DOCKER_PACKAGES=(docker.io docker-buildx docker-cli)
 apt_update_retry() {
     local try
     for try in 1 2 3; do
-        "$1" -q update && return 0
+        "$1" -q -o DPkg::Lock::Timeout=120 update && return 0
         echo "apt update attempt $try failed" >&2
         sleep $((try * 5))
     done
@@ -199,7 +206,8 @@ install_packages() {
     fi
     apt_update_retry apt-get >>"$LOG_DIR/apt.log" 2>&1 ||
         log "warning: apt-get update reported errors (see $LOG_DIR/apt.log); trying the install anyway"
-    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" "${docker_spec[@]}" \
+    if ! apt-get install -y -q -o DPkg::Lock::Timeout=120 --no-install-recommends \
+            "${missing[@]}" "${docker_spec[@]}" \
             >>"$LOG_DIR/apt.log" 2>&1; then
         tail -n 30 "$LOG_DIR/apt.log" >&2
         die "apt-get install failed; see $LOG_DIR/apt.log"
@@ -262,7 +270,7 @@ start_dockerd() {
     # started, so the managed one is used and stops together with dockerd.
     log "dockerd: starting (log: $LOG_DIR/dockerd.log)"
     daemonize "$RUN_DIR/dockerd.pid" "$LOG_DIR/dockerd.log" /usr/sbin/dockerd
-    if ! wait_for "$TIMEOUT" "dockerd" docker_up; then
+    if ! wait_for "$TIMEOUT" "dockerd" "$RUN_DIR/dockerd.pid" docker_up; then
         tail -n 30 "$LOG_DIR/dockerd.log" >&2
         die "dockerd did not answer 'docker info' within ${TIMEOUT}s; see $LOG_DIR/dockerd.log"
     fi
@@ -323,9 +331,9 @@ EOF
     log "registry: starting on $REGISTRY_ADDR (log: $LOG_DIR/registry.log)"
     daemonize "$RUN_DIR/registry.pid" "$LOG_DIR/registry.log" \
         /usr/bin/docker-registry serve "$REGISTRY_CONFIG"
-    if ! wait_for "$TIMEOUT" "registry" registry_up; then
+    if ! wait_for "$TIMEOUT" "registry" "$RUN_DIR/registry.pid" registry_up; then
         tail -n 20 "$LOG_DIR/registry.log" >&2
-        die "registry did not answer $REGISTRY_URL/v2/ within ${TIMEOUT}s"
+        die "registry did not answer $REGISTRY_URL/v2/ (port taken?); see $LOG_DIR/registry.log"
     fi
 }
 
@@ -353,18 +361,30 @@ binfmt_flags() { sed -n 's/^flags: //p' "$BINFMT/$1" 2>/dev/null; }
 # static interpreter now), P (preserve argv[0]; qemu reads that from AT_FLAGS)
 # and C (credentials from the binary, for setuid programs), interpreter
 # /usr/bin/qemu-*-static.
+binfmt_field() { sed -n "s/^$2 //p" "$BINFMT/$1" 2>/dev/null; }
+
+# The statically linked qemu for handler NAME: Debian 12 names it
+# /usr/bin/qemu-aarch64-static; Debian 13's qemu-user is static already and
+# its handlers point (via /usr/libexec/qemu-binfmt) to /usr/bin/qemu-aarch64.
+static_interp() {
+    if [[ -x /usr/bin/$1-static ]]; then
+        echo "/usr/bin/$1-static"
+    else
+        readlink -f "$(binfmt_field "$1" interpreter)"
+    fi
+}
+
 reregister_fpc() {
-    local name=$1 file="$BINFMT/$1" offset magic mask interp static
-    offset=$(sed -n 's/^offset //p' "$file")
-    magic=$(sed -n 's/^magic //p' "$file")
-    mask=$(sed -n 's/^mask //p' "$file")
-    interp=$(sed -n 's/^interpreter //p' "$file")
-    static="/usr/bin/${name}-static"
-    [[ -x $static ]] || { log "warning: $static missing; leaving $name ($interp)"; return 0; }
+    local name=$1 offset magic mask static
+    offset=$(binfmt_field "$name" offset)
+    magic=$(binfmt_field "$name" magic)
+    mask=$(binfmt_field "$name" mask)
+    static=$(static_interp "$name")
     [[ -n $magic ]] || { log "warning: $name is not a magic-type handler; leaving it"; return 0; }
+    [[ -x $static ]] || { log "warning: no static qemu for $name; leaving it"; return 0; }
     magic=$(hex_escape "$magic")
     mask=$(hex_escape "$mask")
-    echo -1 >"$file"
+    echo -1 >"$BINFMT/$name"
     printf ':%s:M:%s:%s:%s:%s:FPC' "$name" "${offset:-0}" "$magic" "$mask" "$static" >"$BINFMT/register"
 }
 
@@ -372,15 +392,28 @@ setup_qemu() {
     if [[ ! -e $BINFMT/register ]]; then
         mount -t binfmt_misc binfmt_misc "$BINFMT" || die "cannot mount binfmt_misc"
     fi
-    # Registers every handler binfmt-support knows (qemu-user-static's among
-    # them) that the kernel does not have yet; already-enabled ones are kept.
+    # Registers every handler binfmt-support knows (Debian 12's
+    # qemu-user-static among them) that the kernel lacks; enabled ones stay.
     update-binfmts --enable >>"$LOG_DIR/binfmt.log" 2>&1 || true
-    local f name
+    # Debian 13's qemu-user-binfmt ships only systemd binfmt.d files, which
+    # nothing reads without systemd: register what the kernel still lacks.
+    local conf line f name flags
+    for conf in /usr/lib/binfmt.d/qemu-*.conf; do
+        [[ -e $conf ]] || continue
+        while IFS= read -r line; do
+            [[ $line == :* ]] || continue
+            name=$(cut -d: -f2 <<<"$line")
+            [[ -e $BINFMT/$name ]] && continue
+            printf '%s' "$line" >"$BINFMT/register" 2>/dev/null ||
+                log "warning: could not register $name from $conf"
+        done <"$conf"
+    done
     for f in "$BINFMT"/qemu-*; do
         [[ -e $f ]] || continue
         name=${f##*/}
-        if [[ $(binfmt_flags "$name") != *F*C* && $(binfmt_flags "$name") != *C*F* ]] ||
-            [[ $(sed -n 's/^interpreter //p' "$f") != "/usr/bin/${name}-static" ]]; then
+        flags=$(binfmt_flags "$name")
+        if [[ $flags != *F* || $flags != *C* ||
+            $(binfmt_field "$name" interpreter) != "$(static_interp "$name")" ]]; then
             reregister_fpc "$name"
         fi
     done
@@ -431,6 +464,11 @@ fetch_deb() {
     local pkg=$1 arch=$2 dir="$DEB_CACHE/$2" f
     mkdir -p "$dir"
     f=$(compgen -G "$dir/${pkg}_*.deb" | head -n1 || true)
+    # A download cut short leaves a broken file: drop it and fetch again.
+    if [[ -n $f ]] && ! dpkg-deb -I "$f" >/dev/null 2>&1; then
+        rm -f "$f"
+        f=
+    fi
     if [[ -z $f ]]; then
         # fetch_deb runs in $(...) subshells: remember the update in a file
         # named after this run's pid ($$ is the same in subshells).
@@ -484,8 +522,9 @@ busybox_root() {
 busybox_links() {
     local root=$1 list=$2 applet
     while read -r applet; do
-        [[ -n $applet && $applet != busybox && ! -e $root/bin/$applet ]] &&
+        if [[ -n $applet && $applet != busybox && ! -e $root/bin/$applet ]]; then
             ln -s /bin/busybox "$root/bin/$applet"
+        fi
     done <"$list"
 }
 
@@ -547,8 +586,7 @@ seed_golang() {
         for pkg in libc6 libgcc-s1 golang-1.19-go; do
             unpack "$pkg" "$deb_arch" "$ctx/$arch"
         done
-        # The toolchain's /usr/share/go-1.19 parts must not be dropped: the
-        # src/ symlink of /usr/lib/go-1.19 points into common/.
+        # Docs only; /usr/share/go-1.19 stays (GOROOT/src links into it).
         rm -rf "$ctx/$arch/usr/share/doc" "$ctx/$arch/usr/share/lintian" "$ctx/$arch/usr/share/man"
     done
     "$ctx/amd64/bin/busybox" --list >"$SEED_DIR/busybox.applets"
@@ -624,7 +662,7 @@ cmd_down() {
 }
 
 cmd_status() {
-    local ok=0 image
+    local ok=0 image name flags
     if docker_up; then
         echo "dockerd:  running (server $(docker version --format '{{.Server.Version}}' 2>/dev/null), $(pid_alive "$RUN_DIR/dockerd.pid" && echo "pid $(<"$RUN_DIR/dockerd.pid")" || echo "not started by teststack"))"
     else
@@ -641,7 +679,6 @@ cmd_status() {
         echo "registry: NOT running"; ok=1
     fi
     for name in qemu-aarch64 qemu-arm; do
-        local flags
         flags=$(binfmt_flags "$name")
         if [[ $flags == *F* ]]; then
             echo "binfmt:   $name flags $flags"
@@ -665,6 +702,7 @@ cmd_status() {
 # registry and run on every platform. Proves the whole stack end to end.
 cmd_selftest() {
     local dir out rc=0 p expect
+    mkdir -p "$LOG_DIR"
     dir=$(mktemp -d)
     cp "$HELPERS/hello/"* "$dir/"
     log "selftest: building localhost:5000/test/hello:latest for $PLATFORMS"
@@ -680,9 +718,9 @@ cmd_selftest() {
         # --pull always: the run must use the image just pushed, not a stale
         # local copy; pull progress goes to the log, not into $out.
         out=$(docker run --rm --pull always --network none --platform "$p" \
-            localhost:5000/test/hello:latest 2>>"$LOG_DIR/selftest.log" | head -n1) || true
-        if [[ $out == "$expect" ]]; then
-            echo "selftest: $p ok ($out)"
+            localhost:5000/test/hello:latest 2>>"$LOG_DIR/selftest.log") || true
+        if [[ ${out%%$'\n'*} == "$expect" ]]; then
+            echo "selftest: $p ok: ${out//$'\n'/ | }"
         else
             echo "selftest: $p FAILED (got '$out', want '$expect')"; rc=1
         fi

@@ -14,6 +14,7 @@ from django.test import Client
 from builds.models import Build
 from portal.models import ApiToken, Membership, Project, Team
 
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings: Any, tmp_path: Path) -> None:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
@@ -82,7 +83,9 @@ class Api:
 
     def post(self, path: str, data: Any = None) -> Any:
         return self.client.post(
-            path, json.dumps(data if data is not None else {}), content_type="application/json",
+            path,
+            json.dumps(data if data is not None else {}),
+            content_type="application/json",
             headers=self.headers,
         )
 

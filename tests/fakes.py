@@ -39,7 +39,9 @@ class FakeBackend:
         chunk_size: int = 777,
         on_chunk: Callable[[int], None] | None = None,
     ) -> None:
-        self.stream = stream if stream is not None else (DATA / "go-hello-3platforms.rawjson").read_bytes()
+        self.stream = (
+            stream if stream is not None else (DATA / "go-hello-3platforms.rawjson").read_bytes()
+        )
         self.exit_code = exit_code
         self.platforms = PLATFORM_DIGESTS if platforms is None else platforms
         self.chunk_size = chunk_size
@@ -53,15 +55,20 @@ class FakeBackend:
         write_hello(dest)
         return COMMIT
 
-    def build(self, spec: BuildSpec, on_output: Callable[[bytes], None],
-              should_stop: Callable[[], bool], grace: float) -> int:
+    def build(
+        self,
+        spec: BuildSpec,
+        on_output: Callable[[bytes], None],
+        should_stop: Callable[[], bool],
+        grace: float,
+    ) -> int:
         self.spec = spec
         self.dockerfile = spec.dockerfile.read_text()
         self.context_files = sorted(p.name for p in spec.context.iterdir())
         for n, start in enumerate(range(0, len(self.stream), self.chunk_size)):
             if self.on_chunk:
                 self.on_chunk(n)
-            on_output(self.stream[start:start + self.chunk_size])
+            on_output(self.stream[start : start + self.chunk_size])
             if should_stop():
                 self.stopped = True
                 on_output(b"ERROR: failed to solve: context canceled\n")
@@ -75,5 +82,8 @@ class FakeBackend:
             digest=digest,
             media_type="application/vnd.oci.image.index.v1+json",
             platforms=dict(self.platforms),
-            attestations=[{"digest": "sha256:" + "44" * 32, "for": d, "media_type": ""} for d in self.platforms.values()],
+            attestations=[
+                {"digest": "sha256:" + "44" * 32, "for": d, "media_type": ""}
+                for d in self.platforms.values()
+            ],
         )

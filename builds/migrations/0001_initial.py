@@ -5,100 +5,180 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Build',
+            name="Build",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
-                ('reason', models.TextField(blank=True, help_text='Why the build ended the way it did.')),
-                ('fault', models.CharField(blank=True, choices=[('', 'None'), ('user', 'User'), ('system', 'System')], default='', max_length=10)),
-                ('ref', models.CharField(max_length=255)),
-                ('commit', models.CharField(blank=True, max_length=64)),
-                ('tags', models.JSONField(default=list)),
-                ('platforms', models.JSONField(default=list)),
-                ('dockerfile', models.TextField(blank=True, help_text='The Dockerfile as built.')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('digest', models.CharField(blank=True, help_text='Pushed index digest.', max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "reason",
+                    models.TextField(blank=True, help_text="Why the build ended the way it did."),
+                ),
+                (
+                    "fault",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "None"), ("user", "User"), ("system", "System")],
+                        default="",
+                        max_length=10,
+                    ),
+                ),
+                ("ref", models.CharField(max_length=255)),
+                ("commit", models.CharField(blank=True, max_length=64)),
+                ("tags", models.JSONField(default=list)),
+                ("platforms", models.JSONField(default=list)),
+                ("dockerfile", models.TextField(blank=True, help_text="The Dockerfile as built.")),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                (
+                    "digest",
+                    models.CharField(blank=True, help_text="Pushed index digest.", max_length=100),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='BuilderNode',
+            name="BuilderNode",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True)),
-                ('endpoint', models.CharField(help_text='DOCKER_HOST, e.g. unix:///var/run/docker.sock', max_length=500)),
-                ('enabled', models.BooleanField(default=True)),
-                ('reachable', models.BooleanField(default=False)),
-                ('engine_version', models.CharField(blank=True, max_length=100)),
-                ('buildkit_version', models.CharField(blank=True, max_length=100)),
-                ('native_platforms', models.JSONField(blank=True, default=list)),
-                ('emulated_platforms', models.JSONField(blank=True, default=list)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64, unique=True)),
+                (
+                    "endpoint",
+                    models.CharField(
+                        help_text="DOCKER_HOST, e.g. unix:///var/run/docker.sock", max_length=500
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("reachable", models.BooleanField(default=False)),
+                ("engine_version", models.CharField(blank=True, max_length=100)),
+                ("buildkit_version", models.CharField(blank=True, max_length=100)),
+                ("native_platforms", models.JSONField(blank=True, default=list)),
+                ("emulated_platforms", models.JSONField(blank=True, default=list)),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='BuildPlatform',
+            name="BuildPlatform",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('platform', models.CharField(max_length=50)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('digest', models.CharField(blank=True, max_length=100)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("platform", models.CharField(max_length=50)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("digest", models.CharField(blank=True, max_length=100)),
             ],
             options={
-                'ordering': ['pk'],
+                "ordering": ["pk"],
             },
         ),
         migrations.CreateModel(
-            name='LogLine',
+            name="LogLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('platform', models.CharField(blank=True, max_length=50)),
-                ('stream', models.PositiveSmallIntegerField(default=0)),
-                ('text', models.TextField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                ("platform", models.CharField(blank=True, max_length=50)),
+                ("stream", models.PositiveSmallIntegerField(default=0)),
+                ("text", models.TextField()),
             ],
             options={
-                'ordering': ['seq'],
+                "ordering": ["seq"],
             },
         ),
         migrations.CreateModel(
-            name='ManifestRecord',
+            name="ManifestRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(help_text='repository:tag as pushed', max_length=400)),
-                ('digest', models.CharField(max_length=100)),
-                ('media_type', models.CharField(blank=True, max_length=100)),
-                ('platforms', models.JSONField(default=dict, help_text='platform -> manifest digest')),
-                ('attestations', models.JSONField(blank=True, default=list)),
-                ('pushed_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('source_url', models.CharField(blank=True, max_length=2000)),
-                ('source_ref', models.CharField(blank=True, max_length=255)),
-                ('source_commit', models.CharField(blank=True, max_length=64)),
-                ('builder_node', models.CharField(blank=True, max_length=64)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "reference",
+                    models.CharField(help_text="repository:tag as pushed", max_length=400),
+                ),
+                ("digest", models.CharField(max_length=100)),
+                ("media_type", models.CharField(blank=True, max_length=100)),
+                (
+                    "platforms",
+                    models.JSONField(default=dict, help_text="platform -> manifest digest"),
+                ),
+                ("attestations", models.JSONField(blank=True, default=list)),
+                (
+                    "pushed_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("source_url", models.CharField(blank=True, max_length=2000)),
+                ("source_ref", models.CharField(blank=True, max_length=255)),
+                ("source_commit", models.CharField(blank=True, max_length=64)),
+                ("builder_node", models.CharField(blank=True, max_length=64)),
             ],
             options={
-                'ordering': ['-pushed_at', '-pk'],
+                "ordering": ["-pushed_at", "-pk"],
             },
         ),
     ]

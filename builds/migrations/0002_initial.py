@@ -6,62 +6,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('builds', '0001_initial'),
-        ('portal', '0001_initial'),
+        ("builds", "0001_initial"),
+        ("portal", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='build',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='builds', to='portal.project'),
+            model_name="build",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="builds",
+                to="portal.project",
+            ),
         ),
         migrations.AddField(
-            model_name='build',
-            name='requested_by',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="build",
+            name="requested_by",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='build',
-            name='node',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='builds', to='builds.buildernode'),
+            model_name="build",
+            name="node",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="builds",
+                to="builds.buildernode",
+            ),
         ),
         migrations.AddField(
-            model_name='buildplatform',
-            name='build',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='platform_states', to='builds.build'),
+            model_name="buildplatform",
+            name="build",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="platform_states",
+                to="builds.build",
+            ),
         ),
         migrations.AddField(
-            model_name='logline',
-            name='build',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='builds.build'),
+            model_name="logline",
+            name="build",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="log_lines",
+                to="builds.build",
+            ),
         ),
         migrations.AddField(
-            model_name='manifestrecord',
-            name='build',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='manifests', to='builds.build'),
+            model_name="manifestrecord",
+            name="build",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="manifests",
+                to="builds.build",
+            ),
         ),
         migrations.AddField(
-            model_name='manifestrecord',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='manifests', to='portal.project'),
+            model_name="manifestrecord",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="manifests",
+                to="portal.project",
+            ),
         ),
         migrations.AddField(
-            model_name='manifestrecord',
-            name='pushed_by',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="manifestrecord",
+            name="pushed_by",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='buildplatform',
-            constraint=models.UniqueConstraint(fields=('build', 'platform'), name='one_status_per_platform'),
+            model_name="buildplatform",
+            constraint=models.UniqueConstraint(
+                fields=("build", "platform"), name="one_status_per_platform"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='logline',
-            constraint=models.UniqueConstraint(fields=('build', 'seq'), name='one_line_per_seq'),
+            model_name="logline",
+            constraint=models.UniqueConstraint(fields=("build", "seq"), name="one_line_per_seq"),
         ),
     ]

@@ -33,14 +33,20 @@ async def _receive(comm: WebsocketCommunicator) -> dict[str, Any]:
 async def test_backlog_then_live_without_gap_or_duplicate(queued_build: Build, alice: Any) -> None:
     _, token = await sync_to_async(ApiToken.issue)(alice, "t")
     log = await sync_to_async(BuildLog)(queued_build)
-    await sync_to_async(log.write)([(None, 0, "one"), ("linux/arm64", 1, "two"), (None, 1, "three")])
+    await sync_to_async(log.write)(
+        [(None, 0, "one"), ("linux/arm64", 1, "two"), (None, 1, "three")]
+    )
 
     comm = _communicator(queued_build, token)
     connected, _ = await comm.connect()
     assert connected
     first = await _receive(comm)
     assert first["type"] == "lines"
-    assert [(line["seq"], line["text"]) for line in first["lines"]] == [(1, "one"), (2, "two"), (3, "three")]
+    assert [(line["seq"], line["text"]) for line in first["lines"]] == [
+        (1, "one"),
+        (2, "two"),
+        (3, "three"),
+    ]
     assert first["lines"][1]["platform"] == "linux/arm64"
     status = await _receive(comm)
     assert status["type"] == "status" and status["state"] == "queued"
@@ -82,7 +88,9 @@ async def test_html_fragments_for_htmx(queued_build: Build, alice: Any) -> None:
     await comm.disconnect()
 
 
-async def test_outside_the_team_the_socket_answers_not_found(queued_build: Build, charlie: Any) -> None:
+async def test_outside_the_team_the_socket_answers_not_found(
+    queued_build: Build, charlie: Any
+) -> None:
     _, token = await sync_to_async(ApiToken.issue)(charlie, "t")
     comm = _communicator(queued_build, token)
     connected, _ = await comm.connect()

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.utils import timezone
+from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 from builds.models import AppendOnlyError, Build, BuildPlatform, ManifestRecord
 from builds.worker import BuildRun, claim_next, reap_stale, work_once
-from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 
 def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -> None:
@@ -31,7 +31,10 @@ def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -
     assert "--tag=localhost:5000/alpha/hello:latest" in argv
     assert "--push" in argv and "--progress=rawjson" in argv
     assert argv[-2] == "--" and argv[-1] == str(backend.spec.context)  # type: ignore[union-attr]
-    assert "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS build" in backend.dockerfile
+    assert (
+        "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS build"
+        in backend.dockerfile
+    )
     assert backend.context_files == ["go.mod", "main.go"]
     assert build.dockerfile == backend.dockerfile
     assert not list(Path(settings.PORTAL_WORKSPACE_DIR).iterdir()), "workspace left behind"
@@ -55,19 +58,26 @@ def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -
 
 
 def test_failed_build_keeps_the_error_as_reason(queued_build: Build) -> None:
-    stream = b'{"vertexes": [{"digest": "sha256:aa", "name": "[linux/arm64 build 6/6] RUN go build"}]}\n'
-    stream += b"ERROR: failed to solve: process \"/bin/sh -c go build\" did not complete successfully: exit code: 1\n"
+    stream = (
+        b'{"vertexes": [{"digest": "sha256:aa", "name": "[linux/arm64 build 6/6] RUN go build"}]}\n'
+    )
+    stream += b'ERROR: failed to solve: process "/bin/sh -c go build" did not complete successfully: exit code: 1\n'
     work_once("w1", FakeBackend(stream=stream, exit_code=1))
     build = Build.objects.get(pk=queued_build.pk)
     assert build.state == Build.State.FAILED
     assert build.fault == Build.Fault.USER
     assert "did not complete successfully" in build.reason
     assert not ManifestRecord.objects.exists()
-    assert set(build.platform_states.values_list("state", flat=True)) == {BuildPlatform.State.FAILED}
+    assert set(build.platform_states.values_list("state", flat=True)) == {
+        BuildPlatform.State.FAILED
+    }
 
 
 def test_index_with_wrong_platforms_fails_the_build(queued_build: Build) -> None:
-    wrong = {"linux/amd64": PLATFORM_DIGESTS["linux/amd64"], "unknown/unknown": "sha256:" + "55" * 32}
+    wrong = {
+        "linux/amd64": PLATFORM_DIGESTS["linux/amd64"],
+        "unknown/unknown": "sha256:" + "55" * 32,
+    }
     work_once("w1", FakeBackend(platforms=wrong))
     build = Build.objects.get(pk=queued_build.pk)
     assert build.state == Build.State.FAILED and build.fault == Build.Fault.SYSTEM
@@ -106,9 +116,15 @@ def test_reaper_fails_builds_of_lost_workers(queued_build: Build, settings: Any)
     claim_next("dead-worker")
     stale = timezone.now() - timedelta(seconds=settings.PORTAL_BUILD_LEASE_SECONDS + 5)
     Build.objects.filter(pk=queued_build.pk).update(heartbeat_at=stale)
-    fresh = Build.objects.create(project=queued_build.project, ref="main", tags=["x"],
-                                 platforms=["linux/amd64"], state=Build.State.RUNNING,
-                                 worker="alive", heartbeat_at=timezone.now())
+    fresh = Build.objects.create(
+        project=queued_build.project,
+        ref="main",
+        tags=["x"],
+        platforms=["linux/amd64"],
+        state=Build.State.RUNNING,
+        worker="alive",
+        heartbeat_at=timezone.now(),
+    )
     assert reap_stale() == [queued_build.pk]
     build = Build.objects.get(pk=queued_build.pk)
     assert build.state == Build.State.FAILED and build.reason.startswith("worker lost")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 from builds.models import Build
 from builds.worker import BuildLog, work_once
-from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 from portal.models import ApiToken, Project
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,9 @@ def test_bad_options_name_the_option(alice: Any, api: Any, options: dict[str, st
     assert not Project.objects.exists()
 
 
-def test_queue_build_then_read_state_log_and_manifest(project: Project, alice: Any, api: Any) -> None:
+def test_queue_build_then_read_state_log_and_manifest(
+    project: Project, alice: Any, api: Any
+) -> None:
     client = api(alice)
     response = client.post(f"/api/v1/projects/{project.pk}/builds", {"tags": ["v1", "latest"]})
     assert response.status_code == 201
@@ -110,17 +112,29 @@ def test_queue_build_then_read_state_log_and_manifest(project: Project, alice: A
 
 @pytest.mark.parametrize(
     "body",
-    [{"tags": ["bad tag"]}, {"tags": ["-x"]}, {"tags": "latest"}, {"tags": [".x"]},
-     {"ref": "a..b"}, {"ref": 5}, {"tags": ["x" * 129]}, {"what": 1}],
+    [
+        {"tags": ["bad tag"]},
+        {"tags": ["-x"]},
+        {"tags": "latest"},
+        {"tags": [".x"]},
+        {"ref": "a..b"},
+        {"ref": 5},
+        {"tags": ["x" * 129]},
+        {"what": 1},
+    ],
 )
-def test_bad_build_input_is_refused(project: Project, alice: Any, api: Any, body: dict[str, Any]) -> None:
+def test_bad_build_input_is_refused(
+    project: Project, alice: Any, api: Any, body: dict[str, Any]
+) -> None:
     response = api(alice).post(f"/api/v1/projects/{project.pk}/builds", body)
     assert response.status_code == 400, response.json()
     assert response.json()["error"]
     assert not Build.objects.exists()
 
 
-def test_other_teams_get_404_everywhere(project: Project, queued_build: Build, charlie: Any, api: Any) -> None:
+def test_other_teams_get_404_everywhere(
+    project: Project, queued_build: Build, charlie: Any, api: Any
+) -> None:
     client = api(charlie)
     for path in [
         f"/api/v1/projects/{project.pk}",
@@ -150,7 +164,9 @@ def test_tokens_authenticate_until_revoked(alice: Any, api: Any) -> None:
 def test_openapi_document_lists_the_paths(alice: Any, api: Any) -> None:
     doc = api(alice).get("/api/v1/").json()
     assert doc["openapi"].startswith("3.")
-    assert {"/projects", "/projects/{id}/builds", "/builds/{id}/log", "/manifests"} <= set(doc["paths"])
+    assert {"/projects", "/projects/{id}/builds", "/builds/{id}/log", "/manifests"} <= set(
+        doc["paths"]
+    )
 
 
 def test_log_lines_are_ordered_with_platforms(queued_build: Build, alice: Any, api: Any) -> None:

@@ -59,21 +59,27 @@ def test_register_project_in_the_browser(alice: Any) -> None:
 def test_htmx_preview_renders_only_the_partial(alice: Any) -> None:
     client = login(alice)
     response = client.post(
-        "/projects/new/", {**FORM, "_preview": "1", "opt_ldflags": "-X 'main.v=a b'"},
+        "/projects/new/",
+        {**FORM, "_preview": "1", "opt_ldflags": "-X 'main.v=a b'"},
         headers={"HX-Request": "true"},
     )
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="preview">')
     assert "ARG LDFLAGS=&quot;-X &#x27;main.v=a b&#x27;&quot;" in html
-    bad = client.post("/projects/new/", {**FORM, "_preview": "1", "opt_ldflags": "a\nRUN x"},
-                      headers={"HX-Request": "true"}).content.decode()
+    bad = client.post(
+        "/projects/new/",
+        {**FORM, "_preview": "1", "opt_ldflags": "a\nRUN x"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
     assert 'id="preview-error"' in bad and "ldflags" in bad
     assert not Project.objects.exists()
 
 
 def test_form_errors_are_shown_and_nothing_saved(alice: Any) -> None:
     client = login(alice)
-    html = client.post("/projects/new/", {**FORM, "image": "UPPER/case", "platforms": ["linux/nope"]}).content.decode()
+    html = client.post(
+        "/projects/new/", {**FORM, "image": "UPPER/case", "platforms": ["linux/nope"]}
+    ).content.decode()
     assert 'data-field="image"' in html and 'data-field="platforms"' in html
     assert not Project.objects.exists()
 
@@ -93,8 +99,12 @@ def test_build_button_queues_and_build_page_shows_log(project: Project, alice: A
 
 def test_pages_of_other_teams_are_404(project: Project, queued_build: Build, charlie: Any) -> None:
     client = login(charlie)
-    for path in [f"/projects/{project.pk}/", f"/projects/{project.pk}/Dockerfile",
-                 f"/projects/{project.pk}/history", f"/builds/{queued_build.pk}/"]:
+    for path in [
+        f"/projects/{project.pk}/",
+        f"/projects/{project.pk}/Dockerfile",
+        f"/projects/{project.pk}/history",
+        f"/builds/{queued_build.pk}/",
+    ]:
         assert client.get(path).status_code == 404, path
     assert client.post(f"/projects/{project.pk}/builds").status_code == 404
     assert client.post(f"/builds/{queued_build.pk}/cancel").status_code == 404
@@ -118,7 +128,9 @@ def test_tokens_page_creates_shows_once_and_revokes(bob: Any) -> None:
 def test_portal_user_command_prints_a_working_token(db: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("DAVE_PW", "a-long-password")
     out = StringIO()
-    call_command("portal_user", "dave", "--team", "gamma", "--admin", "--password-env", "DAVE_PW", stdout=out)
+    call_command(
+        "portal_user", "dave", "--team", "gamma", "--admin", "--password-env", "DAVE_PW", stdout=out
+    )
     raw = out.getvalue().strip().splitlines()[-1]
     user = ApiToken.authenticate(raw)
     assert user is not None and user.username == "dave" and user.check_password("a-long-password")

@@ -22,7 +22,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, once: bool, poll: float, **options: Any) -> None:
         if once:
             build = work_once(default_worker_id())
-            self.stdout.write(f"ran build {build.pk}: {build.state}" if build else "no queued build")
+            self.stdout.write(
+                f"ran build {build.pk}: {build.state}" if build else "no queued build"
+            )
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

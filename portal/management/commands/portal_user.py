@@ -25,11 +25,21 @@ class Command(BaseCommand):
         parser.add_argument("--team", required=True, help="team slug (created when missing)")
         parser.add_argument("--admin", action="store_true", help="team admin (else member)")
         parser.add_argument("--staff", action="store_true", help="may use the Django admin")
-        parser.add_argument("--password-env", help="name of an environment variable holding a password")
+        parser.add_argument(
+            "--password-env", help="name of an environment variable holding a password"
+        )
 
     @transaction.atomic
-    def handle(self, *args: Any, username: str, team: str, admin: bool, staff: bool,
-               password_env: str | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        username: str,
+        team: str,
+        admin: bool,
+        staff: bool,
+        password_env: str | None,
+        **options: Any,
+    ) -> None:
         try:
             slug_validator(team)
         except ValidationError as exc:

@@ -45,7 +45,9 @@ class Command(BaseCommand):
         worker = None
         if settings.PORTAL_EMBEDDED_WORKER and not no_worker:
             events.set_server_loop(twisted_loop)
-            worker = threading.Thread(target=run_forever, args=(stop,), name="build-worker", daemon=True)
+            worker = threading.Thread(
+                target=run_forever, args=(stop,), name="build-worker", daemon=True
+            )
             worker.start()
 
         interface = str(address).replace(":", r"\:")

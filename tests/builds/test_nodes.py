@@ -1,0 +1,52 @@
+"""Builder node bookkeeping that needs no engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from builds.models import BuilderNode
+from builds.nodes import check_due_nodes, check_node, ensure_local_node, node_for_build
+
+
+def test_local_node_is_registered_once(db: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/elsewhere.sock")
+    node = ensure_local_node()
+    assert (
+        node is not None and node.name == "local" and node.endpoint == "unix:///run/elsewhere.sock"
+    )
+    assert ensure_local_node() is None
+    assert BuilderNode.objects.count() == 1
+
+
+def test_unreachable_node_is_marked_with_the_reason(db: Any, tmp_path: Any) -> None:
+    node = BuilderNode.objects.create(
+        name="gone", endpoint=f"unix://{tmp_path}/nothing.sock", reachable=True
+    )
+    check_node(node)
+    node.refresh_from_db()
+    assert node.reachable is False
+    assert node.last_error and node.last_checked_at is not None
+
+
+def test_due_checks_skip_recently_checked_nodes(db: Any, tmp_path: Any) -> None:
+    fresh = BuilderNode.objects.create(
+        name="fresh", endpoint=f"unix://{tmp_path}/a.sock", last_checked_at=timezone.now()
+    )
+    stale = BuilderNode.objects.create(
+        name="stale",
+        endpoint=f"unix://{tmp_path}/b.sock",
+        last_checked_at=timezone.now() - timedelta(hours=1),
+    )
+    assert [n.name for n in check_due_nodes(60)] == ["stale"]
+    stale.refresh_from_db()
+    assert stale.reachable is False and fresh.last_error == ""
+
+
+def test_disabled_project_node_gets_no_work(queued_build: Any) -> None:
+    node = BuilderNode.objects.create(name="arm", endpoint="unix:///x.sock", enabled=False)
+    queued_build.project.builder_node = node
+    queued_build.project.save()
+    assert node_for_build(queued_build) is None

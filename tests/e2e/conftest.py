@@ -1,0 +1,280 @@
+"""End-to-end fixtures: the real stack (scripts/teststack.sh up), a real portal server process
+in the current configuration (embedded, or PostgreSQL + Redis with separate build workers),
+a real git repository and the real registry on 127.0.0.1:5000.
+
+Without the stack these tests skip locally; with CI=true they fail instead, so CI never passes
+without running them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import write_hello
+from stack import REGISTRY
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _missing_stack() -> str | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return "no docker CLI"
+    if subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode != 0:
+        return "Docker engine not running (run scripts/teststack.sh up as root)"
+    if (
+        subprocess.run([docker, "buildx", "version"], capture_output=True, timeout=30).returncode
+        != 0
+    ):
+        return "docker buildx missing"
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).close()
+    except OSError as exc:
+        return f"registry {REGISTRY} not answering: {exc}"
+    if not os.environ.get("PORTAL_BASE_IMAGE_MIRROR"):
+        return 'PORTAL_BASE_IMAGE_MIRROR unset (eval "$(scripts/teststack.sh env)")'
+    return None
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    problem = _missing_stack()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"end-to-end stack unavailable in CI: {problem}")
+        pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Portal:
+    port: int
+    env: dict[str, str]
+    data_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    server: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
+        proc = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    def start_server(self) -> None:
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
+        self.server = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(self.server)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/login/", timeout=2).close()
+                return
+            except OSError:
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((self.data_dir / "server.log").read_text()) from None
+                time.sleep(0.2)
+
+    @property
+    def scale_out(self) -> bool:
+        return "REDIS_URL" in self.env
+
+    def kill_build_runners(self) -> None:
+        """SIGKILL whatever runs builds: the worker processes, or the server (embedded)."""
+        victims = self.workers if self.scale_out else [self.server]
+        for proc in victims:
+            proc.kill()
+            proc.wait()
+        self.workers = []
+
+    def start_build_runners(self) -> None:
+        if self.scale_out:
+            self.start_worker()
+            self.start_worker()
+        else:
+            self.start_server()
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(self.data_dir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "buildworker", "--poll", "0.3"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        self.processes.append(proc)
+        return proc
+
+    def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                status = response.status
+                kind = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+        return status, json.loads(raw) if kind.startswith("application/json") else raw.decode()
+
+
+def _create_database(url_base: str) -> tuple[str, str]:
+    import psycopg
+
+    name = f"crossport_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url_base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, url_base.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(url_base: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url_base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    data_dir = tmp_path_factory.mktemp("portal")
+    port = _free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST", "DJANGO_SETTINGS"))
+    }
+    env.update(
+        PORTAL_DATA_DIR=str(data_dir),
+        PORTAL_BUILD_LEASE_SECONDS="15",
+        PORTAL_CANCEL_GRACE_SECONDS="5",
+        PYTHONUNBUFFERED="1",
+    )
+    database = None
+    scale_out = bool(os.environ.get("DATABASE_URL"))
+    if scale_out:
+        database, env["DATABASE_URL"] = _create_database(os.environ["DATABASE_URL"])
+        env["PORTAL_CHANNEL_PREFIX"] = f"crossport-e2e-{uuid.uuid4().hex[:8]}"
+    instance = Portal(port=port, env=env, data_dir=data_dir)
+    try:
+        instance.start_server()
+        if scale_out:
+            instance.start_build_runners()
+        yield instance
+    finally:
+        for proc in instance.processes:
+            proc.terminate()
+        for proc in instance.processes:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if database:
+            _drop_database(os.environ["DATABASE_URL"], database)
+
+
+@dataclass
+class Persona:
+    username: str
+    password: str
+    token: str
+    team: str
+
+
+@pytest.fixture(scope="session")
+def persona(portal: Portal) -> Persona:
+    password = uuid.uuid4().hex
+    out = portal.manage(
+        "portal_user",
+        "erin",
+        "--team",
+        "e2e",
+        "--admin",
+        "--password-env",
+        "E2E_PASSWORD",
+        extra_env={"E2E_PASSWORD": password},
+    )
+    return Persona("erin", password, out.strip().splitlines()[-1], "e2e")
+
+
+@pytest.fixture(scope="session")
+def hello_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The seed article's Go hello world in a real git repository, reached over file://."""
+    work = tmp_path_factory.mktemp("hello-src")
+    write_hello(work)
+    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "hello"], check=True)
+    return f"file://{work}"
+
+
+@pytest.fixture(scope="session")
+def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Go program large enough that compiling it for three platforms takes tens of seconds,
+    so there is time to cancel or kill mid-build. Unique per session: no build cache hits."""
+    work = tmp_path_factory.mktemp("slow-src")
+    salt = uuid.uuid4().int % 100_000
+    body = ["package main", 'import "fmt"']
+    for i in range(20_000):
+        body.append(
+            f"func f{i}(x int) int {{ if x > {i} {{ return x*{i}+{salt} }}; return x - {i} }}"
+        )
+    body.append(
+        "func main() { s := 0; "
+        + " ".join(f"s += f{i}(s);" for i in range(0, 20_000, 97))
+        + " fmt.Println(s) }"
+    )
+    (work / "main.go").write_text("\n".join(body) + "\n")
+    (work / "go.mod").write_text("module example.com/slow\n\ngo 1.19\n")
+    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "slow"], check=True)
+    return f"file://{work}"
