@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import docker
 from django.conf import settings
@@ -99,6 +100,40 @@ def check_due_nodes(every: int) -> list[BuilderNode]:
     return checked
 
 
+# binfmt_misc handler name -> the platforms its emulator runs.
+QEMU_HANDLERS = {
+    "qemu-aarch64": ["linux/arm64"],
+    "qemu-arm": ["linux/arm/v7", "linux/arm/v6"],
+    "qemu-riscv64": ["linux/riscv64"],
+    "qemu-ppc64le": ["linux/ppc64le"],
+    "qemu-s390x": ["linux/s390x"],
+    "qemu-i386": ["linux/386"],
+    "qemu-x86_64": ["linux/amd64"],
+}
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+
+
+def binfmt_platforms(root: Path = BINFMT_DIR) -> list[str]:
+    """Platforms with an enabled emulator registered with the F flag on this machine.
+
+    BuildKit's own probe misses some (Debian's engine build lists no linux/arm although the
+    arm handler runs armhf binaries), so for a node on this machine the kernel is asked too.
+    Without F the interpreter cannot be opened inside containers, so such a handler is no use.
+    """
+    found: list[str] = []
+    for name, platforms in QEMU_HANDLERS.items():
+        try:
+            entry = (root / name).read_text()
+        except OSError:
+            continue
+        flags = next(
+            (ln.split(":", 1)[1] for ln in entry.splitlines() if ln.startswith("flags:")), ""
+        )
+        if entry.startswith("enabled") and "F" in flags:
+            found += [p for p in platforms if p not in found]
+    return found
+
+
 def check_node(node: BuilderNode) -> BuilderNode:
     """Ask the node's engine and BuildKit what they are; record reachable or the error."""
     node.last_checked_at = timezone.now()
@@ -115,6 +150,8 @@ def check_node(node: BuilderNode) -> BuilderNode:
         targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
         family = native.split("/")[1]
         node.native_platforms = [p for p in targets if p.split("/")[1] == family] or [native]
+        if node.endpoint.startswith("unix://"):
+            targets += [p for p in binfmt_platforms() if p not in targets]
         node.emulated_platforms = [p for p in targets if p not in node.native_platforms]
         node.reachable = True
         node.last_error = ""

@@ -297,6 +297,9 @@ _HOST_PORT = re.compile(
 _OPTION_LIKE = re.compile(r"(?:^|[/@:=?&;,+])-")
 
 
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/@?#]*)@")
+
+
 def validate_git_url(text: str) -> str:
     """An https://, ssh:// or file:// URL that git cannot mistake for an option or helper.
 
@@ -307,6 +310,12 @@ def validate_git_url(text: str) -> str:
     "file:///absolute/path".
     """
     kind = "git URL"
+    userinfo = _USERINFO.match(text) if isinstance(text, str) else None
+    if userinfo and ":" in unquote(userinfo.group("userinfo")):
+        # Checked first, and the value is never echoed: it holds a secret.
+        raise InvalidValue(
+            kind, "(hidden: it contains a password)", "passwords do not belong in the URL"
+        )
     _check_text(kind, text, MAX_GIT_URL_LENGTH)
     decoded = unquote(text, errors="replace")
     if decoded != text:

@@ -30,8 +30,9 @@ import lang_plugins
 from builds import buildx, events, gitsource, registry
 from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, node_for_build
-from builds.rawjson import LogLine as RawLine
-from builds.rawjson import PlatformProgress, ProgressTracker, StepUpdate, StreamDecoder
+from builds.progress import LogLine as RawLine
+from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
+from builds.rawjson import StreamDecoder
 from builds.refs import ImageRef, parse_reference
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,9 @@ class ProjectForm(forms.Form):
     git_url = forms.CharField(
         label="Git URL", max_length=2000, help_text="https://, ssh:// or file://"
     )
-    ref = forms.CharField(max_length=255, initial="main", help_text="Branch, tag or commit")
+    ref = forms.CharField(
+        max_length=255, initial="main", required=False, help_text="Branch, tag or commit (main)"
+    )
     image = forms.CharField(
         label="Image repository", max_length=255, help_text="e.g. registry.example.com/team/app"
     )
@@ -88,7 +90,7 @@ class ProjectForm(forms.Form):
         return _grammar(validate_git_url, self.cleaned_data["git_url"])
 
     def clean_ref(self) -> str:
-        return _grammar(validate_git_ref, self.cleaned_data["ref"])
+        return _grammar(validate_git_ref, self.cleaned_data["ref"] or "main")
 
     def clean_image(self) -> str:
         return str(_grammar(parse_repository, self.cleaned_data["image"]))

@@ -552,6 +552,7 @@ build_seed() {
 
 seed_alpine() {
     local ctx="$SEED_DIR/alpine" arch
+    log "seed: preparing the alpine stand-in root filesystems"
     rm -rf "$ctx"
     mkdir -p "$ctx"
     common_root "$ctx/common"
@@ -568,6 +569,7 @@ seed_alpine() {
 
 seed_golang() {
     local ctx="$SEED_DIR/golang" arch deb_arch pkg src_deb version
+    log "seed: preparing the golang stand-in root filesystems (~200 MB of .debs on the first run)"
     rm -rf "$ctx"
     mkdir -p "$ctx"
     common_root "$ctx/common"
@@ -631,10 +633,12 @@ cmd_up() {
     local t0=$SECONDS
     mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
     install_packages
+    # Emulators first: BuildKit probes which platforms it can run once, when dockerd starts,
+    # and a node would not list linux/arm/v7 if the handler came later.
+    setup_qemu
     start_dockerd
     check_buildx
     start_registry
-    setup_qemu
     seed_images
     log "up: done in $((SECONDS - t0)) s"
     summary

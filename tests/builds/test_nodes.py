@@ -50,3 +50,17 @@ def test_disabled_project_node_gets_no_work(queued_build: Any) -> None:
     queued_build.project.builder_node = node
     queued_build.project.save()
     assert node_for_build(queued_build) is None
+
+
+def test_binfmt_platforms_need_enabled_handlers_with_the_f_flag(tmp_path: Any) -> None:
+    from builds.nodes import binfmt_platforms
+
+    (tmp_path / "qemu-aarch64").write_text(
+        "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POCF\n"
+    )
+    (tmp_path / "qemu-arm").write_text(
+        "enabled\ninterpreter /usr/libexec/qemu-binfmt/arm\nflags: P\n"
+    )
+    (tmp_path / "qemu-s390x").write_text("disabled\nflags: F\n")
+    (tmp_path / "qemu-riscv64").write_text("enabled\nflags: F\n")
+    assert binfmt_platforms(tmp_path) == ["linux/arm64", "linux/riscv64"]

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from builds.rawjson import (
+from builds.progress import (
     Event,
     LogLine,
     PlatformProgress,
     ProgressTracker,
     StepUpdate,
-    StreamDecoder,
     vertex_platform,
 )
+from builds.rawjson import StreamDecoder
 
 DATA = Path(__file__).parent / "data"
 # A real stream recorded on the stack (3 platforms, cross-compiling Go, pushed), and a

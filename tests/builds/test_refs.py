@@ -383,3 +383,19 @@ def test_invalid_value_message_names_the_kind_and_value():
     assert isinstance(error, ValueError)
     assert error.kind == "platform"
     assert str(error) == "Invalid platform 'linux/mips': unknown architecture 'mips'."
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://bob:s3cr3t-canary@git.example.com/x.git", "https://bob:s3cr3t%2Dcanary@git.example.com/x.git",
+     "ssh://git:s3cr3t-canary@git.example.com/x.git"],
+)
+def test_git_url_passwords_are_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(InvalidValue) as info:
+        validate_git_url(url)
+    assert "s3cr3t" not in str(info.value)
+    assert "password" in str(info.value)
+
+
+def test_git_url_user_names_without_password_are_fine() -> None:
+    assert validate_git_url("ssh://git@git.example.com:2222/team/app.git")

@@ -176,3 +176,13 @@ def test_log_lines_are_ordered_with_platforms(queued_build: Build, alice: Any, a
         {"seq": 1, "platform": "linux/arm64", "stream": 1, "text": "a"},
         {"seq": 2, "platform": None, "stream": 0, "text": "b"},
     ]
+
+
+def test_a_password_in_the_git_url_is_refused_and_never_echoed(alice: Any, api: Any) -> None:
+    response = api(alice).post(
+        "/api/v1/projects", {**GOOD, "git_url": "https://bob:canary-pw-123@git.example.com/x.git"}
+    )
+    assert response.status_code == 400
+    assert "canary-pw-123" not in response.content.decode()
+    assert "git_url" in response.json()["fields"]
+    assert not Project.objects.exists()
