@@ -61,12 +61,12 @@ def _base_url(domain: str) -> str:
     return f"{scheme}://{domain}"
 
 
-def _bearer_token(challenge: str, repository_path: str) -> str | None:
+def _bearer_token(challenge: str, repository_path: str, actions: str) -> str | None:
     params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
     realm = params.get("realm")
     if not challenge.lower().startswith("bearer") or not realm:
         return None
-    query = {"scope": params.get("scope", f"repository:{repository_path}:pull")}
+    query = {"scope": params.get("scope", f"repository:{repository_path}:{actions}")}
     if "service" in params:
         query["service"] = params["service"]
     url = f"{realm}?{urllib.parse.urlencode(query)}"
@@ -76,35 +76,63 @@ def _bearer_token(challenge: str, repository_path: str) -> str | None:
     return str(token) if token else None
 
 
-def fetch_manifest(ref: ImageRef, reference: str) -> tuple[bytes, str]:
-    """GET a manifest or index by tag or digest; returns (body, media type)."""
+def _manifest_request(
+    ref: ImageRef, reference: str, *, body: bytes | None = None, media_type: str = ""
+) -> tuple[bytes, Any]:
+    """GET (or PUT, with a body) /v2/<path>/manifests/<reference>; returns (body, headers)."""
     url = f"{_base_url(ref.domain)}/v2/{ref.path}/manifests/{reference}"
-    headers = {"Accept": ", ".join(INDEX_TYPES + MANIFEST_TYPES)}
-    request = urllib.request.Request(url, headers=headers)
+    if body is None:
+        request = urllib.request.Request(
+            url, headers={"Accept": ", ".join(INDEX_TYPES + MANIFEST_TYPES)}
+        )
+    else:
+        request = urllib.request.Request(
+            url, data=body, method="PUT", headers={"Content-Type": media_type}
+        )
+    what = f"{ref.repository}:{reference}" if body is not None else f"{ref.repository}@{reference}"
     try:
         try:
             response = urllib.request.urlopen(request, timeout=30)  # noqa: S310 (http/https only)
         except urllib.error.HTTPError as exc:
             challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
-            token = _bearer_token(challenge, ref.path) if challenge else None
+            actions = "pull" if body is None else "pull,push"
+            token = _bearer_token(challenge, ref.path, actions) if challenge else None
             if token is None:
                 raise
             request.add_header("Authorization", f"Bearer {token}")
             response = urllib.request.urlopen(request, timeout=30)  # noqa: S310
         with response:
-            body = response.read()
-            media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            return response.read(), response.headers
     except urllib.error.HTTPError as exc:
-        raise RegistryError(
-            f"registry answered {exc.code} for {ref.repository}@{reference}"
-        ) from exc
+        raise RegistryError(f"registry answered {exc.code} for {what}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise RegistryError(f"registry {ref.domain} unreachable: {exc}") from exc
+
+
+def fetch_manifest(ref: ImageRef, reference: str) -> tuple[bytes, str]:
+    """GET a manifest or index by tag or digest; returns (body, media type)."""
+    body, headers = _manifest_request(ref, reference)
+    media_type = headers.get("Content-Type", "").split(";")[0].strip()
     if reference.startswith("sha256:"):
         actual = "sha256:" + hashlib.sha256(body).hexdigest()
         if actual != reference:
             raise RegistryError(f"registry served {actual} for {reference}")
     return body, media_type
+
+
+def tag_manifest(ref: ImageRef, digest: str, tag: str) -> None:
+    """Point another tag at an already pushed manifest: the same bytes, so the same digest.
+
+    buildx pushes every --tag at once, and the filesystem registry then races on the shared
+    revision link ("invalid checksum digest format"); one push plus these PUTs does not.
+    """
+    body, media_type = fetch_manifest(ref, digest)
+    _, headers = _manifest_request(ref, tag, body=body, media_type=media_type)
+    served = headers.get("Docker-Content-Digest", digest)
+    if served != digest:
+        raise RegistryError(
+            f"registry stored {served} for {ref.repository}:{tag}, expected {digest}"
+        )
 
 
 def platform_of(descriptor: dict[str, Any]) -> str:

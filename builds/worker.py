@@ -56,6 +56,8 @@ class Backend(Protocol):
 
     def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary: ...
 
+    def tag(self, ref: ImageRef, digest: str, tag: str) -> None: ...
+
 
 class DockerBackend:
     def fetch(self, url: str, ref: str, dest: Path) -> str:
@@ -72,6 +74,9 @@ class DockerBackend:
 
     def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary:
         return registry.read_index(ref, digest)
+
+    def tag(self, ref: ImageRef, digest: str, tag: str) -> None:
+        registry.tag_manifest(ref, digest, tag)
 
 
 class BuildFailed(Exception):
@@ -266,7 +271,8 @@ class BuildRun:
             context=src,
             dockerfile=dockerfile,
             platforms=list(self.build.platforms),
-            tags=[f"{project.image}:{tag}" for tag in self.build.tags],
+            # One tag per push: the others are added afterwards (see registry.tag_manifest).
+            tags=[f"{project.image}:{self.build.tags[0]}"],
             metadata_file=workspace / "metadata.json",
             docker_host=self.build.node.endpoint if self.build.node else "",
             network=settings.PORTAL_BUILD_NETWORK,
@@ -338,6 +344,9 @@ class BuildRun:
         try:
             summary = self.backend.read_index(ref, digest)
             registry.check_platforms(summary, list(self.build.platforms))
+            for tag in self.build.tags[1:]:
+                self.backend.tag(ref, digest, tag)
+                self.log.say(f"tagged {project.image}:{tag}")
         except registry.RegistryError as exc:
             raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
         with transaction.atomic():

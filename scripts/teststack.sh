@@ -39,8 +39,10 @@ PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7
 # folder name in a seed context is TARGETARCH+TARGETVARIANT (amd64, arm64, armv7).
 declare -A DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [armv7]=armhf)
 SEED_ARCHES=(amd64 arm64 armv7)
-# name:tag of every stand-in image; status checks these.
+# name:tag of every stand-in image; status checks these. SEED_FUNC maps each to the
+# function that builds it (default: seed_<name>).
 SEED_IMAGES=(alpine:3.20 golang:1.19)
+declare -A SEED_FUNC=()
 TIMEOUT="${TESTSTACK_TIMEOUT:-90}"
 
 # Messages go to stderr with the seconds since start, so slow phases show.
@@ -612,9 +614,18 @@ seed_images() {
     ((${#todo[@]})) || return 0
     private_apt_config
     for image in "${todo[@]}"; do
-        "seed_${image%%:*}"
+        "${SEED_FUNC[$image]:-seed_${image%%:*}}"
     done
 }
+
+# More stand-ins: each scripts/teststack/seeds/*.sh appends to SEED_IMAGES, sets SEED_FUNC
+# and defines its seed function with the helpers above (papt download, busybox_links,
+# build_seed ...). One file per image family keeps this script readable.
+for seed_file in "$HELPERS"/seeds/*.sh; do
+    [[ -e $seed_file ]] || continue
+    # shellcheck source=/dev/null
+    source "$seed_file"
+done
 
 # ---------------------------------------------------------------- commands
 

@@ -50,6 +50,7 @@ class FakeBackend:
         self.dockerfile = ""
         self.context_files: list[str] = []
         self.stopped = False
+        self.tagged: list[str] = []
 
     def fetch(self, url: str, ref: str, dest: Path) -> str:
         write_hello(dest)
@@ -87,3 +88,6 @@ class FakeBackend:
                 for d in self.platforms.values()
             ],
         )
+
+    def tag(self, ref: ImageRef, digest: str, tag: str) -> None:
+        self.tagged.append(f"{ref.repository}:{tag}@{digest}")

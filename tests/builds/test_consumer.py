@@ -85,6 +85,7 @@ async def test_html_fragments_for_htmx(queued_build: Build, alice: Any) -> None:
     assert "&lt;script&gt;" in html and "<script>" not in html
     status = await comm.receive_from(timeout=5)
     assert 'id="build-status" hx-swap-oob="true"' in status and 'data-state="queued"' in status
+    assert "localhost:5000/alpha/hello:latest" in status
     await comm.disconnect()
 
 

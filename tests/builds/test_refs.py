@@ -387,8 +387,11 @@ def test_invalid_value_message_names_the_kind_and_value():
 
 @pytest.mark.parametrize(
     "url",
-    ["https://bob:s3cr3t-canary@git.example.com/x.git", "https://bob:s3cr3t%2Dcanary@git.example.com/x.git",
-     "ssh://git:s3cr3t-canary@git.example.com/x.git"],
+    [
+        "https://bob:s3cr3t-canary@git.example.com/x.git",
+        "https://bob:s3cr3t%2Dcanary@git.example.com/x.git",
+        "ssh://git:s3cr3t-canary@git.example.com/x.git",
+    ],
 )
 def test_git_url_passwords_are_refused_without_echoing_them(url: str) -> None:
     with pytest.raises(InvalidValue) as info:

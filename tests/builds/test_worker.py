@@ -178,3 +178,24 @@ def test_ledger_is_append_only(queued_build: Build) -> None:
     with pytest.raises(AppendOnlyError):
         ManifestRecord.objects.all().delete()
     assert ManifestRecord.objects.get().digest == INDEX_DIGEST
+
+
+def test_extra_tags_are_added_after_one_push(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    build = queue_build(project, alice, tags=["v1", "latest", "stable"])
+    backend = FakeBackend()
+    work_once("w1", backend)
+    build.refresh_from_db()
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    tags = [a for a in backend.spec.argv() if a.startswith("--tag=")]  # type: ignore[union-attr]
+    assert tags == ["--tag=localhost:5000/alpha/hello:v1"]
+    assert backend.tagged == [
+        f"localhost:5000/alpha/hello:latest@{INDEX_DIGEST}",
+        f"localhost:5000/alpha/hello:stable@{INDEX_DIGEST}",
+    ]
+    assert sorted(ManifestRecord.objects.values_list("reference", flat=True)) == [
+        "localhost:5000/alpha/hello:latest",
+        "localhost:5000/alpha/hello:stable",
+        "localhost:5000/alpha/hello:v1",
+    ]
