@@ -7,8 +7,6 @@ cancel can interrupt (SIGINT, buildx then cancels the solve) and later kill the 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import select
@@ -20,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+
+from builds.proc import die_with_parent, kill_group
 
 
 @dataclass(frozen=True)
@@ -74,19 +74,6 @@ class BuildSpec:
         return data if isinstance(data, dict) else {}
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL when the worker that started buildx dies, so a
-    killed worker leaves no build running (its build is then failed by the reaper)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 class BuildxProcess:
     """A running buildx. Iterate `output()` for stdout+stderr chunks; None marks an idle tick."""
 
@@ -99,7 +86,7 @@ class BuildxProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only async-signal-safe calls)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only async-signal-safe calls)
         )
         self.interrupted_at: float | None = None
 
@@ -117,8 +104,7 @@ class BuildxProcess:
             yield chunk
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        kill_group(self.proc.pid, sig)
 
     def interrupt(self) -> None:
         if self.interrupted_at is None:
@@ -156,7 +142,7 @@ def run(
                 process.interrupt()
             process.escalate(grace)
     finally:
-        if process.proc.poll() is None and process.interrupted_at is None:
-            process.kill()  # an exception in on_output: leave nothing running
+        if process.proc.poll() is None:
+            process.kill()  # an exception (e.g. the lease was lost): leave nothing running
         code = process.wait()
     return code

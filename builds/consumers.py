@@ -7,6 +7,7 @@ The page (htmx ws extension) gets HTML fragments swapped out-of-band; `?format=j
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,7 +33,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.as_json = query.get("format", [""])[0] == "json"
         after = query.get("after", ["0"])[0]
-        self.last_seq = int(after) if after.isdigit() else 0
+        self.last_seq = int(after) if after.isascii() and after.isdecimal() else 0
         self.group = ""
         if not await self.allowed():
             await self.accept()
@@ -57,7 +58,13 @@ class BuildConsumer(AsyncWebsocketConsumer):
 
     # group events -------------------------------------------------------------------------
     async def build_lines(self, event: dict[str, Any]) -> None:
-        await self.send_lines([line for line in event["lines"] if line["seq"] > self.last_seq])
+        lines = [line for line in event["lines"] if line["seq"] > self.last_seq]
+        if lines and lines[0]["seq"] > self.last_seq + 1:
+            # The channel layer dropped events (full channel, expiry): fill the gap from the
+            # database so the client still sees every line once, in order.
+            while missing := await self.backlog(before=lines[0]["seq"]):
+                await self.send_lines(missing)
+        await self.send_lines([line for line in lines if line["seq"] > self.last_seq])
 
     async def build_status(self, event: dict[str, Any]) -> None:
         await self.send_status({k: v for k, v in event.items() if k != "type"})
@@ -81,8 +88,6 @@ class BuildConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     async def send_json(self, content: dict[str, Any]) -> None:
-        import json
-
         await self.send(text_data=json.dumps(content))
 
     # database -----------------------------------------------------------------------------
@@ -96,8 +101,10 @@ class BuildConsumer(AsyncWebsocketConsumer):
         return Build.objects.filter(pk=self.build_id, project__team__in=teams_for(user)).exists()
 
     @database_sync_to_async
-    def backlog(self) -> list[dict[str, Any]]:
+    def backlog(self, before: int | None = None) -> list[dict[str, Any]]:
         rows = Build.objects.get(pk=self.build_id).log_lines.filter(seq__gt=self.last_seq)
+        if before is not None:
+            rows = rows.filter(seq__lt=before)
         return [line.to_api() for line in rows.order_by("seq")[:BACKLOG_CHUNK]]
 
     @database_sync_to_async

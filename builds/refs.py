@@ -297,7 +297,9 @@ _HOST_PORT = re.compile(
 _OPTION_LIKE = re.compile(r"(?:^|[/@:=?&;,+])-")
 
 
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/@?#]*)@")
+# Everything up to the LAST "@" before the path: "https://a@b:c@host/" hides "a@b:c".
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/?#]*)@")
+_SSH_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def validate_git_url(text: str) -> str:
@@ -311,11 +313,16 @@ def validate_git_url(text: str) -> str:
     """
     kind = "git URL"
     userinfo = _USERINFO.match(text) if isinstance(text, str) else None
-    if userinfo and ":" in unquote(userinfo.group("userinfo")):
-        # Checked first, and the value is never echoed: it holds a secret.
-        raise InvalidValue(
-            kind, "(hidden: it contains a password)", "passwords do not belong in the URL"
-        )
+    if userinfo:
+        # Checked first, and the value is never echoed: whatever sits before the last "@" may
+        # be a secret (a password, or a token used as a user name).
+        user = unquote(userinfo.group("userinfo"))
+        if not (text.lower().startswith("ssh://") and _SSH_USER.fullmatch(user)):
+            raise InvalidValue(
+                kind,
+                "(hidden: it contains credentials)",
+                "credentials do not belong in the URL; only ssh:// URLs may name a plain user",
+            )
     _check_text(kind, text, MAX_GIT_URL_LENGTH)
     decoded = unquote(text, errors="replace")
     if decoded != text:

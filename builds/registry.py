@@ -1,34 +1,33 @@
-"""Read pushed indexes back from a registry (OCI distribution API) and check them.
+"""Read pushed indexes back from the registry and check them; add tags to a pushed index.
 
-Hand-written on urllib because it is two GET requests plus the anonymous token dance; the digest
+Registry access goes through the docker CLI (`docker buildx imagetools`), the same choke point
+as the build itself: it uses the same credentials (DOCKER_CONFIG) and registry settings, and no
+registry-supplied URL (auth realms, redirects) is fetched by the portal's own code. The digest
 of every body is verified, so what the ledger records is what the registry serves.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
-import re
-import urllib.error
-import urllib.parse
-import urllib.request
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
+from builds.proc import ProcessTimeout, run
 from builds.refs import ImageRef
+
+Tick = Callable[[], bool] | None
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
 ATTESTATION_TYPE = "attestation-manifest"
+TIMEOUT = 120
 
 
 class RegistryError(Exception):
@@ -43,96 +42,53 @@ class IndexSummary:
     attestations: list[dict[str, str]] = field(default_factory=list)
 
 
-def _is_plain_http(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
-    if host in settings.PORTAL_INSECURE_REGISTRIES or name == "localhost":
-        return True
+def _imagetools(*args: str, env: dict[str, str] | None = None, tick: Tick = None) -> bytes:
+    cmd = [settings.PORTAL_DOCKER_CLI, "buildx", "imagetools", *args]
+    base = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+    }
+    if "DOCKER_CONFIG" in os.environ:
+        base["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
     try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _base_url(domain: str) -> str:
-    if domain == "docker.io":
-        domain = "registry-1.docker.io"
-    scheme = "http" if _is_plain_http(domain) else "https"
-    return f"{scheme}://{domain}"
-
-
-def _bearer_token(challenge: str, repository_path: str, actions: str) -> str | None:
-    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-    realm = params.get("realm")
-    if not challenge.lower().startswith("bearer") or not realm:
-        return None
-    query = {"scope": params.get("scope", f"repository:{repository_path}:{actions}")}
-    if "service" in params:
-        query["service"] = params["service"]
-    url = f"{realm}?{urllib.parse.urlencode(query)}"
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (realm from registry)
-        data = json.load(response)
-    token = data.get("token") or data.get("access_token")
-    return str(token) if token else None
-
-
-def _manifest_request(
-    ref: ImageRef, reference: str, *, body: bytes | None = None, media_type: str = ""
-) -> tuple[bytes, Any]:
-    """GET (or PUT, with a body) /v2/<path>/manifests/<reference>; returns (body, headers)."""
-    url = f"{_base_url(ref.domain)}/v2/{ref.path}/manifests/{reference}"
-    if body is None:
-        request = urllib.request.Request(
-            url, headers={"Accept": ", ".join(INDEX_TYPES + MANIFEST_TYPES)}
+        proc = run(cmd, env={**base, **(env or {})}, timeout=TIMEOUT, tick=tick)
+    except ProcessTimeout as exc:
+        raise RegistryError(f"imagetools {args[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RegistryError(
+            f"imagetools {args[0]} failed: {detail[-1] if detail else proc.returncode}"
         )
-    else:
-        request = urllib.request.Request(
-            url, data=body, method="PUT", headers={"Content-Type": media_type}
-        )
-    what = f"{ref.repository}:{reference}" if body is not None else f"{ref.repository}@{reference}"
-    try:
-        try:
-            response = urllib.request.urlopen(request, timeout=30)  # noqa: S310 (http/https only)
-        except urllib.error.HTTPError as exc:
-            challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
-            actions = "pull" if body is None else "pull,push"
-            token = _bearer_token(challenge, ref.path, actions) if challenge else None
-            if token is None:
-                raise
-            request.add_header("Authorization", f"Bearer {token}")
-            response = urllib.request.urlopen(request, timeout=30)  # noqa: S310
-        with response:
-            return response.read(), response.headers
-    except urllib.error.HTTPError as exc:
-        raise RegistryError(f"registry answered {exc.code} for {what}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryError(f"registry {ref.domain} unreachable: {exc}") from exc
+    return proc.stdout
 
 
-def fetch_manifest(ref: ImageRef, reference: str) -> tuple[bytes, str]:
-    """GET a manifest or index by tag or digest; returns (body, media type)."""
-    body, headers = _manifest_request(ref, reference)
-    media_type = headers.get("Content-Type", "").split(";")[0].strip()
-    if reference.startswith("sha256:"):
-        actual = "sha256:" + hashlib.sha256(body).hexdigest()
-        if actual != reference:
-            raise RegistryError(f"registry served {actual} for {reference}")
-    return body, media_type
+def fetch_manifest(
+    ref: ImageRef, digest: str, env: dict[str, str] | None = None, tick: Tick = None
+) -> bytes:
+    """The raw bytes of a manifest or index, checked against its digest."""
+    if not digest.startswith("sha256:"):
+        raise RegistryError(f"not a sha256 digest: {digest}")
+    body = _imagetools("inspect", "--raw", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
+    actual = "sha256:" + hashlib.sha256(body).hexdigest()
+    if actual != digest:
+        raise RegistryError(f"registry served {actual} for {digest}")
+    return body
 
 
-def tag_manifest(ref: ImageRef, digest: str, tag: str) -> None:
-    """Point another tag at an already pushed manifest: the same bytes, so the same digest.
+def tag_manifest(
+    ref: ImageRef, digest: str, tag: str, env: dict[str, str] | None = None, tick: Tick = None
+) -> None:
+    """Point another tag at a pushed index: a copy of the same bytes, so the same digest.
 
     buildx pushes every --tag at once, and the filesystem registry then races on the shared
-    revision link ("invalid checksum digest format"); one push plus these PUTs does not.
+    revision link ("invalid checksum digest format"); one push plus these copies does not.
     """
-    body, media_type = fetch_manifest(ref, digest)
-    _, headers = _manifest_request(ref, tag, body=body, media_type=media_type)
-    served = headers.get("Docker-Content-Digest", digest)
+    target = f"{ref.repository}:{tag}"
+    _imagetools("create", f"--tag={target}", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
+    body = _imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
+    served = "sha256:" + hashlib.sha256(body).hexdigest()
     if served != digest:
-        raise RegistryError(
-            f"registry stored {served} for {ref.repository}:{tag}, expected {digest}"
-        )
+        raise RegistryError(f"{target} points to {served} after tagging, not {digest}")
 
 
 def platform_of(descriptor: dict[str, Any]) -> str:
@@ -170,9 +126,10 @@ def summarize_index(body: bytes, digest: str, media_type: str = "") -> IndexSumm
     return summary
 
 
-def read_index(ref: ImageRef, digest: str) -> IndexSummary:
-    body, media_type = fetch_manifest(ref, digest)
-    return summarize_index(body, digest, media_type)
+def read_index(
+    ref: ImageRef, digest: str, env: dict[str, str] | None = None, tick: Tick = None
+) -> IndexSummary:
+    return summarize_index(fetch_manifest(ref, digest, env=env, tick=tick), digest)
 
 
 def check_platforms(summary: IndexSummary, wanted: list[str]) -> None:

@@ -30,6 +30,7 @@ import lang_plugins
 from builds import buildx, events, gitsource, registry
 from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, node_for_build
+from builds.proc import ProcessStopped
 from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
 from builds.rawjson import StreamDecoder
@@ -38,13 +39,14 @@ from builds.refs import ImageRef, parse_reference
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 2.0
+Tick = Callable[[], bool]
 STATUS_EVERY = 0.5
 
 
 class Backend(Protocol):
     """The seam between the worker and the outside world (git, buildx, the registry)."""
 
-    def fetch(self, url: str, ref: str, dest: Path) -> str: ...
+    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str: ...
 
     def build(
         self,
@@ -54,14 +56,14 @@ class Backend(Protocol):
         grace: float,
     ) -> int: ...
 
-    def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary: ...
+    def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary: ...
 
-    def tag(self, ref: ImageRef, digest: str, tag: str) -> None: ...
+    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None: ...
 
 
 class DockerBackend:
-    def fetch(self, url: str, ref: str, dest: Path) -> str:
-        return gitsource.fetch(url, ref, dest)
+    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
+        return gitsource.fetch(url, ref, dest, tick=tick)
 
     def build(
         self,
@@ -72,11 +74,11 @@ class DockerBackend:
     ) -> int:
         return buildx.run(spec, on_output, should_stop, grace)
 
-    def read_index(self, ref: ImageRef, digest: str) -> registry.IndexSummary:
-        return registry.read_index(ref, digest)
+    def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary:
+        return registry.read_index(ref, digest, tick=tick)
 
-    def tag(self, ref: ImageRef, digest: str, tag: str) -> None:
-        registry.tag_manifest(ref, digest, tag)
+    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None:
+        registry.tag_manifest(ref, digest, tag, tick=tick)
 
 
 class BuildFailed(Exception):
@@ -236,7 +238,7 @@ class BuildRun:
         self.log.say(f"fetching {project.git_url} at {self.build.ref}")
         src = workspace / "src"
         try:
-            commit = self.backend.fetch(project.git_url, self.build.ref, src)
+            commit = self.backend.fetch(project.git_url, self.build.ref, src, self.heartbeat)
         except gitsource.SourceError as exc:
             raise BuildFailed(str(exc)) from exc
         self.build.commit = commit
@@ -342,10 +344,10 @@ class BuildRun:
         project = self.build.project
         ref = parse_reference(f"{project.image}@{digest}")
         try:
-            summary = self.backend.read_index(ref, digest)
+            summary = self.backend.read_index(ref, digest, self.heartbeat)
             registry.check_platforms(summary, list(self.build.platforms))
             for tag in self.build.tags[1:]:
-                self.backend.tag(ref, digest, tag)
+                self.backend.tag(ref, digest, tag, self.heartbeat)
                 self.log.say(f"tagged {project.image}:{tag}")
         except registry.RegistryError as exc:
             raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
@@ -409,7 +411,8 @@ class BuildRun:
             dockerfile = self.render(workspace, src)
             spec = self.spec(workspace, src, dockerfile)
             code = self.run_buildx(spec)
-            if self.heartbeat(force=True):
+            # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
+            if code != 0 and self.heartbeat(force=True):
                 self._finish_stopped()
                 return
             if code != 0:
@@ -419,6 +422,8 @@ class BuildRun:
             self.finish(Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}")
         except LeaseLost:
             log.warning("build %s: lease lost, stopping", self.build.pk)
+        except ProcessStopped:
+            self._finish_stopped()
         except BuildFailed as exc:
             self.finish(Build.State.FAILED, exc.reason, exc.fault)
         except Exception as exc:

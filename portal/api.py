@@ -71,7 +71,7 @@ def _int_param(request: HttpRequest, name: str, default: int = 0) -> int:
     value = request.GET.get(name, "")
     if not value:
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdecimal()):
         raise InvalidValue(name, value, "expected a non-negative integer")
     return int(value)
 
@@ -100,9 +100,11 @@ def project_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
 @api_view("GET")
 def project_dockerfile(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
-    return HttpResponse(
-        services.render_dockerfile(project).dockerfile, content_type="text/plain; charset=utf-8"
-    )
+    try:
+        dockerfile = services.render_dockerfile(project).dockerfile
+    except (KeyError, ValueError) as exc:  # unknown plugin, options no longer valid
+        return error(409, f"cannot render the Dockerfile: {exc}")
+    return HttpResponse(dockerfile, content_type="text/plain; charset=utf-8")
 
 
 @api_view("POST")

@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
@@ -22,6 +23,34 @@ name_validator = RegexValidator(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$",
     "Use 1-64 letters, digits, '.', '_' or '-', starting and ending with a letter or digit.",
 )
+
+
+# Field validators from the `builds.refs` grammars, so admin edits are checked like the forms.
+def _as_validation_error(check: Any, value: Any) -> None:
+    from builds.refs import InvalidValue
+
+    try:
+        check(value)
+    except InvalidValue as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def validate_git_url(value: str) -> None:
+    from builds import refs
+
+    _as_validation_error(refs.validate_git_url, value)
+
+
+def validate_git_ref(value: str) -> None:
+    from builds import refs
+
+    _as_validation_error(refs.validate_git_ref, value)
+
+
+def validate_repository(value: str) -> None:
+    from builds import refs
+
+    _as_validation_error(refs.parse_repository, value)
 
 
 class Team(models.Model):
@@ -54,9 +83,13 @@ class Membership(models.Model):
 class Project(models.Model):
     team = models.ForeignKey(Team, models.CASCADE, related_name="projects")
     name = models.CharField(max_length=64, validators=[name_validator])
-    git_url = models.CharField(max_length=2000)
-    ref = models.CharField(max_length=255, default="main")
-    image = models.CharField(max_length=255, help_text="Image repository, without a tag.")
+    git_url = models.CharField(max_length=2000, validators=[validate_git_url])
+    ref = models.CharField(max_length=255, default="main", validators=[validate_git_ref])
+    image = models.CharField(
+        max_length=255,
+        help_text="Image repository, without a tag.",
+        validators=[validate_repository],
+    )
     platforms = models.JSONField(default=list)
     language = models.CharField(max_length=50)
     options = models.JSONField(default=dict, blank=True)

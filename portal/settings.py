@@ -7,6 +7,7 @@ the build worker inside the server process. Scale-out: DATABASE_URL (PostgreSQL)
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -86,11 +87,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded worker thread writes while requests read: WAL and a busy timeout keep
     # SQLite from answering "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # Take the write lock at BEGIN, so read-then-write transactions wait for it
+            # instead of failing with "database is locked".
+            "transaction_mode": "IMMEDIATE",
+        }
     )
     # Tests use a file too: an in-memory database shares one cache between threads and
     # answers "table is locked" instead of waiting, unlike the real thing.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
@@ -139,6 +146,8 @@ PORTAL_BASE_IMAGE_MIRROR = env.str("PORTAL_BASE_IMAGE_MIRROR", default="")
 PORTAL_BUILD_NETWORK = env.str("PORTAL_BUILD_NETWORK", default="")
 PORTAL_DOCKER_CLI = env.str("PORTAL_DOCKER_CLI", default="docker")
 PORTAL_GIT_CLI = env.str("PORTAL_GIT_CLI", default="git")
+# file:// git URLs read this machine's disk: allowed only below these folders (none by default).
+PORTAL_GIT_FILE_ROOTS = env.list("PORTAL_GIT_FILE_ROOTS", default=[])
 PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR / "workspaces")))
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
@@ -147,8 +156,6 @@ PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3
 PORTAL_CANCEL_GRACE_SECONDS = env.int("PORTAL_CANCEL_GRACE_SECONDS", default=10)
 # How often builder nodes are health-checked (engine, BuildKit, platforms, reachability).
 PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
-# Registries reached over plain HTTP when reading an index back (loopback ones always are).
-PORTAL_INSECURE_REGISTRIES = env.list("PORTAL_INSECURE_REGISTRIES", default=[])
 
 LOGGING = {
     "version": 1,

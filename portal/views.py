@@ -127,9 +127,13 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def project_dockerfile(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
-    response = HttpResponse(
-        services.render_dockerfile(project).dockerfile, content_type="text/plain; charset=utf-8"
-    )
+    try:
+        dockerfile = services.render_dockerfile(project).dockerfile
+    except (KeyError, ValueError) as exc:  # unknown plugin, options no longer valid
+        return HttpResponse(
+            f"cannot render the Dockerfile: {exc}\n", status=409, content_type="text/plain"
+        )
+    response = HttpResponse(dockerfile, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="Dockerfile"'
     return response
 
@@ -180,6 +184,8 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def build_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     build = services.cancel_build(get_build_for_user(request.user, pk))
+    if request.htmx:
+        return HttpResponse(status=204)  # the new state arrives over the websocket
     messages.info(request, "Cancel requested." if not build.finished else f"Build {build.state}.")
     return redirect(build)
 

@@ -635,6 +635,7 @@ export DOCKER_HOST=$DOCKER_HOST
 export PORTAL_BASE_IMAGE_MIRROR=$MIRROR
 export PORTAL_BUILD_NETWORK=host
 export PORTAL_TEST_REGISTRY=localhost:5000
+export PORTAL_TEST_PYPI=http://127.0.0.1:3141/simple/
 export PORTAL_CHROMIUM=/usr/bin/chromium
 EOF
 }

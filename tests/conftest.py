@@ -4,6 +4,7 @@ a Go project of alpha, API clients, and the fake build backend (the one seam for
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ from portal.models import ApiToken, Membership, Project, Team
 def _isolated_settings(settings: Any, tmp_path: Path) -> None:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
     settings.PORTAL_BASE_IMAGE_MIRROR = "localhost:5000/library"
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    if settings.REDIS_URL:
+        # The scale-out run exercises channels-redis itself, on a prefix of its own.
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 @pytest.fixture

@@ -52,7 +52,11 @@ class FakeBackend:
         self.stopped = False
         self.tagged: list[str] = []
 
-    def fetch(self, url: str, ref: str, dest: Path) -> str:
+    def fetch(self, url: str, ref: str, dest: Path, tick: Callable[[], bool]) -> str:
+        if tick():
+            from builds.proc import ProcessStopped
+
+            raise ProcessStopped()
         write_hello(dest)
         return COMMIT
 
@@ -78,7 +82,7 @@ class FakeBackend:
             spec.metadata_file.write_text(json.dumps({"containerimage.digest": INDEX_DIGEST}))
         return self.exit_code
 
-    def read_index(self, ref: ImageRef, digest: str) -> IndexSummary:
+    def read_index(self, ref: ImageRef, digest: str, tick: Callable[[], bool]) -> IndexSummary:
         return IndexSummary(
             digest=digest,
             media_type="application/vnd.oci.image.index.v1+json",
@@ -89,5 +93,5 @@ class FakeBackend:
             ],
         )
 
-    def tag(self, ref: ImageRef, digest: str, tag: str) -> None:
+    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Callable[[], bool]) -> None:
         self.tagged.append(f"{ref.repository}:{tag}@{digest}")

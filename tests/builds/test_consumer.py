@@ -86,6 +86,9 @@ async def test_html_fragments_for_htmx(queued_build: Build, alice: Any) -> None:
     status = await comm.receive_from(timeout=5)
     assert 'id="build-status" hx-swap-oob="true"' in status and 'data-state="queued"' in status
     assert "localhost:5000/alpha/hello:latest" in status
+    # No CSRF token can be rendered here (no request): the cancel button posts through htmx,
+    # which sends the token from <body hx-headers>.
+    assert f'hx-post="/builds/{queued_build.pk}/cancel"' in status and "<form" not in status
     await comm.disconnect()
 
 

@@ -42,7 +42,9 @@ def test_due_checks_skip_recently_checked_nodes(db: Any, tmp_path: Any) -> None:
     )
     assert [n.name for n in check_due_nodes(60)] == ["stale"]
     stale.refresh_from_db()
-    assert stale.reachable is False and fresh.last_error == ""
+    fresh.refresh_from_db()
+    assert stale.reachable is False and stale.last_error
+    assert fresh.last_error == "" and fresh.reachable is False and fresh.engine_version == ""
 
 
 def test_disabled_project_node_gets_no_work(queued_build: Any) -> None:

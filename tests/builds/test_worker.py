@@ -146,21 +146,27 @@ def test_concurrent_workers_never_claim_the_same_build(project: Any, alice: Any)
 
     builds = {queue_build(project, alice).pk for _ in range(6)}
     claimed: list[int] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
     barrier = threading.Barrier(4)
 
     def worker(name: str) -> None:
         barrier.wait()
-        while (build := claim_next(name)) is not None:
-            with lock:
-                claimed.append(build.pk)
-        connection.close()
+        try:
+            while (build := claim_next(name)) is not None:
+                with lock:
+                    claimed.append(build.pk)
+        except BaseException as exc:  # a crashed worker must fail the test, not hide
+            errors.append(exc)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     assert sorted(claimed) == sorted(builds), "every build claimed exactly once"
     assert Build.objects.filter(state=Build.State.RUNNING).count() == 6
 
@@ -199,3 +205,25 @@ def test_extra_tags_are_added_after_one_push(project: Any, alice: Any) -> None:
         "localhost:5000/alpha/hello:stable",
         "localhost:5000/alpha/hello:v1",
     ]
+
+
+def test_cancel_during_checkout_stops_before_buildx(queued_build: Build) -> None:
+    Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
+    backend = FakeBackend()
+    work_once("w1", backend)
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.CANCELLED
+    assert backend.spec is None, "buildx must not start after a cancel"
+
+
+def test_a_cancel_after_the_push_still_records_it(queued_build: Build) -> None:
+    class LateCancel(FakeBackend):
+        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+            code = super().build(spec, on_output, lambda: False, grace)
+            Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
+            return code
+
+    work_once("w1", LateCancel())
+    build = Build.objects.get(pk=queued_build.pk)
+    assert build.state == Build.State.SUCCEEDED
+    assert ManifestRecord.objects.filter(build=build).count() == 1

@@ -192,6 +192,8 @@ def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Po
     }
     env.update(
         PORTAL_DATA_DIR=str(data_dir),
+        # The test repositories live in pytest's temporary folders.
+        PORTAL_GIT_FILE_ROOTS=str(tmp_path_factory.getbasetemp()),
         PORTAL_BUILD_LEASE_SECONDS="15",
         PORTAL_CANCEL_GRACE_SECONDS="5",
         PYTHONUNBUFFERED="1",

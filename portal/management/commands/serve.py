@@ -42,18 +42,24 @@ class Command(BaseCommand):
         ensure_local_node()
 
         stop = threading.Event()
-        worker = None
-        if settings.PORTAL_EMBEDDED_WORKER and not no_worker:
-            events.set_server_loop(twisted_loop)
-            worker = threading.Thread(
-                target=run_forever, args=(stop,), name="build-worker", daemon=True
-            )
-            worker.start()
+        worker = threading.Thread(
+            target=run_forever, args=(stop,), name="build-worker", daemon=True
+        )
+        embedded = settings.PORTAL_EMBEDDED_WORKER and not no_worker
 
         interface = str(address).replace(":", r"\:")
         shown = f"[{address}]" if address.version == 6 else str(address)
 
         def ready() -> None:
+            # The worker starts once the event loop runs: its events go through that loop.
+            if embedded and not worker.is_alive():
+                from twisted.internet import reactor
+
+                def start_worker() -> None:
+                    events.set_server_loop(twisted_loop)
+                    worker.start()
+
+                reactor.callWhenRunning(start_worker)
             self.stdout.write(f"Crossport serving on http://{shown}:{port}/", ending="\n")
             self.stdout.flush()
 
@@ -67,5 +73,5 @@ class Command(BaseCommand):
         finally:
             stop.set()
             events.set_server_loop(None)
-            if worker is not None:
+            if worker.is_alive():
                 worker.join(timeout=5)

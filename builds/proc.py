@@ -1,0 +1,87 @@
+"""Running external programs (git, docker) for a build: argv lists only, no shell, each in its
+own process group that is killed whole on timeout or stop, and tied to the worker's life.
+
+`tick` is called about once a second while the program runs, so the worker keeps renewing its
+lease and notices a cancel even during a long clone or registry call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+try:  # looked up once here: the child may only make async-signal-safe calls after fork
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def die_with_parent() -> None:
+    """preexec_fn: SIGKILL this child when the thread that started it dies, so a killed worker
+    leaves nothing running (its build is then failed by the reaper)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class ProcessTimeout(Exception):
+    pass
+
+
+class ProcessStopped(Exception):
+    """`tick` asked to stop (cancel or timeout of the whole build)."""
+
+
+def kill_group(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def run(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    timeout: float,
+    cwd: Path | None = None,
+    tick: Callable[[], bool] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (calls only prctl)
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise ProcessTimeout(
+                            f"{Path(argv[0]).name} timed out after {timeout:.0f}s"
+                        ) from None
+                    if tick is not None and tick():
+                        raise ProcessStopped() from None
+        except BaseException:
+            kill_group(proc.pid)
+            proc.wait()
+            raise
+        kill_group(proc.pid)  # helpers it left behind (e.g. git-remote-https)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, code, out.read(), err.read())

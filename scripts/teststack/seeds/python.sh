@@ -1,0 +1,215 @@
+# shellcheck shell=bash
+# Variables and helpers come from scripts/teststack.sh; hooks are expanded by mmdebstrap.
+# shellcheck disable=SC2034,SC2153,SC2016
+# Python stand-ins and the local package index; sourced by scripts/teststack.sh.
+#
+#   localhost:5000/library/python:3.11-slim  bookworm (apt variant) + python3 + python3-pip,
+#                                            like the official slim image: runtime and
+#                                            build-platform stage of the python plugin.
+#   localhost:5000/library/python:3.11       the same plus gcc, libc6-dev and python3-dev,
+#                                            like the official full image: the plugin's
+#                                            emulated fallback stage compiles sdists in it.
+#   http://127.0.0.1:3141/simple/            PEP 503 index of a few real wheels/sdists
+#                                            (PORTAL_TEST_PYPI): builds never reach PyPI.
+#
+# Root filesystems come from mmdebstrap (foreign maintainer scripts run under QEMU through
+# the binfmt handlers set up before seeding); downloaded .debs are kept per architecture.
+
+SEED_IMAGES+=(python:3.11-slim python:3.11)
+SEED_FUNC["python:3.11-slim"]=seed_python_slim
+SEED_FUNC["python:3.11"]=seed_python_full
+# mmdebstrap makes the root filesystems (arch-test: its foreign-architecture check); python3-pip is the host pip that fills the index.
+BASE_PACKAGES+=(mmdebstrap arch-test python3-pip)
+
+PYPI_ADDR=127.0.0.1:3141
+PYPI_DIR="$STATE_DIR/pypi"
+PYPI_PID="$RUN_DIR/pypi.pid"
+# cp311 wheels for every seeded platform: orjson publishes manylinux armv7l wheels too, so the
+# sample app needs no emulation anywhere. The rest is what builds need from an index: build
+# backends (pip's isolated builds fetch setuptools/wheel, flit_core for flit projects) and
+# docopt, a pure-Python package published only as an sdist (exercises the plugin's fallback).
+PYPI_PLATFORM_WHEELS=(orjson==3.11.3)
+PYPI_PURE_WHEELS=(setuptools==84.2.1 wheel==0.48.0 flit_core==4.2.0)
+PYPI_SDISTS=(docopt==0.6.2)
+
+# ---------------------------------------------------------------- stand-in images
+
+# python_rootfs ARCH OUT.tar INCLUDES: one bookworm root filesystem as a tar (keeps owners,
+# modes and links exactly; the Dockerfile ADDs it).
+python_rootfs() {
+    local arch=$1 out=$2 include=$3 deb_arch cache
+    deb_arch=${DEB_ARCH[$arch]}
+    cache="$DEB_CACHE/mmdebstrap-$deb_arch"
+    mkdir -p "$cache"
+    log "seed: mmdebstrap $deb_arch ($include)"
+    # The hooks: reuse/keep downloaded .debs; no docs or man pages (the official images drop
+    # them too); drop EXTERNALLY-MANAGED (the official image has no such marker, and the
+    # plugin pip-installs as root); python/pip names in /usr/local/bin like the official image.
+    if ! mmdebstrap --variant=apt --arch="$deb_arch" --include="$include" \
+            --skip=essential/unlink \
+            --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/doc/*' \
+            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' \
+            --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
+            --setup-hook="sync-in $cache /var/cache/apt/archives/" \
+            --customize-hook="sync-out /var/cache/apt/archives $cache" \
+            --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+            --customize-hook='for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done' \
+            bookworm "$out" \
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+            >>"$LOG_DIR/seed-python-mmdebstrap.log" 2>&1; then
+        tail -n 30 "$LOG_DIR/seed-python-mmdebstrap.log" >&2
+        die "mmdebstrap for $deb_arch failed; see $LOG_DIR/seed-python-mmdebstrap.log"
+    fi
+}
+
+# seed_python_image NAME:TAG INCLUDES DESCRIPTION
+seed_python_image() {
+    local image=$1 include=$2 description=$3 ctx arch version lock
+    # Two `up`s at once (several people share a machine) take turns; the second one finds the
+    # image pushed and stops. Each run has its own context folder.
+    exec {lock}>"$STATE_DIR/seed-python.lock"
+    flock "$lock"
+    if [[ ${TESTSTACK_RESEED:-0} != 1 ]] && seed_present "$image"; then
+        log "seed: $MIRROR/$image was pushed meanwhile"
+        exec {lock}>&-
+        return 0
+    fi
+    mkdir -p "$SEED_DIR"
+    ctx=$(mktemp -d "$SEED_DIR/python.XXXXXX")
+    for arch in "${SEED_ARCHES[@]}"; do
+        python_rootfs "$arch" "$ctx/$arch.tar" "$include"
+    done
+    version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-amd64/python3.11-minimal_*.deb" | head -n1)" Version)
+    build_seed "$image" "$ctx" --build-arg "PYTHON_VERSION=${version%%-*}" \
+        --build-arg "DESCRIPTION=$description"
+    rm -rf "$ctx"
+    exec {lock}>&-
+}
+
+seed_python_slim() {
+    seed_python_image python:3.11-slim python3,python3-pip \
+        "Crossport offline stand-in for python:3.11-slim (Debian bookworm python3.11 + pip)"
+}
+
+seed_python_full() {
+    seed_python_image python:3.11 python3,python3-pip,python3-dev,gcc,libc6-dev \
+        "Crossport offline stand-in for python:3.11 (Debian bookworm python3.11, pip, gcc, headers)"
+}
+
+# ---------------------------------------------------------------- package index
+
+# The host's own pip, ignoring any pip configuration of this machine (extra indexes,
+# find-links, constraints), so every machine builds the same index from PyPI.
+host_pip() {
+    env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT \
+        PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 /usr/bin/python3 -m pip "$@"
+}
+
+pypi_fetch() {
+    local files="$PYPI_DIR/files" stamp want plat
+    want="${PYPI_PLATFORM_WHEELS[*]} ${PYPI_PURE_WHEELS[*]} ${PYPI_SDISTS[*]}"
+    stamp="$PYPI_DIR/contents"
+    if [[ -s $stamp && $(<"$stamp") == "$want" && -s $PYPI_DIR/simple/index.html ]]; then
+        log "pypi: index already holds $want"
+        return 0
+    fi
+    log "pypi: downloading $want (log: $LOG_DIR/pypi-fetch.log)"
+    rm -rf "$PYPI_DIR.tmp"
+    mkdir -p "$PYPI_DIR.tmp/files"
+    for plat in x86_64 aarch64 armv7l; do
+        host_pip download --no-deps --only-binary=:all: --platform "manylinux2014_$plat" \
+            --python-version 3.11 --implementation cp --abi cp311 \
+            -d "$PYPI_DIR.tmp/files" "${PYPI_PLATFORM_WHEELS[@]}" >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
+            die "pip download of ${PYPI_PLATFORM_WHEELS[*]} for $plat failed; see $LOG_DIR/pypi-fetch.log"
+    done
+    host_pip download --no-deps --only-binary=:all: -d "$PYPI_DIR.tmp/files" \
+        "${PYPI_PURE_WHEELS[@]}" >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
+        die "pip download of ${PYPI_PURE_WHEELS[*]} failed; see $LOG_DIR/pypi-fetch.log"
+    host_pip download --no-deps --no-binary=:all: -d "$PYPI_DIR.tmp/files" \
+        "${PYPI_SDISTS[@]}" >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
+        die "pip download of ${PYPI_SDISTS[*]} failed; see $LOG_DIR/pypi-fetch.log"
+    pypi_simple_tree "$PYPI_DIR.tmp"
+    printf '%s' "$want" >"$PYPI_DIR.tmp/contents"
+    # Swap in whole: a running server keeps serving the old tree until the rename.
+    rm -rf "$PYPI_DIR.old"
+    [[ -e $PYPI_DIR ]] && mv "$PYPI_DIR" "$PYPI_DIR.old"
+    mv "$PYPI_DIR.tmp" "$PYPI_DIR"
+    rm -rf "$PYPI_DIR.old"
+    files=$(find "$PYPI_DIR/files" -type f | wc -l)
+    log "pypi: $files files indexed"
+}
+
+# pypi_simple_tree DIR: write DIR/simple/ (PEP 503) for the files in DIR/files, with sha256
+# fragments so pip verifies every download.
+pypi_simple_tree() {
+    /usr/bin/python3 - "$1" <<'PY'
+import hashlib, html, re, sys
+from pathlib import Path
+
+root = Path(sys.argv[1])
+projects: dict[str, list[Path]] = {}
+for f in sorted((root / "files").iterdir()):
+    if f.name.endswith(".whl"):
+        name = f.name.split("-")[0]
+    elif f.name.endswith((".tar.gz", ".zip")):
+        name = f.name.rsplit("-", 1)[0]
+    else:
+        continue
+    projects.setdefault(re.sub(r"[-_.]+", "-", name).lower(), []).append(f)
+simple = root / "simple"
+simple.mkdir()
+links = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(projects))
+(simple / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
+for project, files in projects.items():
+    (simple / project).mkdir()
+    rows = "".join(
+        f'<a href="../../files/{html.escape(f.name)}#sha256='
+        f'{hashlib.sha256(f.read_bytes()).hexdigest()}">{html.escape(f.name)}</a>\n'
+        for f in files
+    )
+    (simple / project / "index.html").write_text(
+        f"<!DOCTYPE html>\n<html><body>\n{rows}</body></html>\n"
+    )
+PY
+}
+
+pypi_up() { curl -fs -o /dev/null "http://$PYPI_ADDR/simple/"; }
+
+start_pypi() {
+    if pypi_up; then
+        pid_alive "$PYPI_PID" ||
+            log "warning: something not started by this script already serves http://$PYPI_ADDR; using it"
+        log "pypi: already running"
+        return 0
+    fi
+    log "pypi: starting on $PYPI_ADDR (log: $LOG_DIR/pypi.log)"
+    daemonize "$PYPI_PID" "$LOG_DIR/pypi.log" \
+        /usr/bin/python3 -m http.server --bind 127.0.0.1 3141 --directory "$PYPI_DIR"
+    if ! wait_for "$TIMEOUT" "pypi" "$PYPI_PID" pypi_up; then
+        tail -n 20 "$LOG_DIR/pypi.log" >&2
+        die "index did not answer http://$PYPI_ADDR/simple/ (port taken?); see $LOG_DIR/pypi.log"
+    fi
+}
+
+# `up` calls seed_images after the registry is running; wrap it so the index is filled and
+# served on every `up`, not only when an image is missing. Renaming the previous definition
+# keeps other seed files' wrappers (if any) in the chain.
+eval "$(declare -f seed_images | sed '1s/^seed_images/_python_prev_seed_images/')"
+seed_images() {
+    local lock
+    _python_prev_seed_images
+    exec {lock}>"$STATE_DIR/pypi.lock"
+    flock "$lock"
+    pypi_fetch
+    start_pypi
+    exec {lock}>&-
+}
+
+# `down` stops the index server too, like the registry.
+eval "$(declare -f cmd_down | sed '1s/^cmd_down/_python_prev_cmd_down/')"
+cmd_down() {
+    _python_prev_cmd_down
+    stop_pidfile "$PYPI_PID" pypi
+}

@@ -1,0 +1,59 @@
+"""git through the choke point, against real local repositories."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import write_hello
+
+from builds.gitsource import SourceError, fetch
+
+GIT = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, settings: Any) -> tuple[Path, list[str]]:
+    settings.PORTAL_GIT_FILE_ROOTS = [str(tmp_path / "repos")]
+    path = tmp_path / "repos" / "hello"
+    write_hello(path)
+    subprocess.run([*GIT, "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run([*GIT, "-C", str(path), "add", "."], check=True)
+    subprocess.run([*GIT, "-C", str(path), "commit", "-q", "-m", "one"], check=True)
+    first = subprocess.run(
+        [*GIT, "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    (path / "NOTES").write_text("two\n")
+    subprocess.run([*GIT, "-C", str(path), "add", "."], check=True)
+    subprocess.run([*GIT, "-C", str(path), "commit", "-q", "-m", "two"], check=True)
+    subprocess.run([*GIT, "-C", str(path), "tag", "v1.0.0"], check=True)
+    second = subprocess.run(
+        [*GIT, "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return path, [first, second]
+
+
+def test_fetch_branch_tag_and_commit(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    path, (first, second) = repo
+    assert fetch(f"file://{path}", "main", tmp_path / "a") == second
+    assert (tmp_path / "a" / "NOTES").exists()
+    assert fetch(f"file://{path}", "v1.0.0", tmp_path / "b") == second
+    assert fetch(f"file://{path}", first[:10], tmp_path / "c") == first
+    assert not (tmp_path / "c" / "NOTES").exists()
+
+
+def test_unknown_ref_is_the_projects_fault(repo: tuple[Path, list[str]], tmp_path: Path) -> None:
+    path, _ = repo
+    with pytest.raises(SourceError, match="git fetch failed"):
+        fetch(f"file://{path}", "no-such-branch", tmp_path / "x")
+
+
+def test_file_urls_outside_the_allowed_roots_are_refused(tmp_path: Path, settings: Any) -> None:
+    settings.PORTAL_GIT_FILE_ROOTS = [str(tmp_path / "repos")]
+    with pytest.raises(SourceError, match="PORTAL_GIT_FILE_ROOTS"):
+        fetch("file:///work/main", "main", tmp_path / "x")
+    with pytest.raises(SourceError, match="PORTAL_GIT_FILE_ROOTS"):
+        fetch(f"file://{tmp_path}/repos/../../etc", "main", tmp_path / "y")
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,78 @@
+"""Process handling: timeouts and stops kill the whole group; buildx gets SIGINT, then SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builds import buildx
+from builds.proc import ProcessStopped, ProcessTimeout, run
+
+ENV = {"PATH": os.environ["PATH"]}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = (
+        Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
+    )
+    return status not in ("Z", "X")
+
+
+def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    with pytest.raises(ProcessTimeout):
+        run(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], env=ENV, timeout=1.5)
+    time.sleep(0.2)
+    assert not _alive(int(pidfile.read_text()))
+
+
+def test_tick_can_stop_a_running_program() -> None:
+    calls = []
+
+    def tick() -> bool:
+        calls.append(1)
+        return len(calls) >= 2
+
+    started = time.monotonic()
+    with pytest.raises(ProcessStopped):
+        run(["sleep", "30"], env=ENV, timeout=60, tick=tick)
+    assert time.monotonic() - started < 10
+
+
+def test_output_and_exit_code_are_returned() -> None:
+    result = run(["sh", "-c", "echo out; echo err >&2; exit 3"], env=ENV, timeout=10)
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_buildx_is_interrupted_then_killed_after_the_grace(tmp_path: Path, settings: Any) -> None:
+    """A fake docker CLI that ignores SIGINT: cancel must still end it after the grace."""
+    script = tmp_path / "docker"
+    marker = tmp_path / "got-sigint"
+    script.write_text(
+        f"#!/bin/sh\ntrap 'touch {marker}' INT\necho '{{}}'\nwhile true; do sleep 0.1; done\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    settings.PORTAL_DOCKER_CLI = str(script)
+    spec = buildx.BuildSpec(
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        platforms=["linux/amd64"],
+        tags=["localhost:5000/x/y:z"],
+        metadata_file=tmp_path / "m.json",
+    )
+    seen: list[bytes] = []
+    started = time.monotonic()
+    code = buildx.run(spec, seen.append, should_stop=lambda: True, grace=1.0)
+    elapsed = time.monotonic() - started
+    assert marker.exists(), "buildx first gets SIGINT, so it can cancel the solve cleanly"
+    assert code == -9 and 1.0 <= elapsed < 8
+    assert b"".join(seen).strip() == b"{}"
