@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import tempfile
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -10,19 +14,50 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
+from builds import gitsource, lint
 from builds.models import Build, BuildPlatform
-from builds.refs import InvalidValue, validate_git_ref, validate_tag
+from builds.proc import ProcessStopped
+from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
 from portal.models import Project
 
 MAX_TAGS = 10
 
 
-def render_dockerfile(project: Project) -> Rendered:
-    """The Dockerfile a build would use; options decided by the source show their defaults."""
+def generated_dockerfile(project: Project) -> Rendered:
+    """What the plugin writes for this project; options the source decides show their defaults."""
     plugin = lang_plugins.get_plugin(project.language)
     options = plugin.clean_options(project.options)
     return plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
+
+
+def render_dockerfile(project: Project) -> Rendered:
+    """The Dockerfile a build would use: the team's own if it set one, else the generated one."""
+    generated = generated_dockerfile(project)
+    if project.custom_dockerfile:
+        return Rendered(dockerfile=project.custom_dockerfile, dockerignore=generated.dockerignore)
+    return generated
+
+
+def dockerfile_diff(generated: str, custom: str) -> str:
+    lines = difflib.unified_diff(
+        generated.splitlines(keepends=True),
+        custom.splitlines(keepends=True),
+        fromfile="generated",
+        tofile="custom",
+    )
+    return "".join(lines)
+
+
+def save_custom_dockerfile(project: Project, text: str) -> list[lint.Finding]:
+    """Store the team's Dockerfile unless it has errors; returns the findings either way."""
+    text = text.replace("\r\n", "\n")
+    findings = lint.check(text)
+    if not lint.has_errors(findings):
+        generated = generated_dockerfile(project).dockerfile
+        project.custom_dockerfile = "" if text.strip() == generated.strip() else text
+        project.save(update_fields=["custom_dockerfile"])
+    return findings
 
 
 def clean_tags(tags: Iterable[Any] | None) -> list[str]:
@@ -81,3 +116,39 @@ def cancel_build(build: Build) -> Build:
         Build.objects.filter(pk=build.pk, state=Build.State.RUNNING).update(cancel_requested=True)
         build.refresh_from_db()
     return build
+
+
+DETECT_TIMEOUT = 120
+
+
+def detect_source(git_url: str, ref: str) -> dict[str, Any]:
+    """Fetch the source and ask every plugin what it is: language, options and evidence.
+    Raises InvalidValue for a bad URL/ref, SourceError when the fetch fails."""
+    git_url, ref = validate_git_url(git_url), validate_git_ref(ref)
+    root = Path(settings.PORTAL_WORKSPACE_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="detect-", dir=root) as work:
+        deadline = time.monotonic() + DETECT_TIMEOUT
+        try:
+            commit = gitsource.fetch(
+                git_url, ref, Path(work) / "src", tick=lambda: time.monotonic() > deadline
+            )
+        except ProcessStopped as exc:
+            raise gitsource.SourceError(f"fetching took over {DETECT_TIMEOUT}s") from exc
+        found = lang_plugins.detect(Path(work) / "src")
+    if found is None:
+        known = ", ".join(lang_plugins.all_plugins())
+        return {
+            "language": None,
+            "options": {},
+            "evidence": [f"no plugin recognised this source (known: {known})"],
+            "commit": commit,
+        }
+    plugin, detection = found
+    return {
+        "language": plugin.key,
+        "options": {k: v for k, v in detection.options.items() if v},
+        "evidence": list(detection.evidence),
+        "score": detection.score,
+        "commit": commit,
+    }

@@ -259,11 +259,15 @@ class BuildRun:
                 options[name] = detection.options[name]
                 self.log.say(f"option {name} detected from the source: {options[name]}")
         rendered = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
+        text = rendered.dockerfile
+        if project.custom_dockerfile:
+            self.log.say("using the project's own Dockerfile instead of the generated one")
+            text = project.custom_dockerfile
         dockerfile = workspace / "Dockerfile"
-        dockerfile.write_text(rendered.dockerfile)
+        dockerfile.write_text(text)
         # BuildKit reads <Dockerfile>.dockerignore before the context's own .dockerignore.
         (workspace / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
-        self.build.dockerfile = rendered.dockerfile
+        self.build.dockerfile = text
         self.build.save(update_fields=["dockerfile"])
         return dockerfile
 

@@ -34,6 +34,7 @@ from .base import (
     mirror_image,
 )
 from .go import GoPlugin
+from .static import StaticPlugin
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -61,6 +62,7 @@ ENTRY_POINT_GROUP = "crossport.lang_plugins"
 # Keys are stored on projects: never rename one.
 PLUGINS: dict[str, Plugin] = {
     "go": GoPlugin(),
+    "static": StaticPlugin(),
 }
 
 _KEY_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}")

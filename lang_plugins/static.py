@@ -127,7 +127,7 @@ class StaticPlugin(Plugin):
         Option(
             name="spa",
             label="Single-page app",
-            help='"yes": unknown paths serve /index.html (client-side routing); "no": they are 404.',
+            help='"yes": unknown paths serve /index.html (client-side routing); "no": 404.',
             default="no",
             choices=("no", "yes"),
         ),
@@ -136,7 +136,6 @@ class StaticPlugin(Plugin):
             label="Port",
             help="Port the web server listens on (1024-65535; it does not run as root).",
             default="8080",
-            max_length=5,
             pattern=PORT_PATTERN,
             pattern_message="must be a whole number from 1024 to 65535",
         ),
@@ -174,7 +173,8 @@ class StaticPlugin(Plugin):
         for folder in SITE_FOLDERS:
             path = "index.html" if folder == "." else f"{folder}/index.html"
             if source.read_text(tree, path) is not None:
-                evidence.append(f"{path} found: serving {'the top level' if folder == '.' else folder}")
+                where = "the top level" if folder == "." else folder
+                evidence.append(f"{path} found: serving {where}")
                 self._suggest(options, evidence, "build", "none")
                 self._suggest(options, evidence, "output_dir", folder)
                 # Lower than any real language: many projects carry an index.html somewhere.
@@ -290,7 +290,8 @@ CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile
             source.read_text(tree, name) is not None
             for name in ("package-lock.json", "npm-shrinkwrap.json")
         ):
-            others = [name for name in ("yarn.lock", "pnpm-lock.yaml") if name in source.list_dir(tree)]
+            top = source.list_dir(tree)
+            others = [name for name in ("yarn.lock", "pnpm-lock.yaml") if name in top]
             also = f" ({', '.join(others)} is not used)" if others else ""
             evidence.append(
                 f"no package-lock.json{also}: npm ci needs one, run npm install and commit it"

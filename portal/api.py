@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from builds import services
+from builds.gitsource import SourceError
 from builds.refs import InvalidValue
 from portal.access import get_build_for_user, get_project_for_user, manifests_for, projects_for
 from portal.forms import ProjectForm
@@ -90,6 +91,19 @@ def projects(request: HttpRequest, body: Any) -> HttpResponse:
         return error(400, "invalid project", fields=form.errors.get_json_data())
     project = form.save()
     return JsonResponse(project.to_api(), status=201)
+
+
+@api_view("POST")
+def detect(request: HttpRequest, body: Any) -> HttpResponse:
+    git_url, ref = body.get("git_url"), body.get("ref") or "main"
+    if not isinstance(git_url, str) or not isinstance(ref, str):
+        return error(400, "git_url (and optional ref) must be strings")
+    try:
+        return JsonResponse(services.detect_source(git_url, ref))
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    except SourceError as exc:
+        return error(422, f"could not fetch the source: {exc}")
 
 
 @api_view("GET")

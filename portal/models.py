@@ -93,6 +93,8 @@ class Project(models.Model):
     platforms = models.JSONField(default=list)
     language = models.CharField(max_length=50)
     options = models.JSONField(default=dict, blank=True)
+    # The team's own Dockerfile, replacing the plugin's generated one (empty: generated).
+    custom_dockerfile = models.TextField(blank=True)
     builder_node = models.ForeignKey(
         "builds.BuilderNode", models.SET_NULL, null=True, blank=True, related_name="projects"
     )

@@ -9,6 +9,7 @@ from portal import api, views
 api_urls = [
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/projects", api.projects, name="api-projects"),
+    path("api/v1/detect", api.detect, name="api-detect"),
     path("api/v1/projects/<int:pk>", api.project_detail, name="api-project"),
     path(
         "api/v1/projects/<int:pk>/dockerfile", api.project_dockerfile, name="api-project-dockerfile"
@@ -28,8 +29,14 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("projects/new/", views.project_new, name="project-new"),
     path("projects/new/options", views.project_options, name="project-options"),
+    path("projects/new/detect", views.project_detect, name="project-detect"),
     path("projects/<int:pk>/", views.project_detail, name="project"),
     path("projects/<int:pk>/Dockerfile", views.project_dockerfile, name="project-dockerfile"),
+    path(
+        "projects/<int:pk>/Dockerfile/edit",
+        views.project_dockerfile_edit,
+        name="project-dockerfile-edit",
+    ),
     path("projects/<int:pk>/builds", views.project_build, name="project-build"),
     path("projects/<int:pk>/history", views.project_history, name="project-history"),
     path("builds/<int:pk>/", views.build_detail, name="build"),

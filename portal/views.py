@@ -5,13 +5,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 import lang_plugins
-from builds import services
+from builds import lint, services
+from builds.gitsource import SourceError
 from builds.refs import InvalidValue
 from portal.access import get_build_for_user, get_project_for_user, projects_for, teams_for
 from portal.forms import OPTION_PREFIX, ProjectForm, TokenForm
@@ -46,17 +48,18 @@ def _plugin_options(
     ]
 
 
-def _preview(form: ProjectForm) -> tuple[str, str]:
-    """Render the Dockerfile for the form's language and options, or say what is wrong."""
+def _preview(form: ProjectForm) -> dict[str, object]:
+    """The Dockerfile for the form's language and options with its checks, or what is wrong."""
     language = form.data.get("language") or "go"
     try:
         plugin = lang_plugins.get_plugin(str(language))
         options = plugin.clean_options(form.raw_options())
-        return plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR).dockerfile, ""
+        dockerfile = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR).dockerfile
     except (KeyError, ValueError) as exc:
-        return "", str(exc)
-    except Exception as exc:  # ValidationError from raw_options
-        return "", "; ".join(getattr(exc, "messages", [str(exc)]))
+        return {"dockerfile": "", "error": str(exc), "findings": []}
+    except ValidationError as exc:  # from raw_options
+        return {"dockerfile": "", "error": "; ".join(exc.messages), "findings": []}
+    return {"dockerfile": dockerfile, "error": "", "findings": lint.check(dockerfile)}
 
 
 @login_required
@@ -64,12 +67,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ProjectForm(request.POST, user=request.user)
         if request.POST.get("_preview") and request.htmx:
-            dockerfile, error = _preview(form)
-            return render(
-                request,
-                "portal/project_new.html#preview",
-                {"dockerfile": dockerfile, "error": error},
-            )
+            return render(request, "portal/project_new.html#preview", _preview(form))
         if form.is_valid():
             project = form.save()
             messages.success(request, f"Project {project} registered.")
@@ -78,17 +76,37 @@ def project_new(request: HttpRequest) -> HttpResponse:
         teams = teams_for(request.user)
         form = ProjectForm(initial={"team": teams.first(), "language": "go"}, user=request.user)
     language = str(form.data.get("language") or "go")
-    dockerfile, error = (
-        _preview(form) if form.is_bound else _preview(ProjectForm({}, user=request.user))
-    )
+    preview = _preview(form if form.is_bound else ProjectForm({}, user=request.user))
     return render(
         request,
         "portal/project_new.html",
         {
             "form": form,
             "options": _plugin_options(language, form.data if form.is_bound else None),
-            "dockerfile": dockerfile,
-            "error": error,
+            **preview,
+        },
+    )
+
+
+@login_required
+@require_POST
+def project_detect(request: HttpRequest) -> HttpResponse:
+    """htmx: clone the source, let the plugins look at it, and fill the form with the result."""
+    try:
+        result = services.detect_source(
+            request.POST.get("git_url", ""), request.POST.get("ref") or "main"
+        )
+    except (InvalidValue, SourceError) as exc:
+        return render(request, "portal/project_new.html#detected", {"detect_error": str(exc)})
+    data = {OPTION_PREFIX + key: value for key, value in result["options"].items()}
+    form = ProjectForm(initial={"language": result["language"] or "go"}, user=request.user)
+    return render(
+        request,
+        "portal/project_new.html#detected",
+        {
+            "detected": result,
+            "form": form,
+            "options": _plugin_options(str(result["language"] or "go"), data),
         },
     )
 
@@ -118,6 +136,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "project": project,
             "dockerfile": dockerfile,
             "error": error,
+            "findings": lint.check(dockerfile) if dockerfile else [],
             "builds": project.builds.select_related("requested_by")[:20],
         },
     )
@@ -213,3 +232,43 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token.revoke()
     messages.info(request, f"Token {token.name} revoked.")
     return redirect("tokens")
+
+
+@login_required
+def project_dockerfile_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Replace the generated Dockerfile with the team's own: diff against the generated one and
+    the same checks as the preview, live (htmx) while typing; saved only without errors."""
+    project = get_project_for_user(request.user, pk)
+    try:
+        generated = services.generated_dockerfile(project).dockerfile
+    except (KeyError, ValueError) as exc:
+        return HttpResponse(f"cannot render: {exc}", status=409, content_type="text/plain")
+    text = project.custom_dockerfile or generated
+    if request.method == "POST":
+        if request.POST.get("reset"):
+            project.custom_dockerfile = ""
+            project.save(update_fields=["custom_dockerfile"])
+            messages.info(request, "Back to the generated Dockerfile.")
+            return redirect(project)
+        text = request.POST.get("dockerfile", "").replace("\r\n", "\n")
+        if request.POST.get("_check") and request.htmx:
+            context = {
+                "findings": lint.check(text),
+                "diff": services.dockerfile_diff(generated, text),
+            }
+            return render(request, "portal/project_dockerfile.html#check", context)
+        findings = services.save_custom_dockerfile(project, text)
+        if not lint.has_errors(findings):
+            custom = bool(project.custom_dockerfile)
+            messages.success(request, "Dockerfile saved." if custom else "Using the generated one.")
+            return redirect(project)
+    return render(
+        request,
+        "portal/project_dockerfile.html",
+        {
+            "project": project,
+            "text": text,
+            "findings": lint.check(text),
+            "diff": services.dockerfile_diff(generated, text),
+        },
+    )

@@ -18,7 +18,8 @@
 SEED_IMAGES+=(python:3.11-slim python:3.11)
 SEED_FUNC["python:3.11-slim"]=seed_python_slim
 SEED_FUNC["python:3.11"]=seed_python_full
-# mmdebstrap makes the root filesystems (arch-test: its foreign-architecture check); python3-pip is the host pip that fills the index.
+# mmdebstrap makes the root filesystems (arch-test: its check for foreign architectures);
+# python3-pip is the host pip that fills the index.
 BASE_PACKAGES+=(mmdebstrap arch-test python3-pip)
 
 PYPI_ADDR=127.0.0.1:3141

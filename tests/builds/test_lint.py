@@ -1,0 +1,50 @@
+"""Dockerfile checks: parser, hadolint, and the emulation warning."""
+
+from __future__ import annotations
+
+import lang_plugins
+from builds.lint import check, has_errors
+
+NAIVE = """FROM golang:1.19 AS build
+WORKDIR /src
+COPY . .
+RUN go build -o /app .
+FROM alpine:3.20
+COPY --from=build /app /app
+"""
+
+
+def test_generated_go_dockerfile_is_clean_even_behind_a_port_mirror() -> None:
+    plugin = lang_plugins.get_plugin("go")
+    text = plugin.render(plugin.clean_options({}), mirror="localhost:5000/library").dockerfile
+    assert check(text) == []
+
+
+def test_compiling_stage_not_pinned_to_buildplatform_is_warned() -> None:
+    findings = check(NAIVE)
+    emulation = [f for f in findings if f.code == "emulation"]
+    assert [(f.line, f.level) for f in emulation] == [(4, "warning")]
+    assert "go build" in emulation[0].message and "$BUILDPLATFORM" in emulation[0].message
+    pinned = NAIVE.replace("FROM golang", "FROM --platform=$BUILDPLATFORM golang")
+    assert not [f for f in check(pinned) if f.code == "emulation"]
+
+
+def test_hadolint_findings_are_reported_with_lines() -> None:
+    findings = check("FROM alpine:3.20\nRUN apk add curl\n")
+    codes = {f.code: f for f in findings}
+    assert "DL3018" in codes and codes["DL3018"].line == 2
+    assert codes["emulation"].level == "warning"
+
+
+def test_broken_dockerfiles_are_errors() -> None:
+    for text, line in [
+        ("FROM\n", 1),
+        ("FROM alpine:3.20\nFOO bar\n", 2),
+        ("FROM alpine:3.20\nRUN \\\n", 3),
+    ]:
+        findings = check(text)
+        assert has_errors(findings), text
+        assert [f.line for f in findings if f.level == "error"] == [line]
+    assert [f.code for f in check("FROM alpine\x00\n")] == ["nul"]
+    assert [f.code for f in check("FROM alpine:3.20\n" + "# x\n" * 40000)] == ["size"]
+    assert not has_errors(check("FROM alpine:3.20\n"))
