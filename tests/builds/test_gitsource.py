@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import write_hello
 
 from builds.gitsource import SourceError, fetch
+from fakes import write_hello
 
 GIT = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
 

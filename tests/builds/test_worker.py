@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.utils import timezone
-from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 from builds.models import AppendOnlyError, Build, BuildPlatform, ManifestRecord
 from builds.worker import BuildRun, claim_next, reap_stale, work_once
+from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 
 def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -> None:

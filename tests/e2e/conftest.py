@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fakes import write_hello
 from stack import REGISTRY
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import websockets
+
 from stack import EXPECTED_OUTPUT, PLATFORMS, registry_index, run_image, unique_image
 
 FINISHED = {"succeeded", "failed", "cancelled"}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+
 from stack import PLATFORMS, registry_index, unique_image
 
 CHROMIUM_ARGS = [

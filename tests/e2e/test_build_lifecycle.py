@@ -9,6 +9,7 @@ import urllib.error
 from typing import Any
 
 import pytest
+
 from stack import registry_index, unique_image
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 from builds.models import Build
 from builds.worker import BuildLog, work_once
+from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 from portal.models import ApiToken, Project
 
 pytestmark = pytest.mark.django_db
