@@ -34,6 +34,7 @@ from .base import (
     mirror_image,
 )
 from .go import GoPlugin
+from .python import PythonPlugin
 from .static import StaticPlugin
 
 __all__ = [
@@ -62,6 +63,7 @@ ENTRY_POINT_GROUP = "crossport.lang_plugins"
 # Keys are stored on projects: never rename one.
 PLUGINS: dict[str, Plugin] = {
     "go": GoPlugin(),
+    "python": PythonPlugin(),
     "static": StaticPlugin(),
 }
 

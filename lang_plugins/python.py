@@ -72,7 +72,7 @@ venv
 # Runs with the build stage's Python (same version as the runtime) on the build platform, once
 # per target platform. A constant: options reach it only as arguments from a fixed set.
 PLAN_SCRIPT = r'''
-import json, os, subprocess, sys
+import json, os, shutil, subprocess, sys
 from pathlib import Path
 
 mode, target = sys.argv[1], os.environ.get("TARGETPLATFORM", "?")
@@ -86,9 +86,9 @@ tags = [f"manylinux_2_{m}_{arch}" for m in range(36, 16, -1)]
 tags += [f"manylinux2014_{arch}", f"linux_{arch}"]
 TARGET = ["--only-binary=:all:", "--implementation=cp",
           "--python-version=%d.%d" % sys.version_info[:2], *("--platform=" + t for t in tags)]
-OUT, PLAN = Path("/install"), Path("/plan")
+OUT, PLAN_DIR = Path("/install"), Path("/plan")
 OUT.mkdir()
-PLAN.mkdir()
+PLAN_DIR.mkdir()
 
 
 def pip(*args, quiet=False):
@@ -100,7 +100,7 @@ def pip(*args, quiet=False):
 
 def say(text):
     print(f"crossport: {target}: {text}", flush=True)
-    with open(PLAN / "plan.txt", "a") as fh:
+    with open(PLAN_DIR / "plan.txt", "a") as fh:
         fh.write(text + "\n")
 
 
@@ -121,7 +121,7 @@ if mode == "pyproject":
     reqs.append(str(project))
 if Path("requirements.txt").is_file():
     reqs += ["-r", "requirements.txt"]
-(PLAN / "emulated.txt").touch()
+(PLAN_DIR / "emulated.txt").touch()
 if not reqs:
     say("nothing to install (no requirements.txt)")
     sys.exit(0)
@@ -130,8 +130,8 @@ if pip("install", f"--target={OUT}", *TARGET, *reqs):
     sys.exit(0)
 
 say(f"some packages have no wheel for {arch}: planning package by package")
-for item in OUT.iterdir():
-    subprocess.run(["rm", "-rf", str(item)], check=True)
+shutil.rmtree(OUT)
+OUT.mkdir()
 # Resolve on the build platform (environment markers are evaluated here, as pip --platform
 # does too), then look for a target wheel of each pinned package.
 if not pip("install", "--dry-run", "--ignore-installed", "--quiet",
@@ -157,7 +157,7 @@ for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["insta
         emulated.append("/src" if is_project else spec)
 if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheels):
     sys.exit("crossport: installing the target wheels failed (see above)")
-(PLAN / "emulated.txt").write_text("".join(spec + "\n" for spec in emulated))
+(PLAN_DIR / "emulated.txt").write_text("".join(spec + "\n" for spec in emulated))
 say(f"{len(wheels)} packages installed here, {len(emulated)} left for emulation")
 '''
 
@@ -165,7 +165,7 @@ FALLBACK_SCRIPT = """\
 set -eu
 mkdir -p /install
 if [ -s /plan/emulated.txt ]; then
-    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION:" $(cat /plan/emulated.txt)
+    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION: $(tr '\\n' ' ' </plan/emulated.txt)"
     python -m pip install --target=/install --no-deps -r /plan/emulated.txt
 fi
 """
@@ -248,15 +248,15 @@ ARG TARGETPLATFORM TARGETARCH TARGETVARIANT PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV {PIP_ENV}
 WORKDIR /src
 RUN --mount=type=bind,target=/src,rw {_CACHE} \\
-    python - {opts["install"]} <<'PLAN'{PLAN_SCRIPT}PLAN
+    python - {opts["install"]} <<'END_OF_PLAN'{PLAN_SCRIPT}END_OF_PLAN
 
 FROM {fallback} AS fallback
 ARG TARGETPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV {PIP_ENV}
 WORKDIR /src
 RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,target=/plan \\
-    {_CACHE} <<'FALLBACK'
-{FALLBACK_SCRIPT}FALLBACK
+    {_CACHE} <<'END_OF_FALLBACK'
+{FALLBACK_SCRIPT}END_OF_FALLBACK
 
 FROM {runtime}
 ENV PYTHONPATH=/install PATH=/install/bin:$PATH PYTHONUNBUFFERED=1
@@ -325,13 +325,20 @@ ENTRYPOINT {entrypoint}
             evidence.append(f".python-version asks for {_shown(pinned.strip())}")
             return
         requires = project.get("requires-python")
-        if isinstance(requires, str) and (m := re.search(r"(>=|~=|==)\s*3\.([0-9]+)", requires)):
-            # The lowest version we offer that the lower bound admits.
-            low = int(m.group(2))
-            fits = [v for v in PYTHON_VERSIONS if int(v.split(".")[1]) >= low]
-            if fits and (m.group(1) != "==" or fits[0] == f"3.{low}"):
-                options["python_version"] = fits[0]
-                evidence.append(f"requires-python {_shown(requires)}: using Python {fits[0]}")
+        m = re.search(r"(>=|~=|==)\s*3\.([0-9]+)", requires) if isinstance(requires, str) else None
+        if m is None:
+            return
+        low, default = int(m.group(2)), int(self._option("python_version").default[2:])
+        if m.group(1) != "==" and low <= default:
+            evidence.append(f"requires-python {_shown(str(requires))}: the default version fits")
+            return
+        # Pinned (==3.X), or a lower bound above the default: the lowest version that fits.
+        fits = [v for v in PYTHON_VERSIONS if int(v[2:]) >= low]
+        if fits and (m.group(1) != "==" or int(fits[0][2:]) == low):
+            options["python_version"] = fits[0]
+            evidence.append(f"requires-python {_shown(str(requires))}: using Python {fits[0]}")
+        else:
+            evidence.append(f"requires-python {_shown(str(requires))}: no offered version fits")
 
     def _detect_command(self, tree: Path, project: dict[str, object]) -> tuple[str, str]:
         """The command to suggest ("" if none) and a sentence saying how it was chosen."""
@@ -352,9 +359,12 @@ ENTRYPOINT {entrypoint}
                 return name, f"{name} at the top level"
         return "", "no entry point found (app.py, main.py, __main__.py, scripts): set command"
 
+    def _option(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name)
+
     def _suggest(self, options: dict[str, str], evidence: list[str], name: str, value: str) -> None:
         # Detected values come from an untrusted tree: only suggest what the form would accept.
-        option = next(o for o in self.options if o.name == name)
+        option = self._option(name)
         try:
             options[name] = option.clean(value)
         except OptionError as exc:

@@ -110,7 +110,9 @@ class ProjectForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        team, name = cleaned.get("team"), cleaned.get("name")
+        team, name, image = cleaned.get("team"), cleaned.get("name"), cleaned.get("image")
+        if team and image and team.image_prefix and not image.startswith(team.image_prefix):
+            self.add_error("image", f"Team {team.slug} pushes only below {team.image_prefix}")
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
         language = cleaned.get("language")

@@ -56,6 +56,11 @@ def validate_repository(value: str) -> None:
 class Team(models.Model):
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=100)
+    # Builds push with the portal's registry credentials, so a team may only push below its
+    # own prefix (e.g. "registry.example.com/web/"); empty: no restriction.
+    image_prefix = models.CharField(
+        max_length=255, blank=True, help_text="Projects' images must start with this."
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )

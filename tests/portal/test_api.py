@@ -186,3 +186,12 @@ def test_a_password_in_the_git_url_is_refused_and_never_echoed(alice: Any, api: 
     assert "canary-pw-123" not in response.content.decode()
     assert "git_url" in response.json()["fields"]
     assert not Project.objects.exists()
+
+
+def test_a_team_pushes_only_below_its_image_prefix(alice: Any, api: Any, alpha: Any) -> None:
+    alpha.image_prefix = "localhost:5000/alpha/"
+    alpha.save()
+    response = api(alice).post("/api/v1/projects", {**GOOD, "image": "localhost:5000/beta/app"})
+    assert response.status_code == 400
+    assert "localhost:5000/alpha/" in str(response.json()["fields"]["image"])
+    assert api(alice).post("/api/v1/projects", GOOD).status_code == 201

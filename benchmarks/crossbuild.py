@@ -1,0 +1,171 @@
+"""Cross-building benchmark (run by hand, as root, with the test stack up).
+
+For each plugin's sample app (tests/e2e/samples/<key>), measured side by side in one run, cache
+off (build cache pruned before every build, `--no-cache`), pushed to the local registry:
+
+- multi:  the portal's build: the plugin's Dockerfile for linux/amd64, linux/arm64, linux/arm/v7,
+          run through the portal's own buildx runner (builds.buildx);
+- single: the same Dockerfile for linux/amd64 only (the native baseline);
+- naive:  benchmarks/naive/<key>.Dockerfile, which compiles/installs in the per-platform stage,
+          i.e. under QEMU for the arm platforms, for the same three platforms.
+
+Writes benchmarks/out/crossbuild.md (table) and benchmarks/out/crossbuild.png (chart).
+Target from the issue: multi within 2.0x of single on one 2-core node.
+
+    eval "$(scripts/teststack.sh env)"
+    .venv/bin/python benchmarks/crossbuild.py [--plugins go,java,python,static] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import lang_plugins  # noqa: E402
+from builds import buildx  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "e2e" / "samples"
+NAIVE = ROOT / "benchmarks" / "naive"
+OUT = ROOT / "benchmarks" / "out"
+ALL = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+MIRROR = os.environ.get("PORTAL_BASE_IMAGE_MIRROR", "localhost:5000/library")
+REGISTRY = os.environ.get("PORTAL_TEST_REGISTRY", "localhost:5000")
+# Options a sample needs to build offline (internal mirrors the stack provides).
+SAMPLE_OPTIONS: dict[str, dict[str, str]] = {
+    "java": {"maven_mirror": "file:///usr/share/maven-repo"},
+    "python": {"index_url": os.environ.get("PORTAL_TEST_PYPI", "http://127.0.0.1:3141/simple/")},
+}
+
+
+def prune() -> None:
+    subprocess.run(["docker", "buildx", "prune", "-af"], capture_output=True, check=True)
+
+
+def timed_build(
+    key: str, variant: str, dockerfile: Path, context: Path, platforms: list[str]
+) -> float:
+    prune()
+    with tempfile.TemporaryDirectory() as work:
+        spec = buildx.BuildSpec(
+            context=context,
+            dockerfile=dockerfile,
+            platforms=platforms,
+            tags=[f"{REGISTRY}/bench/{key}:{variant}"],
+            metadata_file=Path(work) / "metadata.json",
+            network=os.environ.get("PORTAL_BUILD_NETWORK", "host"),
+            no_cache=True,
+        )
+        output: list[bytes] = []
+        started = time.monotonic()
+        code = buildx.run(spec, output.append, lambda: False, grace=10)
+        elapsed = time.monotonic() - started
+    if code != 0:
+        tail = b"".join(output)[-3000:].decode(errors="replace")
+        raise SystemExit(f"{key}/{variant} failed ({code}):\n{tail}")
+    return elapsed
+
+
+def bench(key: str, repeat: int) -> dict[str, float]:
+    plugin = lang_plugins.get_plugin(key)
+    context = SAMPLES / key
+    options = plugin.clean_options(SAMPLE_OPTIONS.get(key, {}))
+    detection = plugin.detect(context)
+    for name, value in options.items():
+        if not value and detection is not None and detection.options.get(name):
+            options[name] = detection.options[name]
+    with tempfile.TemporaryDirectory() as work:
+        dockerfile = Path(work) / "Dockerfile"
+        rendered = plugin.render(options, mirror=MIRROR)
+        dockerfile.write_text(rendered.dockerfile)
+        (Path(work) / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+        runs: dict[str, list[float]] = {"multi": [], "single": [], "naive": []}
+        for _ in range(repeat):
+            runs["multi"].append(timed_build(key, "multi", dockerfile, context, ALL))
+            runs["single"].append(timed_build(key, "single", dockerfile, context, ALL[:1]))
+            runs["naive"].append(
+                timed_build(key, "naive", NAIVE / f"{key}.Dockerfile", context, ALL)
+            )
+    result = {variant: statistics.median(times) for variant, times in runs.items()}
+    print(f"{key}: " + ", ".join(f"{v} {t:.1f}s" for v, t in result.items()), flush=True)
+    return result
+
+
+def write_report(results: dict[str, dict[str, float]], repeat: int) -> None:
+    OUT.mkdir(exist_ok=True)
+    lines = [
+        f"# Cross-building benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"median of {repeat}, cache off)",
+        "",
+        "| plugin | multi-arch (portal) | amd64 only | naive (QEMU) "
+        "| multi / single | naive / multi |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, r in results.items():
+        lines.append(
+            f"| {key} | {r['multi']:.1f} s | {r['single']:.1f} s | {r['naive']:.1f} s | "
+            f"{r['multi'] / r['single']:.2f}x | {r['naive'] / r['multi']:.2f}x |"
+        )
+    (OUT / "crossbuild.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart (pip install matplotlib)")
+        return
+    keys = list(results)
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(keys), 4))
+    for i, (variant, label) in enumerate(
+        [
+            ("single", "amd64 only"),
+            ("multi", "3 platforms, portal"),
+            ("naive", "3 platforms, naive QEMU"),
+        ]
+    ):
+        ax.bar(
+            [k + (i - 1) * width for k in range(len(keys))],
+            [results[k][variant] for k in keys],
+            width,
+            label=label,
+        )
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("Cross-building: portal vs single platform vs naive emulation")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "crossbuild.png", dpi=120)
+    print(f"chart: {OUT / 'crossbuild.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--plugins", default=",".join(p.name for p in sorted(SAMPLES.iterdir()) if p.is_dir())
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    results = {key: bench(key, args.repeat) for key in args.plugins.split(",")}
+    write_report(results, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
