@@ -131,7 +131,7 @@ def write_report(results: dict[str, dict[str, float]], repeat: int) -> None:
         return
     keys = list(results)
     width = 0.27
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(keys), 4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.8 + 1.6 * len(keys)), 4.2))
     for i, (variant, label) in enumerate(
         [
             ("single", "amd64 only"),
@@ -147,7 +147,7 @@ def write_report(results: dict[str, dict[str, float]], repeat: int) -> None:
         )
     ax.set_xticks(range(len(keys)), keys)
     ax.set_ylabel("wall time (s)")
-    ax.set_title("Cross-building: portal vs single platform vs naive emulation")
+    ax.set_title("Wall time per build, cache off (lower is better)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(OUT / "crossbuild.png", dpi=120)

@@ -448,7 +448,7 @@ def test_detect_main_package(make_tree: MakeTree) -> None:
     tree = make_tree(
         {
             "requirements.txt": "",
-            "docs/__main__.py": "",
+            "hello/__main__.py": "",
             "not-an-identifier/__main__.py": "",
             "src/myapp/__main__.py": "",
             "app.py": "",
@@ -456,9 +456,12 @@ def test_detect_main_package(make_tree: MakeTree) -> None:
     )
     found = py().detect(tree)
     assert found is not None
-    assert found.options["command"] == "python -m docs"
-    tree = make_tree({"requirements.txt": "", "src/myapp/__main__.py": ""})
-    found = py().detect(tree)
+    assert found.options["command"] == "python -m hello"
+    assert "package hello has a __main__.py" in found.evidence
+
+
+def test_detect_main_package_in_src(make_tree: MakeTree) -> None:
+    found = py().detect(make_tree({"requirements.txt": "", "src/myapp/__main__.py": ""}))
     assert found is not None
     assert found.options["command"] == "python -m myapp"
 
