@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -111,7 +111,7 @@ def claim_next(worker_id: str) -> Build | None:
     return None
 
 
-def reap_stale(now: timezone.datetime | None = None) -> list[int]:
+def reap_stale(now: datetime | None = None) -> list[int]:
     """Fail running builds whose lease expired: their worker died or hung."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.PORTAL_BUILD_LEASE_SECONDS)

@@ -129,7 +129,7 @@ if pip("install", f"--target={OUT}", *TARGET, *reqs):
     say(f"every package is a wheel for {arch}; nothing is installed under emulation")
     sys.exit(0)
 
-say(f"some packages have no wheel for {arch}: planning package by package")
+say(f"some packages have no {arch} wheel (pip's errors above): planning package by package")
 shutil.rmtree(OUT)
 OUT.mkdir()
 # Resolve on the build platform (environment markers are evaluated here, as pip --platform
@@ -165,7 +165,8 @@ FALLBACK_SCRIPT = """\
 set -eu
 mkdir -p /install
 if [ -s /plan/emulated.txt ]; then
-    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION: $(tr '\\n' ' ' </plan/emulated.txt)"
+    packages=$(tr '\\n' ' ' </plan/emulated.txt)
+    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION: $packages"
     python -m pip install --target=/install --no-deps -r /plan/emulated.txt
 fi
 """

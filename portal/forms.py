@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -81,8 +81,8 @@ class ProjectForm(forms.Form):
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["team"].queryset = teams_for(user)
-        self.fields["language"].choices = [
+        cast(forms.ModelChoiceField, self.fields["team"]).queryset = teams_for(user)
+        cast(forms.ChoiceField, self.fields["language"]).choices = [
             (key, plugin.label) for key, plugin in lang_plugins.all_plugins().items()
         ]
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 import lang_plugins
 from builds import lint, services
@@ -20,9 +25,16 @@ from portal.forms import OPTION_PREFIX, ProjectForm, TokenForm
 from portal.models import ApiToken
 
 
+class Request(HttpRequest):
+    """What these views get: django-htmx's details, and (behind login_required) a real user."""
+
+    htmx: HtmxDetails
+    user: User
+
+
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: Request) -> HttpResponse:
     return render(
         request,
         "portal/home.html",
@@ -31,7 +43,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def _plugin_options(
-    language: str, data: dict[str, object] | None = None
+    language: str, data: Mapping[str, Any] | None = None
 ) -> list[dict[str, object]]:
     try:
         plugin = lang_plugins.get_plugin(language)
@@ -63,7 +75,7 @@ def _preview(form: ProjectForm) -> dict[str, object]:
 
 
 @login_required
-def project_new(request: HttpRequest) -> HttpResponse:
+def project_new(request: Request) -> HttpResponse:
     if request.method == "POST":
         form = ProjectForm(request.POST, user=request.user)
         if request.POST.get("_preview") and request.htmx:
@@ -90,7 +102,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def project_detect(request: HttpRequest) -> HttpResponse:
+def project_detect(request: Request) -> HttpResponse:
     """htmx: clone the source, let the plugins look at it, and fill the form with the result."""
     try:
         result = services.detect_source(
@@ -113,7 +125,7 @@ def project_detect(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def project_options(request: HttpRequest) -> HttpResponse:
+def project_options(request: Request) -> HttpResponse:
     """htmx: the option fields of the chosen language plugin."""
     language = request.GET.get("language", "")
     return render(
@@ -123,7 +135,7 @@ def project_options(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def project_detail(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
     try:
         dockerfile, error = services.render_dockerfile(project).dockerfile, ""
@@ -144,7 +156,7 @@ def project_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def project_dockerfile(request: HttpRequest, pk: int) -> HttpResponse:
+def project_dockerfile(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
     try:
         dockerfile = services.render_dockerfile(project).dockerfile
@@ -159,7 +171,7 @@ def project_dockerfile(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def project_build(request: HttpRequest, pk: int) -> HttpResponse:
+def project_build(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
     tags = request.POST.get("tags", "").split() or None
     try:
@@ -174,7 +186,7 @@ def project_build(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def project_history(request: HttpRequest, pk: int) -> HttpResponse:
+def project_history(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
     records = project.manifests.select_related("pushed_by", "build")
     return render(request, "portal/project_history.html", {"project": project, "records": records})
@@ -182,7 +194,7 @@ def project_history(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def build_detail(request: Request, pk: int) -> HttpResponse:
     build = get_build_for_user(request.user, pk)
     lines = list(build.log_lines.all())
     return render(
@@ -201,7 +213,7 @@ def build_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def build_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def build_cancel(request: Request, pk: int) -> HttpResponse:
     build = services.cancel_build(get_build_for_user(request.user, pk))
     if request.htmx:
         return HttpResponse(status=204)  # the new state arrives over the websocket
@@ -210,7 +222,7 @@ def build_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: Request) -> HttpResponse:
     new_token = ""
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -225,7 +237,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def token_revoke(request: Request, pk: int) -> HttpResponse:
     token = request.user.api_tokens.filter(pk=pk).first()
     if token is None:
         return HttpResponse(status=404)
@@ -235,7 +247,7 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def project_dockerfile_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def project_dockerfile_edit(request: Request, pk: int) -> HttpResponse:
     """Replace the generated Dockerfile with the team's own: diff against the generated one and
     the same checks as the preview, live (htmx) while typing; saved only without errors."""
     project = get_project_for_user(request.user, pk)

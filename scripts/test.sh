@@ -18,6 +18,11 @@ if [[ "${CROSSPORT_SKIP_STACK:-}" != 1 ]]; then
     fi
 fi
 
+echo "=== static checks: ruff, mypy ==="
+.venv/bin/ruff check .
+.venv/bin/ruff format --check . >/dev/null || { echo "test.sh: run .venv/bin/ruff format ." >&2; exit 1; }
+.venv/bin/mypy
+
 PG_URL="${CROSSPORT_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 REDIS="${CROSSPORT_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 
