@@ -34,6 +34,7 @@ from .base import (
     mirror_image,
 )
 from .go import GoPlugin
+from .java import JavaPlugin
 from .python import PythonPlugin
 from .static import StaticPlugin
 
@@ -63,6 +64,7 @@ ENTRY_POINT_GROUP = "crossport.lang_plugins"
 # Keys are stored on projects: never rename one.
 PLUGINS: dict[str, Plugin] = {
     "go": GoPlugin(),
+    "java": JavaPlugin(),
     "python": PythonPlugin(),
     "static": StaticPlugin(),
 }

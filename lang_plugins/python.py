@@ -146,13 +146,16 @@ for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["insta
         spec = f"{name} @ {info['vcs_info']['vcs']}+{info['url']}@{info['vcs_info']['commit_id']}"
     else:
         spec = f"{name} @ {info['url']}"
-    if pip("download", "--no-deps", "--dest=/tmp/probe", *TARGET, spec, quiet=True):
+    # A local folder "downloads" without error and without a wheel: look for the file.
+    probe = Path(f"/tmp/probe/{n}")
+    if pip("download", "--no-deps", f"--dest={probe}", *TARGET, spec, quiet=True) and any(
+            probe.glob("*.whl")):
         wheels.append(spec)
     elif (pure := built_wheel(spec, n)) is not None:
         say(f"{spec}: no {arch} wheel; built a pure-Python wheel here")
         wheels.append(str(pure))
     else:
-        say(f"{spec}: no {arch} wheel and it compiles code: installed UNDER EMULATION")
+        say(f"{spec}: no {arch} wheel and it compiles code: left to the fallback stage")
         is_project = project is not None and info["url"] == project.as_uri()
         emulated.append("/src" if is_project else spec)
 if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheels):
@@ -165,8 +168,9 @@ FALLBACK_SCRIPT = """\
 set -eu
 mkdir -p /install
 if [ -s /plan/emulated.txt ]; then
-    packages=$(tr '\\n' ' ' </plan/emulated.txt)
-    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION: $packages"
+    how="UNDER EMULATION"
+    [ "$TARGETPLATFORM" != "$BUILDPLATFORM" ] || how="natively (the build platform)"
+    echo "crossport: $TARGETPLATFORM: installing $how: $(tr '\\n' ' ' </plan/emulated.txt)"
     python -m pip install --target=/install --no-deps -r /plan/emulated.txt
 fi
 """
@@ -252,7 +256,7 @@ RUN --mount=type=bind,target=/src,rw {_CACHE} \\
     python - {opts["install"]} <<'END_OF_PLAN'{PLAN_SCRIPT}END_OF_PLAN
 
 FROM {fallback} AS fallback
-ARG TARGETPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
+ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV {PIP_ENV}
 WORKDIR /src
 RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,target=/plan \\

@@ -59,6 +59,13 @@ def test_register_build_and_watch_live_in_the_browser(
     page.fill("input[name=image]", image)
     for platform in PLATFORMS:
         page.check(f"input[name=platforms][value='{platform}']")
+    # The form fills itself from the source: the portal clones it and asks the plugins.
+    page.click("#detect-button")
+    expect(page.locator("#detect-result")).to_contain_text("Detected: go")
+    expect(page.locator("#detect-result")).to_contain_text("go.mod")
+    expect(page.locator("select[name=language]")).to_have_value("go")
+    expect(page.locator("input[name=opt_main]")).to_have_value(".")
+    expect(page.locator("#findings")).to_contain_text("Parses cleanly")
     # The preview follows the options as they are typed (htmx), before anything is saved.
     page.fill("input[name=opt_ldflags]", "-s -w -X main.note=browser")
     expect(page.locator("#dockerfile-preview")).to_contain_text(

@@ -38,8 +38,20 @@ def _prints(expected: dict[str, str]) -> Callable[[str, str], None]:
     return check
 
 
+def _equals(expected: dict[str, str]) -> Callable[[str, str], None]:
+    def check(reference: str, platform: str) -> None:
+        assert _docker_run(reference, platform) == expected[platform]
+
+    return check
+
+
 # key -> (options for an offline build, how to prove each platform's architecture)
 CASES: dict[str, tuple[dict[str, str], Callable[[str, str], None]]] = {
+    # Java prints System.getProperty("os.arch"), the JVM's own idea of the CPU.
+    "java": (
+        {},
+        _equals({"linux/amd64": "amd64", "linux/arm64": "aarch64", "linux/arm/v7": "arm"}),
+    ),
     "go": (
         {},
         _prints(

@@ -1,4 +1,6 @@
 # shellcheck shell=bash
+# Variables and helpers (SEED_FUNC, DEB_ARCH, papt, log ...) come from scripts/teststack.sh.
+# shellcheck disable=SC2034,SC2153
 # Stand-ins for the Java plugin, sourced by scripts/teststack.sh:
 #   eclipse-temurin:17-jre       java on PATH, JAVA_HOME=/opt/java/openjdk
 #   eclipse-temurin:17-jdk       + javac, jar, jshell
@@ -10,11 +12,12 @@
 # so the three share their layers.
 
 SEED_IMAGES+=(eclipse-temurin:17-jre eclipse-temurin:17-jdk maven:3-eclipse-temurin-17)
-SEED_FUNC[eclipse-temurin:17-jre]=seed_java
-SEED_FUNC[eclipse-temurin:17-jdk]=seed_java
-SEED_FUNC[maven:3-eclipse-temurin-17]=seed_java
+SEED_FUNC["eclipse-temurin:17-jre"]=seed_java
+SEED_FUNC["eclipse-temurin:17-jdk"]=seed_java
+SEED_FUNC["maven:3-eclipse-temurin-17"]=seed_java
 
-JAVA_JRE_PACKAGES=(libc6 libgcc-s1 libstdc++6 zlib1g openjdk-17-jre-headless)
+# libc-bin brings the C.UTF-8 locale: without it the JVM falls back to ASCII file.encoding.
+JAVA_JRE_PACKAGES=(libc6 libc-bin libgcc-s1 libstdc++6 zlib1g openjdk-17-jre-headless)
 JAVA_JDK_PACKAGES=(openjdk-17-jdk-headless)
 # What the issue names; their dependency closure is worked out by apt (java_maven_closure).
 JAVA_MAVEN_ROOTS=(maven libmaven-compiler-plugin-java libmaven-jar-plugin-java

@@ -88,13 +88,16 @@ for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["insta
         spec = f"{name} @ {info['vcs_info']['vcs']}+{info['url']}@{info['vcs_info']['commit_id']}"
     else:
         spec = f"{name} @ {info['url']}"
-    if pip("download", "--no-deps", "--dest=/tmp/probe", *TARGET, spec, quiet=True):
+    # A local folder "downloads" without error and without a wheel: look for the file.
+    probe = Path(f"/tmp/probe/{n}")
+    if pip("download", "--no-deps", f"--dest={probe}", *TARGET, spec, quiet=True) and any(
+            probe.glob("*.whl")):
         wheels.append(spec)
     elif (pure := built_wheel(spec, n)) is not None:
         say(f"{spec}: no {arch} wheel; built a pure-Python wheel here")
         wheels.append(str(pure))
     else:
-        say(f"{spec}: no {arch} wheel and it compiles code: installed UNDER EMULATION")
+        say(f"{spec}: no {arch} wheel and it compiles code: left to the fallback stage")
         is_project = project is not None and info["url"] == project.as_uri()
         emulated.append("/src" if is_project else spec)
 if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheels):
@@ -104,7 +107,7 @@ say(f"{len(wheels)} packages installed here, {len(emulated)} left for emulation"
 END_OF_PLAN
 
 FROM python:3.11 AS fallback
-ARG TARGETPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
+ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
 WORKDIR /src
 RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,target=/plan \
@@ -112,8 +115,9 @@ RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,ta
 set -eu
 mkdir -p /install
 if [ -s /plan/emulated.txt ]; then
-    packages=$(tr '\n' ' ' </plan/emulated.txt)
-    echo "crossport: $TARGETPLATFORM: installing UNDER EMULATION: $packages"
+    how="UNDER EMULATION"
+    [ "$TARGETPLATFORM" != "$BUILDPLATFORM" ] || how="natively (the build platform)"
+    echo "crossport: $TARGETPLATFORM: installing $how: $(tr '\n' ' ' </plan/emulated.txt)"
     python -m pip install --target=/install --no-deps -r /plan/emulated.txt
 fi
 END_OF_FALLBACK
