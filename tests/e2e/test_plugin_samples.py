@@ -4,6 +4,7 @@ foreign, proves its architecture."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -20,8 +21,20 @@ GIT = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
 
 
 def _docker_run(reference: str, platform: str, *extra: str) -> str:
+    """`docker run` the image; `extra` may start with --entrypoint ENTRY then the command."""
+    options, command = list(extra[:2]), list(extra[2:])
     proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", f"--platform={platform}", *extra, reference],
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            f"--platform={platform}",
+            *options,
+            reference,
+            *command,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -45,6 +58,34 @@ def _equals(expected: dict[str, str]) -> Callable[[str, str], None]:
     return check
 
 
+def _first_line(expected: dict[str, str]) -> Callable[[str, str], None]:
+    def check(reference: str, platform: str) -> None:
+        lines = _docker_run(reference, platform).splitlines()
+        assert lines[0] == expected[platform] and '"orjson"' in lines[1]
+
+    return check
+
+
+SERVE_NESTED = """
+caddy run --config /etc/caddy/Caddyfile --adapter caddyfile >/dev/null 2>&1 &
+echo "arch=$(uname -m)"
+for i in $(seq 1 30); do
+  page=$(wget -qO- http://127.0.0.1:8080/nested/page.html 2>/dev/null) && break
+  sleep 1
+done
+echo "$page" | grep -e "<h1>"
+echo "fallback: $(wget -qO- http://127.0.0.1:8080/no/such/route 2>&1 | grep -o -e "404 Not Found" -e "<h1>[^<]*</h1>")"
+"""
+UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}
+
+
+def _serves_nested_page(reference: str, platform: str) -> None:
+    out = _docker_run(reference, platform, "--entrypoint", "/bin/sh", "-c", SERVE_NESTED)
+    assert out.splitlines()[0] == f"arch={UNAME[platform]}", out
+    assert "Crossport static sample: nested page" in out
+    assert out.splitlines()[-1] == "fallback: 404 Not Found"
+
+
 # key -> (options for an offline build, how to prove each platform's architecture)
 CASES: dict[str, tuple[dict[str, str], Callable[[str, str], None]]] = {
     # Java prints System.getProperty("os.arch"), the JVM's own idea of the CPU.
@@ -52,6 +93,15 @@ CASES: dict[str, tuple[dict[str, str], Callable[[str, str], None]]] = {
         {},
         _equals({"linux/amd64": "amd64", "linux/arm64": "aarch64", "linux/arm/v7": "arm"}),
     ),
+    # Python prints platform.machine(), then a line from the orjson wheel of that platform;
+    # the wheels come from the stack's local index (builds never reach PyPI).
+    "python": (
+        {"index_url": os.environ.get("PORTAL_TEST_PYPI", "http://127.0.0.1:3141/simple/")},
+        _first_line({"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm/v7": "armv7l"}),
+    ),
+    # The static site: each container's own web server serves the nested page, and an unknown
+    # path is a 404 (SPA fallback off by default).
+    "static": ({}, _serves_nested_page),
     "go": (
         {},
         _prints(

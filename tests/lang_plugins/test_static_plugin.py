@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import dockerfile
@@ -63,7 +63,7 @@ def static() -> StaticPlugin:
     return plugin
 
 
-def render(raw: dict[str, object], mirror: str = "") -> str:
+def render(raw: Mapping[str, object], mirror: str = "") -> str:
     plugin = static()
     return plugin.render(plugin.clean_options(raw), mirror=mirror).dockerfile
 

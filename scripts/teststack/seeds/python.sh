@@ -201,11 +201,13 @@ eval "$(declare -f seed_images | sed '1s/^seed_images/_python_prev_seed_images/'
 seed_images() {
     local lock
     _python_prev_seed_images
-    exec {lock}>"$STATE_DIR/pypi.lock"
+    # Concurrent `up`s fill the index one after the other. The lock is released before the
+    # server starts: a daemon would inherit the descriptor and hold the lock for good.
+    exec {lock}>"$STATE_DIR/pypi-fetch.lock"
     flock "$lock"
     pypi_fetch
-    start_pypi
     exec {lock}>&-
+    start_pypi
 }
 
 # `down` stops the index server too, like the registry.
