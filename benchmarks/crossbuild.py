@@ -86,11 +86,10 @@ def timed_build(
 def bench(key: str, repeat: int) -> dict[str, float]:
     plugin = lang_plugins.get_plugin(key)
     context = SAMPLES / key
-    options = plugin.clean_options(SAMPLE_OPTIONS.get(key, {}))
+    # As when a team registers the sample: the detected options, plus the offline mirrors.
     detection = plugin.detect(context)
-    for name, value in options.items():
-        if not value and detection is not None and detection.options.get(name):
-            options[name] = detection.options[name]
+    detected = detection.options if detection else {}
+    options = plugin.clean_options({**detected, **SAMPLE_OPTIONS.get(key, {})})
     with tempfile.TemporaryDirectory() as work:
         dockerfile = Path(work) / "Dockerfile"
         rendered = plugin.render(options, mirror=MIRROR)

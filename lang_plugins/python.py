@@ -44,7 +44,9 @@ INDEX_URL_PATTERN = (
 )
 
 BUILD_IMAGE = "python:{version}-slim"  # the build stage runs the runtime's own Python version
-FALLBACK_IMAGE = "python:{version}"  # the full image has gcc and headers for sdists
+# The emulation fallback runs on the runtime's slim image unless the project needs a compiler
+# there: the full image has gcc and headers, but every build then pulls it for every platform.
+FALLBACK_IMAGES = {"slim": "python:{version}-slim", "full": "python:{version}"}
 RUNTIME_IMAGE = "python:{version}-slim"
 
 DOCKERIGNORE = """\
@@ -171,7 +173,11 @@ if [ -s /plan/emulated.txt ]; then
     how="UNDER EMULATION"
     [ "$TARGETPLATFORM" != "$BUILDPLATFORM" ] || how="natively (the build platform)"
     echo "crossport: $TARGETPLATFORM: installing $how: $(tr '\\n' ' ' </plan/emulated.txt)"
-    python -m pip install --target=/install --no-deps -r /plan/emulated.txt
+    hint="if a package needs a compiler, set the option fallback=full (python with gcc)"
+    python -m pip install --target=/install --no-deps -r /plan/emulated.txt || {
+        echo "crossport: $TARGETPLATFORM: installing under emulation failed; $hint" >&2
+        exit 1
+    }
 fi
 """
 
@@ -198,6 +204,15 @@ class PythonPlugin(Plugin):
             help="Tag of the python build and runtime images (major.minor).",
             default="3.11",
             choices=PYTHON_VERSIONS,
+        ),
+        Option(
+            name="fallback",
+            label="Emulation fallback image",
+            help="Where packages with compiled code and no wheel for a platform are installed, "
+            "under emulation: slim (the runtime image, no compiler, nothing extra to pull) or "
+            "full (python:<version> with gcc, pulled for every platform).",
+            default="slim",
+            choices=tuple(FALLBACK_IMAGES),
         ),
         Option(
             name="command",
@@ -228,7 +243,8 @@ class PythonPlugin(Plugin):
         opts = self.clean_options(options)
         version = opts["python_version"]
         build = mirror_image(BUILD_IMAGE.format(version=version), mirror)
-        fallback = mirror_image(FALLBACK_IMAGE.format(version=version), mirror)
+        fallback_image = FALLBACK_IMAGES[opts["fallback"]].format(version=version)
+        fallback = mirror_image(fallback_image, mirror)
         runtime = mirror_image(RUNTIME_IMAGE.format(version=version), mirror)
         index_args = ""
         if opts["index_url"]:

@@ -113,13 +113,20 @@ def entrypoint(source: str) -> list[str]:
 def test_registered_under_python() -> None:
     assert get_plugin("python") is PLUGINS["python"]
     assert (py().key, py().label) == ("python", "Python")
-    assert [o.name for o in py().options] == ["install", "python_version", "command", "index_url"]
+    assert [o.name for o in py().options] == [
+        "install",
+        "python_version",
+        "fallback",
+        "command",
+        "index_url",
+    ]
 
 
 def test_defaults() -> None:
     assert py().clean_options({}) == {
         "install": "requirements",
         "python_version": "3.11",
+        "fallback": "slim",
         "command": "app.py",
         "index_url": "",
     }
@@ -250,7 +257,8 @@ def test_render_default_structure() -> None:
     deps, fallback, runtime = (c for c in commands if c.cmd == "FROM")
     assert deps.flags == ("--platform=$BUILDPLATFORM",)
     assert deps.value == ("python:3.11-slim", "AS", "deps")
-    assert fallback.flags == () and fallback.value == ("python:3.11", "AS", "fallback")
+    # The fallback runs on the runtime's slim image by default: nothing extra to pull.
+    assert fallback.flags == () and fallback.value == ("python:3.11-slim", "AS", "fallback")
     assert runtime.flags == () and runtime.value == ("python:3.11-slim",)
     assert arg_values(commands) == {}
     plan, fallback_run = (c for c in commands if c.cmd == "RUN")
@@ -276,9 +284,17 @@ def test_render_mirror_and_version() -> None:
     commands = parse(render({"python_version": "3.12"}, mirror="localhost:5000/library/"))
     assert [c.value[0] for c in commands if c.cmd == "FROM"] == [
         "localhost:5000/library/python:3.12-slim",
-        "localhost:5000/library/python:3.12",
+        "localhost:5000/library/python:3.12-slim",
         "localhost:5000/library/python:3.12-slim",
     ]
+
+
+def test_full_fallback_image_brings_a_compiler() -> None:
+    commands = parse(render({"fallback": "full"}, mirror="localhost:5000/library"))
+    froms = [c.value for c in commands if c.cmd == "FROM"]
+    assert froms[1] == ("localhost:5000/library/python:3.11", "AS", "fallback")
+    with pytest.raises(OptionError, match="fallback"):
+        py().clean_options({"fallback": "gcc"})
 
 
 def test_render_pyproject_mode() -> None:

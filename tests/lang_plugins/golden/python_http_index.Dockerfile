@@ -106,7 +106,7 @@ if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheel
 say(f"{len(wheels)} packages installed here, {len(emulated)} left for emulation")
 END_OF_PLAN
 
-FROM python:3.11 AS fallback
+FROM python:3.11-slim AS fallback
 ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
 WORKDIR /src
@@ -118,7 +118,11 @@ if [ -s /plan/emulated.txt ]; then
     how="UNDER EMULATION"
     [ "$TARGETPLATFORM" != "$BUILDPLATFORM" ] || how="natively (the build platform)"
     echo "crossport: $TARGETPLATFORM: installing $how: $(tr '\n' ' ' </plan/emulated.txt)"
-    python -m pip install --target=/install --no-deps -r /plan/emulated.txt
+    hint="if a package needs a compiler, set the option fallback=full (python with gcc)"
+    python -m pip install --target=/install --no-deps -r /plan/emulated.txt || {
+        echo "crossport: $TARGETPLATFORM: installing under emulation failed; $hint" >&2
+        exit 1
+    }
 fi
 END_OF_FALLBACK
 
