@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -39,6 +40,9 @@ from builds.refs import ImageRef, parse_reference
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 2.0
+# A registry's transient server error while pushing (not the project's fault).
+PUSH_RETRIES = 2
+REGISTRY_5XX = re.compile(r"unexpected status from \w+ request to \S+: 50[0-4]\b")
 Tick = Callable[[], bool]
 STATUS_EVERY = 0.5
 
@@ -340,6 +344,10 @@ class BuildRun:
         )
         return code
 
+    def _registry_hiccup(self) -> bool:
+        errors = " ".join(self.tracker.errors[-3:])
+        return bool(REGISTRY_5XX.search(errors))
+
     def verify_and_record(self, spec: buildx.BuildSpec) -> None:
         metadata = spec.read_metadata()
         digest = str(metadata.get("containerimage.digest", ""))
@@ -415,6 +423,14 @@ class BuildRun:
             dockerfile = self.render(workspace, src)
             spec = self.spec(workspace, src, dockerfile)
             code = self.run_buildx(spec)
+            for _ in range(PUSH_RETRIES):
+                if code == 0 or not self._registry_hiccup() or self.heartbeat(force=True):
+                    break
+                # The engine PUTs several manifests to the tag at once and a filesystem
+                # registry rewrites the tag's link in place: a HEAD racing that gets a 500.
+                # Everything is cached, so pushing again is cheap.
+                self.log.say("the registry answered 500 during the push; pushing again")
+                code = self.run_buildx(spec)
             # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
             if code != 0 and self.heartbeat(force=True):
                 self._finish_stopped()

@@ -227,3 +227,42 @@ def test_a_cancel_after_the_push_still_records_it(queued_build: Build) -> None:
     build = Build.objects.get(pk=queued_build.pk)
     assert build.state == Build.State.SUCCEEDED
     assert ManifestRecord.objects.filter(build=build).count() == 1
+
+
+def test_a_registry_500_during_the_push_is_retried_once(queued_build: Build) -> None:
+    hiccup = (
+        b"ERROR: unexpected status from HEAD request to http://localhost:5000/v2/alpha/hello/"
+        b"manifests/latest: 500 Internal Server Error\n"
+    )
+
+    class FlakyRegistry(FakeBackend):
+        calls = 0
+
+        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+            FlakyRegistry.calls += 1
+            if FlakyRegistry.calls == 1:
+                on_output(hiccup)
+                return 1
+            return super().build(spec, on_output, should_stop, grace)
+
+    work_once("w1", FlakyRegistry())
+    build = Build.objects.get(pk=queued_build.pk)
+    assert FlakyRegistry.calls == 2
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    assert any("pushing again" in line.text for line in build.log_lines.all())
+
+
+def test_a_real_build_error_is_not_retried(queued_build: Build) -> None:
+    class Broken(FakeBackend):
+        calls = 0
+
+        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+            Broken.calls += 1
+            on_output(
+                b"ERROR: failed to solve: process did not complete successfully: exit code: 2\n"
+            )
+            return 1
+
+    work_once("w1", Broken())
+    assert Broken.calls == 1
+    assert Build.objects.get(pk=queued_build.pk).state == Build.State.FAILED
