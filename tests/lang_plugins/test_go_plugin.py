@@ -4,11 +4,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import dockerfile
 import pytest
 
+from dockerfile_helpers import arg_values, parse
 from lang_plugins import PLUGINS, detect, get_plugin
-from lang_plugins.base import OptionError, dockerfile_unquote
+from lang_plugins.base import OptionError
 from lang_plugins.go import GoPlugin
 
 Golden = Callable[[str, str], None]
@@ -60,22 +60,6 @@ def go() -> GoPlugin:
 def render(raw: dict[str, object], mirror: str = "") -> str:
     plugin = go()
     return plugin.render(plugin.clean_options(raw), mirror=mirror).dockerfile
-
-
-def parse(source: str) -> list[dockerfile.Command]:
-    return list(dockerfile.parse_string(source))
-
-
-def arg_values(commands: list[dockerfile.Command]) -> dict[str, str]:
-    """ARG name -> unquoted default, for ARGs of the form NAME="..."."""
-    values = {}
-    for command in commands:
-        if command.cmd == "ARG":
-            for token in command.value:
-                name, sep, value = token.partition("=")
-                if sep:
-                    values[name] = dockerfile_unquote(value)
-    return values
 
 
 # --- registry entry and options ---

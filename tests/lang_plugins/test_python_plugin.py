@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import dockerfile
 import pytest
 
+from dockerfile_helpers import arg_values, parse
 from lang_plugins import PLUGINS, detect, get_plugin
-from lang_plugins.base import OptionError, dockerfile_unquote
+from lang_plugins.base import OptionError
 from lang_plugins.python import FALLBACK_SCRIPT, PLAN_SCRIPT, PythonPlugin, exec_form
 
 Golden = Callable[[str, str], None]
@@ -83,22 +83,6 @@ def py() -> PythonPlugin:
 def render(raw: dict[str, object], mirror: str = "") -> str:
     plugin = py()
     return plugin.render(plugin.clean_options(raw), mirror=mirror).dockerfile
-
-
-def parse(source: str) -> list[dockerfile.Command]:
-    return list(dockerfile.parse_string(source))
-
-
-def arg_values(commands: list[dockerfile.Command]) -> dict[str, str]:
-    """ARG name -> unquoted default, for ARGs of the form NAME="..."."""
-    values = {}
-    for command in commands:
-        if command.cmd == "ARG":
-            for token in command.value:
-                name, sep, value = token.partition("=")
-                if sep:
-                    values[name] = dockerfile_unquote(value)
-    return values
 
 
 def entrypoint(source: str) -> list[str]:

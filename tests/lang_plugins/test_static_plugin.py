@@ -7,8 +7,9 @@ from pathlib import Path
 import dockerfile
 import pytest
 
+from dockerfile_helpers import arg_values, parse
 from lang_plugins import PLUGINS, detect, get_plugin
-from lang_plugins.base import OptionError, dockerfile_unquote
+from lang_plugins.base import OptionError
 from lang_plugins.static import StaticPlugin
 
 Golden = Callable[[str, str], None]
@@ -66,21 +67,6 @@ def static() -> StaticPlugin:
 def render(raw: Mapping[str, object], mirror: str = "") -> str:
     plugin = static()
     return plugin.render(plugin.clean_options(raw), mirror=mirror).dockerfile
-
-
-def parse(source: str) -> list[dockerfile.Command]:
-    return list(dockerfile.parse_string(source))
-
-
-def arg_values(commands: list[dockerfile.Command]) -> dict[str, str]:
-    values = {}
-    for command in commands:
-        if command.cmd == "ARG":
-            for token in command.value:
-                name, sep, value = token.partition("=")
-                if sep:
-                    values[name] = dockerfile_unquote(value)
-    return values
 
 
 def caddyfile(commands: list[dockerfile.Command]) -> str:
