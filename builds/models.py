@@ -202,6 +202,8 @@ class ManifestRecord(models.Model):
     source_ref = models.CharField(max_length=255, blank=True)
     source_commit = models.CharField(max_length=64, blank=True)
     builder_node = models.CharField(max_length=64, blank=True)
+    # The digest the tag pointed to before this push, when the tag moved.
+    previous_digest = models.CharField(max_length=100, blank=True)
 
     objects = ManifestRecordQuerySet.as_manager()
 
@@ -237,4 +239,5 @@ class ManifestRecord(models.Model):
                 "commit": self.source_commit,
             },
             "builder_node": self.builder_node,
+            "previous_digest": self.previous_digest or None,
         }

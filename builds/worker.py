@@ -370,10 +370,18 @@ class BuildRun:
                 row.done = max(row.done, row.total)
                 row.save(update_fields=["digest", "state", "done"])
             for tag in self.build.tags:
+                reference = f"{project.image}:{tag}"
+                before = (
+                    ManifestRecord.objects.filter(reference=reference)
+                    .order_by("-pushed_at", "-pk")
+                    .values_list("digest", flat=True)
+                    .first()
+                )
                 ManifestRecord.objects.create(
+                    previous_digest=before if before and before != digest else "",
                     project=project,
                     build=self.build,
-                    reference=f"{project.image}:{tag}",
+                    reference=reference,
                     digest=digest,
                     media_type=summary.media_type,
                     platforms=summary.platforms,

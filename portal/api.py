@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from builds import services
+from builds import ledger, services
 from builds.gitsource import SourceError
 from builds.refs import InvalidValue
 from portal.access import get_build_for_user, get_project_for_user, manifests_for, projects_for
@@ -170,11 +170,18 @@ def build_cancel(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
 
 @api_view("GET")
 def manifests(request: HttpRequest, body: Any) -> HttpResponse:
+    """The ledger, newest first, narrowed by team, project, tag, person, since, until;
+    `format=csv` exports the same records as CSV."""
     records = manifests_for(request.user)
-    if "project" in request.GET:
-        try:
-            project_id = _int_param(request, "project")
-        except InvalidValue as exc:
-            return error(400, str(exc))
-        records = records.filter(project=get_project_for_user(request.user, project_id))
-    return JsonResponse({"manifests": [r.to_api() for r in records[:500]]})
+    try:
+        if "project" in request.GET:
+            get_project_for_user(request.user, _int_param(request, "project"))
+        records = ledger.filter_records(records, request.GET)
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    records = records[:5000]
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(ledger.to_csv(records), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="manifests.csv"'
+        return response
+    return JsonResponse({"manifests": [r.to_api() for r in records]})

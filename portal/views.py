@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 import lang_plugins
-from builds import lint, services
+from builds import ledger, lint, services
 from builds.gitsource import SourceError
 from builds.refs import InvalidValue
 from portal.access import get_build_for_user, get_project_for_user, projects_for, teams_for
@@ -188,8 +189,31 @@ def project_build(request: Request, pk: int) -> HttpResponse:
 @require_GET
 def project_history(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
-    records = project.manifests.select_related("pushed_by", "build")
-    return render(request, "portal/project_history.html", {"project": project, "records": records})
+    params: dict[str, str] = {
+        key: str(request.GET[key])
+        for key in ledger.FILTERS
+        if key not in ("team", "project") and request.GET.get(key)
+    }
+    try:
+        records = ledger.filter_records(
+            project.manifests.select_related("pushed_by", "build"), params
+        )
+        error = ""
+    except InvalidValue as exc:
+        records, error = project.manifests.none(), str(exc)
+    fmt = request.GET.get("format")
+    if fmt == "csv":
+        response = HttpResponse(ledger.to_csv(records), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{project.name}-manifests.csv"'
+        return response
+    if fmt == "json":
+        return JsonResponse({"manifests": [r.to_api() for r in records]})
+    query = urlencode(params)
+    return render(
+        request,
+        "portal/project_history.html",
+        {"project": project, "records": records, "params": params, "error": error, "query": query},
+    )
 
 
 @login_required

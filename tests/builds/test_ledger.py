@@ -1,0 +1,94 @@
+"""The ledger: previous digest when a tag moves, filters, exports, and on PostgreSQL the
+database itself refusing updates and deletes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.test import Client
+
+from builds.models import ManifestRecord
+from builds.services import queue_build
+from builds.worker import work_once
+from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
+
+pytestmark = pytest.mark.django_db
+OTHER = {p: "sha256:" + str(n) * 64 for n, p in enumerate(PLATFORM_DIGESTS, start=5)}
+
+
+class Moved(FakeBackend):
+    """A second push of the same tag with different content."""
+
+    def read_index(self, ref: Any, digest: str, tick: Any) -> Any:
+        summary = super().read_index(ref, digest, tick)
+        summary.platforms = dict(OTHER)
+        return summary
+
+    def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+        code = super().build(spec, on_output, should_stop, grace)
+        spec.metadata_file.write_text('{"containerimage.digest": "sha256:' + "cd" * 32 + '"}')
+        return code
+
+
+def test_a_moved_tag_records_the_previous_digest(project: Any, alice: Any) -> None:
+    queue_build(project, alice)
+    work_once("w1", FakeBackend())
+    queue_build(project, alice)
+    work_once("w1", Moved())
+    first, second = ManifestRecord.objects.order_by("pk")
+    assert first.previous_digest == "" and second.previous_digest == INDEX_DIGEST
+    assert second.digest == "sha256:" + "cd" * 32
+
+
+def test_filters_and_csv_export(project: Any, alice: Any, bob: Any, api: Any) -> None:
+    queue_build(project, alice, tags=["v1"])
+    work_once("w1", FakeBackend())
+    queue_build(project, bob, tags=["v2"])
+    work_once("w1", FakeBackend())
+    client = api(alice)
+    tags = lambda q: [m["tag"] for m in client.get(f"/api/v1/manifests?{q}").json()["manifests"]]  # noqa: E731
+    assert tags("tag=v1") == ["localhost:5000/alpha/hello:v1"]
+    assert tags("person=bob") == ["localhost:5000/alpha/hello:v2"]
+    assert tags("team=alpha") == tags("") and len(tags("")) == 2
+    assert tags("team=beta") == [] and tags("since=2999-01-01") == []
+    assert client.get("/api/v1/manifests?since=yesterday").status_code == 400
+    exported = client.get(f"/api/v1/manifests?project={project.pk}&format=csv")
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
+    assert exported["Content-Type"].startswith("text/csv") and len(rows) == 2
+    assert {r["pushed_by"] for r in rows} == {"alice", "bob"}
+    assert all(r["digest"] == INDEX_DIGEST and "linux/arm/v7" in r["platforms"] for r in rows)
+
+
+def test_history_page_filters_and_exports(project: Any, alice: Any, charlie: Any) -> None:
+    queue_build(project, alice, tags=["v1", "latest"])
+    work_once("w1", FakeBackend())
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/projects/{project.pk}/history?tag=v1").content.decode()
+    assert "hello:v1" in page and "hello:latest" not in page
+    data = client.get(f"/projects/{project.pk}/history?format=json&tag=latest").json()
+    assert [m["tag"] for m in data["manifests"]] == ["localhost:5000/alpha/hello:latest"]
+    csv_text = client.get(f"/projects/{project.pk}/history?format=csv").content.decode()
+    assert csv_text.count(INDEX_DIGEST) == 2
+    outsider = Client()
+    outsider.force_login(charlie)
+    assert outsider.get(f"/projects/{project.pk}/history?format=csv").status_code == 404
+
+
+def test_postgresql_itself_refuses_to_rewrite_the_ledger(project: Any, alice: Any) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("the database trigger exists on PostgreSQL (the scale-out run checks it)")
+    queue_build(project, alice)
+    work_once("w1", FakeBackend())
+    with connection.cursor() as cursor:
+        for sql in [
+            "UPDATE builds_manifestrecord SET digest = 'x'",
+            "DELETE FROM builds_manifestrecord",
+        ]:
+            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+                cursor.execute(sql)
+    assert ManifestRecord.objects.get().digest == INDEX_DIGEST
