@@ -32,6 +32,7 @@ class BuildSpec:
     docker_host: str = ""
     network: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
 
     def argv(self) -> list[str]:
@@ -51,6 +52,7 @@ class BuildSpec:
             argv.append("--no-cache")
         argv += [f"--tag={tag}" for tag in self.tags]
         argv += [f"--label={key}={value}" for key, value in sorted(self.labels.items())]
+        argv += [f"--annotation={k}={v}" for k, v in sorted(self.annotations.items())]
         argv += ["--", str(self.context)]
         return argv
 

@@ -91,6 +91,18 @@ def tag_manifest(
         raise RegistryError(f"{target} points to {served} after tagging, not {digest}")
 
 
+def tag_exists(
+    ref: ImageRef, tag: str, env: dict[str, str] | None = None, tick: Tick = None
+) -> bool:
+    try:
+        _imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
+    except RegistryError as exc:
+        if "not found" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
 def platform_of(descriptor: dict[str, Any]) -> str:
     p = descriptor.get("platform") or {}
     parts = [p.get("os", "unknown"), p.get("architecture", "unknown")]

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
-from builds import gitsource, lint
+from builds import gitsource, lint, tagging
 from builds.models import Build, BuildPlatform
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
@@ -60,16 +60,19 @@ def save_custom_dockerfile(project: Project, text: str) -> list[lint.Finding]:
     return findings
 
 
-def clean_tags(tags: Iterable[Any] | None) -> list[str]:
+def clean_tags(tags: Iterable[Any] | None, default: list[str] | None = None) -> list[str]:
+    """Tags or tag templates for a build (the project's templates when none are given)."""
     if tags is None:
-        return ["latest"]
+        return list(default or ["latest"])
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise InvalidValue("tags", tags, "expected a list of tag names")
     result: list[str] = []
     for tag in tags:
         if not isinstance(tag, str):
             raise InvalidValue("tags", tags, "expected a list of tag names")
-        tag = validate_tag(tag)
+        tag = (
+            tagging.validate_templates([tag])[0] if tagging.is_template(tag) else validate_tag(tag)
+        )
         if tag not in result:
             result.append(tag)
     if not result:
@@ -84,7 +87,7 @@ def queue_build(
 ) -> Build:
     """Validate, then queue a build. Raises InvalidValue (nothing saved) on bad input."""
     ref = validate_git_ref(ref) if ref else project.ref
-    clean = clean_tags(tags)
+    clean = clean_tags(tags, project.tag_templates)
     with transaction.atomic():
         build = Build.objects.create(
             project=project,

@@ -28,7 +28,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 import lang_plugins
-from builds import buildx, events, gitsource, registry
+from builds import buildx, events, gitsource, registry, tagging
 from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, node_for_build
 from builds.proc import ProcessStopped
@@ -64,6 +64,8 @@ class Backend(Protocol):
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None: ...
 
+    def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool: ...
+
 
 class DockerBackend:
     def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
@@ -83,6 +85,9 @@ class DockerBackend:
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None:
         registry.tag_manifest(ref, digest, tag, tick=tick)
+
+    def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool:
+        return registry.tag_exists(ref, tag, tick=tick)
 
 
 class BuildFailed(Exception):
@@ -250,6 +255,35 @@ class BuildRun:
         self.log.say(f"checked out commit {commit}")
         return src
 
+    def resolve_tags(self) -> None:
+        """Expand tag templates now that the commit is known; guard immutable versions."""
+        build, project = self.build, self.build.project
+        tags = tagging.expand(
+            build.tags, ref=build.ref, commit=build.commit, default_ref=project.ref
+        )
+        if not tags:
+            raise BuildFailed(
+                f"no tag applies to ref {build.ref} (templates: {' '.join(build.tags)})"
+            )
+        if tags != build.tags:
+            self.log.say(f"tags for this build: {' '.join(tags)}")
+        build.tags = tags
+        build.save(update_fields=["tags"])
+        if project.immutable_tags:
+            ref = parse_reference(project.image)
+            for tag in tags:
+                if not tagging.FULL_SEMVER_TAG.fullmatch(tag):
+                    continue
+                recorded = ManifestRecord.objects.filter(
+                    reference=f"{project.image}:{tag}"
+                ).exists()
+                try:
+                    pushed = recorded or self.backend.exists(ref, tag, self.heartbeat)
+                except registry.RegistryError as exc:
+                    raise BuildFailed(f"checking tag {tag}: {exc}", Build.Fault.SYSTEM) from exc
+                if pushed:
+                    raise BuildFailed(f"tag {tag} already exists and versions are immutable")
+
     def render(self, workspace: Path, src: Path) -> Path:
         project = self.build.project
         try:
@@ -286,12 +320,20 @@ class BuildRun:
             metadata_file=workspace / "metadata.json",
             docker_host=self.build.node.endpoint if self.build.node else "",
             network=settings.PORTAL_BUILD_NETWORK,
-            labels={
-                "org.opencontainers.image.source": project.git_url,
-                "org.opencontainers.image.revision": self.build.commit,
-                "org.opencontainers.image.title": project.name,
-            },
+            # The same OCI facts on every image config and on the index itself.
+            labels=self.oci_annotations(),
+            annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
         )
+
+    def oci_annotations(self) -> dict[str, str]:
+        project, build = self.build.project, self.build
+        return {
+            "org.opencontainers.image.source": project.git_url,
+            "org.opencontainers.image.revision": build.commit,
+            "org.opencontainers.image.title": project.name,
+            "org.opencontainers.image.version": build.tags[0],
+            "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
+        }
 
     def on_output(self, chunk: bytes) -> None:
         items = self.decoder.feed(self.utf8.decode(chunk))
@@ -428,6 +470,7 @@ class BuildRun:
             if self.heartbeat(force=True):
                 self._finish_stopped()
                 return
+            self.resolve_tags()
             dockerfile = self.render(workspace, src)
             spec = self.spec(workspace, src, dockerfile)
             code = self.run_buildx(spec)

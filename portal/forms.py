@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse_lazy
 
 import lang_plugins
+from builds import tagging
 from builds.refs import (
     InvalidValue,
     normalize_platforms,
@@ -67,6 +68,17 @@ class ProjectForm(forms.Form):
         label="Image repository", max_length=255, help_text="e.g. registry.example.com/team/app"
     )
     platforms = PlatformsField(initial=COMMON_PLATFORMS[:2])
+    tags = forms.CharField(
+        label="Tags",
+        required=False,
+        max_length=1300,
+        initial="latest",
+        help_text="Space-separated tags or templates: {branch} {short_sha} {sha} "
+        "{semver} (v1.2.3 gives 1.2.3 1.2 1) {latest} (latest on the default ref).",
+    )
+    immutable_tags = forms.BooleanField(
+        required=False, label="Immutable versions", help_text="Never move an existing 1.2.3 tag."
+    )
     language = forms.ChoiceField(
         choices=(),
         widget=forms.Select(
@@ -91,6 +103,14 @@ class ProjectForm(forms.Form):
 
     def clean_ref(self) -> str:
         return _grammar(validate_git_ref, self.cleaned_data["ref"] or "main")
+
+    def clean_tags(self) -> list[str]:
+        value = self.data.get("tags", self.cleaned_data.get("tags"))
+        items = value if isinstance(value, list) else str(value or "latest").split()
+        try:
+            return tagging.validate_templates(items)
+        except InvalidValue as exc:
+            raise ValidationError(str(exc)) from exc
 
     def clean_image(self) -> str:
         return str(_grammar(parse_repository, self.cleaned_data["image"]))
@@ -137,6 +157,8 @@ class ProjectForm(forms.Form):
             platforms=data["platforms"],
             language=data["language"],
             options=data["options"],
+            tag_templates=data["tags"],
+            immutable_tags=data["immutable_tags"],
             created_by=self.user,
         )
 

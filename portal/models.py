@@ -53,6 +53,10 @@ def validate_repository(value: str) -> None:
     _as_validation_error(refs.parse_repository, value)
 
 
+def default_tag_templates() -> list[str]:
+    return ["latest"]
+
+
 class Team(models.Model):
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=100)
@@ -98,6 +102,11 @@ class Project(models.Model):
     platforms = models.JSONField(default=list)
     language = models.CharField(max_length=50)
     options = models.JSONField(default=dict, blank=True)
+    # Tags each build pushes unless the request names its own: literal tags and templates
+    # ({branch}, {short_sha}, {sha}, {semver}, {latest}), expanded after the checkout.
+    tag_templates = models.JSONField(default=default_tag_templates)
+    # Refuse to move an existing full semver tag (1.2.3) to new content.
+    immutable_tags = models.BooleanField(default=False)
     # The team's own Dockerfile, replacing the plugin's generated one (empty: generated).
     custom_dockerfile = models.TextField(blank=True)
     builder_node = models.ForeignKey(
@@ -131,6 +140,8 @@ class Project(models.Model):
             "image": self.image,
             "platforms": self.platforms,
             "options": self.options,
+            "tags": self.tag_templates,
+            "immutable_tags": self.immutable_tags,
             "created_at": self.created_at.isoformat(),
         }
 

@@ -95,3 +95,8 @@ class FakeBackend:
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Callable[[], bool]) -> None:
         self.tagged.append(f"{ref.repository}:{tag}@{digest}")
+
+    existing: set[str] = set()
+
+    def exists(self, ref: ImageRef, tag: str, tick: Callable[[], bool]) -> bool:
+        return f"{ref.repository}:{tag}" in self.existing

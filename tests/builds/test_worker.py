@@ -266,3 +266,69 @@ def test_a_real_build_error_is_not_retried(queued_build: Build) -> None:
     work_once("w1", Broken())
     assert Broken.calls == 1
     assert Build.objects.get(pk=queued_build.pk).state == Build.State.FAILED
+
+
+def test_oci_labels_and_index_annotations_are_passed_as_values(queued_build: Build) -> None:
+    backend = FakeBackend()
+    work_once("w1", backend)
+    argv = backend.spec.argv()  # type: ignore[union-attr]
+    build = Build.objects.get(pk=queued_build.pk)
+    assert "--label=org.opencontainers.image.source=file:///srv/git/hello.git" in argv
+    assert f"--annotation=index:org.opencontainers.image.revision={build.commit}" in argv
+    assert "--annotation=index:org.opencontainers.image.version=latest" in argv
+    assert any(a.startswith("--annotation=index:org.opencontainers.image.created=20") for a in argv)
+    assert argv.index("--") == len(argv) - 2, "every value comes before the context"
+
+
+def test_tag_templates_expand_after_the_checkout(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    project.tag_templates = ["{semver}", "{short_sha}", "{latest}"]
+    project.save()
+    build = queue_build(project, alice, ref="v2.5.0")
+    backend = FakeBackend()
+    work_once("w1", backend)
+    build.refresh_from_db()
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    assert build.tags == ["2.5.0", "2.5", "2", COMMIT[:7]]
+    assert [a for a in backend.spec.argv() if a.startswith("--tag=")] == [  # type: ignore[union-attr]
+        "--tag=localhost:5000/alpha/hello:2.5.0"
+    ]
+    assert sorted(ManifestRecord.objects.values_list("reference", flat=True)) == sorted(
+        f"localhost:5000/alpha/hello:{t}" for t in build.tags
+    )
+
+
+def test_no_applicable_tag_fails_clearly(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    project.tag_templates = ["{semver}"]
+    project.save()
+    build = queue_build(project, alice)
+    work_once("w1", FakeBackend())
+    build.refresh_from_db()
+    assert build.state == Build.State.FAILED and "no tag applies to ref main" in build.reason
+
+
+def test_immutable_versions_are_not_moved(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    project.tag_templates = ["{semver}"]
+    project.immutable_tags = True
+    project.save()
+    queue_build(project, alice, ref="v1.0.0")
+    work_once("w1", FakeBackend())
+    again = queue_build(project, alice, ref="v1.0.0")
+    backend = FakeBackend()
+    work_once("w1", backend)
+    again.refresh_from_db()
+    assert again.state == Build.State.FAILED
+    assert again.reason == "tag 1.0.0 already exists and versions are immutable"
+    assert backend.spec is None, "refused before building"
+    # Also when the tag was pushed outside the portal (found in the registry).
+    other = queue_build(project, alice, ref="v1.1.0")
+    outside = FakeBackend()
+    outside.existing = {"localhost:5000/alpha/hello:1.1.0"}
+    work_once("w1", outside)
+    other.refresh_from_db()
+    assert other.state == Build.State.FAILED and "1.1.0 already exists" in other.reason

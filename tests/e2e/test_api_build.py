@@ -104,6 +104,9 @@ def test_go_hello_world_three_platforms_through_the_api(
     }
     assert platform_entries == manifest["platforms"]
     assert sorted(platform_entries) == sorted(PLATFORMS)
+    # OCI annotations on the index itself: where it came from.
+    assert index["annotations"]["org.opencontainers.image.revision"] == result["commit"]
+    assert index["annotations"]["org.opencontainers.image.source"] == hello_repo
     assert "unknown/unknown" not in manifest["platforms"]
 
     # Each image runs (under QEMU for the arm ones) and prints its own architecture.

@@ -195,3 +195,15 @@ def test_a_team_pushes_only_below_its_image_prefix(alice: Any, api: Any, alpha: 
     assert response.status_code == 400
     assert "localhost:5000/alpha/" in str(response.json()["fields"]["image"])
     assert api(alice).post("/api/v1/projects", GOOD).status_code == 201
+
+
+def test_tag_templates_are_validated_and_stored(alice: Any, api: Any) -> None:
+    client = api(alice)
+    bad = client.post("/api/v1/projects", {**GOOD, "tags": ["{nope}"]})
+    assert bad.status_code == 400 and "tags" in bad.json()["fields"]
+    assert not Project.objects.exists()
+    good = client.post(
+        "/api/v1/projects", {**GOOD, "tags": ["{semver}", "{branch}"], "immutable_tags": True}
+    )
+    assert good.status_code == 201, good.json()
+    assert good.json()["tags"] == ["{semver}", "{branch}"] and good.json()["immutable_tags"] is True
