@@ -89,18 +89,21 @@ def test_register_build_and_watch_live_in_the_browser(
     expect(page.locator("h1")).to_contain_text("Build")
     page.evaluate("window.__noReload = true")  # proves the page is never reloaded below
     lines = page.locator("#log .line")
-    expect(page.locator("#build-state")).to_have_text("running", timeout=60_000)
-    expect(lines.first).to_be_visible(timeout=60_000)
-    counts = []
+    # How far the server-rendered log went: the websocket continues after that seq.
+    ws_url = page.locator("#live").get_attribute("ws-connect") or ""
+    at_load = int(ws_url.rsplit("after=", 1)[1])
+    states = set()
     deadline = time.monotonic() + 600
-    while page.locator("#build-status").get_attribute("data-state") in ("queued", "running"):
-        counts.append(lines.count())
+    while (state := page.locator("#build-status").get_attribute("data-state")) in (
+        "queued",
+        "running",
+    ):
+        states.add(state)
         assert time.monotonic() < deadline, "build did not finish in 10 minutes"
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert page.evaluate("window.__noReload") is True
-    assert max(counts) > min(counts), (
-        f"log did not grow while watching: {counts[:5]}...{counts[-5:]}"
-    )
+    assert lines.count() > at_load + 10, f"log did not grow live: {at_load} -> {lines.count()}"
+    assert states, "the page never showed the build queued or running"
 
     expect(page.locator("#build-state")).to_have_text("succeeded")
     digest = page.locator("#build-digest").inner_text()
