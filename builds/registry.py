@@ -91,6 +91,19 @@ def tag_manifest(
         raise RegistryError(f"{target} points to {served} after tagging, not {digest}")
 
 
+def current_digest(
+    ref: ImageRef, tag: str, env: dict[str, str] | None = None, tick: Tick = None
+) -> str | None:
+    """The digest the registry serves for a tag now, or None when the tag is gone."""
+    try:
+        body = _imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
+    except RegistryError as exc:
+        if "not found" in str(exc).lower():
+            return None
+        raise
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
 def tag_exists(
     ref: ImageRef, tag: str, env: dict[str, str] | None = None, tick: Tick = None
 ) -> bool:

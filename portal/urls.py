@@ -40,6 +40,7 @@ urlpatterns = [
     path("projects/<int:pk>/builds", views.project_build, name="project-build"),
     path("projects/<int:pk>/history", views.project_history, name="project-history"),
     path("builds/<int:pk>/", views.build_detail, name="build"),
+    path("manifests/<int:pk>/", views.manifest_detail, name="manifest"),
     path("builds/<int:pk>/cancel", views.build_cancel, name="build-cancel"),
     path("admin/", admin.site.urls),
     *api_urls,

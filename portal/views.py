@@ -12,16 +12,22 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 import lang_plugins
-from builds import ledger, lint, services
+from builds import ledger, lint, registry, services
 from builds.gitsource import SourceError
-from builds.refs import InvalidValue
-from portal.access import get_build_for_user, get_project_for_user, projects_for, teams_for
+from builds.refs import InvalidValue, parse_reference
+from portal.access import (
+    get_build_for_user,
+    get_project_for_user,
+    manifests_for,
+    projects_for,
+    teams_for,
+)
 from portal.forms import OPTION_PREFIX, ProjectForm, TokenForm
 from portal.models import ApiToken
 
@@ -307,4 +313,24 @@ def project_dockerfile_edit(request: Request, pk: int) -> HttpResponse:
             "findings": lint.check(text),
             "diff": services.dockerfile_diff(generated, text),
         },
+    )
+
+
+@login_required
+@require_GET
+def manifest_detail(request: Request, pk: int) -> HttpResponse:
+    """One ledger record: the index as recorded, its platforms, and what the registry serves
+    for that tag now (drift: the tag was moved or deleted since)."""
+    record = get_object_or_404(manifests_for(request.user), pk=pk)
+    repository, _, tag = record.reference.rpartition(":")
+    current: str | None = None
+    error = ""
+    try:
+        current = registry.current_digest(parse_reference(repository), tag)
+    except (registry.RegistryError, InvalidValue) as exc:
+        error = str(exc)
+    return render(
+        request,
+        "builds/manifest_detail.html",
+        {"record": record, "current": current, "registry_error": error, "tag": tag},
     )

@@ -92,3 +92,41 @@ def test_postgresql_itself_refuses_to_rewrite_the_ledger(project: Any, alice: An
             with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
                 cursor.execute(sql)
     assert ManifestRecord.objects.get().digest == INDEX_DIGEST
+
+
+def _fake_cli(tmp_path: Any, settings: Any, script: str) -> None:
+    import stat
+
+    cli = tmp_path / "docker"
+    cli.write_text("#!/bin/sh\n" + script)
+    cli.chmod(cli.stat().st_mode | stat.S_IEXEC)
+    settings.PORTAL_DOCKER_CLI = str(cli)
+
+
+def test_inspect_view_shows_drift(
+    project: Any, alice: Any, charlie: Any, tmp_path: Any, settings: Any
+) -> None:
+    from pathlib import Path
+
+    index = Path(__file__).parent / "data" / "index-go-hello-3platforms.json"
+    queue_build(project, alice)
+    work_once("w1", FakeBackend())
+    record = ManifestRecord.objects.get()
+    client = Client()
+    client.force_login(alice)
+
+    _fake_cli(tmp_path, settings, f"cat {index}\n")  # the registry serves other content now
+    page = client.get(f"/manifests/{record.pk}/").content.decode()
+    assert "moved" in page and INDEX_DIGEST in page
+    assert "linux/arm/v7" in page and 'id="attestations"' in page
+
+    _fake_cli(
+        tmp_path,
+        settings,
+        "echo 'ERROR: localhost:5000/alpha/hello:latest: not found' >&2; exit 1\n",
+    )
+    assert "tag deleted" in client.get(f"/manifests/{record.pk}/").content.decode()
+
+    outsider = Client()
+    outsider.force_login(charlie)
+    assert outsider.get(f"/manifests/{record.pk}/").status_code == 404
