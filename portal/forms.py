@@ -18,7 +18,7 @@ from builds.refs import (
     validate_git_url,
 )
 from portal.access import teams_for
-from portal.models import Project, Team, name_validator
+from portal.models import Membership, Project, Team, name_validator
 
 COMMON_PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 OPTION_PREFIX = "opt_"
@@ -165,3 +165,29 @@ class ProjectForm(forms.Form):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, initial="cli")
+
+
+class MembershipForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.team = team
+
+    def clean_username(self) -> str:
+        from django.contrib.auth import get_user_model
+
+        username = self.cleaned_data["username"]
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise ValidationError(f"No active user called {username}.")
+        if self.team.memberships.filter(user=user).exists():
+            raise ValidationError(f"{username} is already in {self.team.slug}.")
+        self.user = user
+        return username
+
+    def save(self) -> Membership:
+        return Membership.objects.create(
+            user=self.user, team=self.team, role=self.cleaned_data["role"]
+        )

@@ -26,6 +26,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="portal/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.tokens, name="tokens"),
+    path("teams/<slug:slug>/", views.team_detail, name="team"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("projects/new/", views.project_new, name="project-new"),
     path("projects/new/options", views.project_options, name="project-options"),

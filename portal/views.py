@@ -21,15 +21,17 @@ import lang_plugins
 from builds import ledger, lint, registry, services
 from builds.gitsource import SourceError
 from builds.refs import InvalidValue, parse_reference
+from portal import teams as services_team
 from portal.access import (
     get_build_for_user,
     get_project_for_user,
+    get_team_for_user,
     manifests_for,
     projects_for,
     teams_for,
 )
-from portal.forms import OPTION_PREFIX, ProjectForm, TokenForm
-from portal.models import ApiToken
+from portal.forms import OPTION_PREFIX, MembershipForm, ProjectForm, TokenForm
+from portal.models import ApiToken, Membership
 
 
 class Request(HttpRequest):
@@ -333,4 +335,34 @@ def manifest_detail(request: Request, pk: int) -> HttpResponse:
         request,
         "builds/manifest_detail.html",
         {"record": record, "current": current, "registry_error": error, "tag": tag},
+    )
+
+
+@login_required
+def team_detail(request: Request, slug: str) -> HttpResponse:
+    """Members of a team; its admins add members, change roles and remove them."""
+    team = get_team_for_user(request.user, slug)
+    is_admin = team.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists()
+    form = MembershipForm(request.POST or None, team=team)
+    if request.method == "POST":
+        if not is_admin:
+            return HttpResponse("only team admins manage members", status=403)
+        if "membership" in request.POST:  # a row's role select or remove button
+            membership = get_object_or_404(team.memberships, pk=request.POST.get("membership"))
+            try:
+                services_team.change_membership(
+                    team, membership, remove="remove" in request.POST, role=request.POST.get("role")
+                )
+            except ValueError as exc:
+                messages.error(request, str(exc))
+            return redirect("team", slug=team.slug)
+        if form.is_valid():
+            form.save()
+            messages.success(request, f"{form.cleaned_data['username']} added to {team.slug}.")
+            return redirect("team", slug=team.slug)
+    members = team.memberships.select_related("user").order_by("user__username")
+    return render(
+        request,
+        "portal/team_detail.html",
+        {"team": team, "members": members, "is_admin": is_admin, "form": form},
     )
