@@ -59,6 +59,12 @@ def filter_records(
     return records
 
 
+def _cell(value: object) -> str:
+    """Spreadsheets run cells starting with = + - @ as formulas: quote those."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_csv(records: QuerySet[ManifestRecord]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
@@ -67,19 +73,22 @@ def to_csv(records: QuerySet[ManifestRecord]) -> str:
         row = record.to_api()
         writer.writerow(
             {
-                "pushed_at": row["pushed_at"],
-                "tag": row["tag"],
-                "digest": row["digest"],
-                "platforms": json.dumps(row["platforms"], sort_keys=True),
-                "attestations": len(row["attestations"]),
-                "previous_digest": row["previous_digest"] or "",
-                "pushed_by": row["pushed_by"] or "",
-                "source_url": row["source"]["url"],
-                "source_ref": row["source"]["ref"],
-                "source_commit": row["source"]["commit"],
-                "builder_node": row["builder_node"],
-                "project": row["project"],
-                "build": row["build"] or "",
+                key: _cell(value)
+                for key, value in {
+                    "pushed_at": row["pushed_at"],
+                    "tag": row["tag"],
+                    "digest": row["digest"],
+                    "platforms": json.dumps(row["platforms"], sort_keys=True),
+                    "attestations": len(row["attestations"]),
+                    "previous_digest": row["previous_digest"] or "",
+                    "pushed_by": row["pushed_by"] or "",
+                    "source_url": row["source"]["url"],
+                    "source_ref": row["source"]["ref"],
+                    "source_commit": row["source"]["commit"],
+                    "builder_node": row["builder_node"],
+                    "project": row["project"],
+                    "build": row["build"] or "",
+                }.items()
             }
         )
     return out.getvalue()

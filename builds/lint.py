@@ -19,6 +19,7 @@ import dockerfile
 from builds.proc import ProcessTimeout, run
 
 LEVELS = ("error", "warning", "info", "style")
+HADOLINT_CONFIG = Path(__file__).with_name("hadolint.yaml")
 MAX_DOCKERFILE_BYTES = 64 * 1024
 
 # Commands that compile or install: fine on $BUILDPLATFORM, slow under emulation.
@@ -27,7 +28,7 @@ HEAVY = re.compile(
     r"pip3? install|poetry install|apt-get install|apk add|dnf install|yum install|make|gcc|"
     r"cc|g\+\+|cmake|dotnet (?:build|publish|restore))\b"
 )
-BUILDPLATFORM = re.compile(r"--platform=\$(?:\{BUILDPLATFORM\}|BUILDPLATFORM)\b")
+BUILDPLATFORM = re.compile(r"--platform=\$(?:\{BUILDPLATFORM\}|BUILDPLATFORM(?!\w))")
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,15 @@ def hadolint(text: str) -> list[Finding]:
     with tempfile.NamedTemporaryFile("w", suffix=".Dockerfile") as handle:
         handle.write(text)
         handle.flush()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir()}
-        try:
-            proc = run([binary, "--format", "json", "--no-fail", handle.name], env=env, timeout=30)
-        except ProcessTimeout:
-            return [Finding(None, "info", "hadolint", "hadolint timed out; lint skipped")]
+        # Our own (empty) config and a private HOME and working directory: no hadolint.yaml
+        # planted in /tmp or the server's folder can silence rules.
+        with tempfile.TemporaryDirectory() as home:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
+            argv = [binary, "--config", str(HADOLINT_CONFIG), "--format", "json", "--no-fail"]
+            try:
+                proc = run([*argv, handle.name], env=env, timeout=30, cwd=Path(home))
+            except ProcessTimeout:
+                return [Finding(None, "warning", "hadolint", "hadolint timed out; lint skipped")]
     try:
         results = json.loads(proc.stdout or b"[]")
     except ValueError:
@@ -89,12 +94,21 @@ def hadolint(text: str) -> list[Finding]:
 def emulation_warnings(commands: list[dockerfile.Command]) -> list[Finding]:
     findings: list[Finding] = []
     stage, pinned = "", True
+    pinned_stages: set[str] = set()
     for command in commands:
         if command.cmd == "FROM":
             stage = command.original.split(None, 1)[1] if " " in command.original else ""
-            pinned = bool(BUILDPLATFORM.search(command.original))
+            words = [w for w in command.value if not w.startswith("--")]
+            # FROM <pinned stage> inherits its platform.
+            pinned = bool(BUILDPLATFORM.search(command.original)) or (
+                bool(words) and words[0].lower() in pinned_stages
+            )
+            if pinned and len(words) == 3 and words[1].upper() == "AS":
+                pinned_stages.add(words[2].lower())
         elif command.cmd == "RUN" and not pinned:
-            heavy = HEAVY.search(" ".join(command.value))
+            # Heredoc bodies are scripts too.
+            script = " ".join(command.value) + " " + " ".join(h.content for h in command.heredocs)
+            heavy = HEAVY.search(script)
             if heavy:
                 findings.append(
                     Finding(
@@ -124,5 +138,10 @@ def check(text: str) -> list[Finding]:
     )
 
 
+# Errors that mean the file does not parse (BuildKit's parser, hadolint's parser, size, NUL);
+# hadolint's rule errors (e.g. DL3000) are advice: BuildKit builds such files.
+BLOCKING = {"parse", "DL1000", "size", "nul"}
+
+
 def has_errors(findings: list[Finding]) -> bool:
-    return any(f.level == "error" for f in findings)
+    return any(f.level == "error" and f.code in BLOCKING for f in findings)

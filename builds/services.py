@@ -19,7 +19,7 @@ from builds.models import Build, BuildPlatform
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
-from portal.models import Project
+from portal.models import Project, image_allowed
 
 MAX_TAGS = 10
 
@@ -87,6 +87,11 @@ def queue_build(
 ) -> Build:
     """Validate, then queue a build. Raises InvalidValue (nothing saved) on bad input."""
     ref = validate_git_ref(ref) if ref else project.ref
+    if not image_allowed(project.image, project.team.image_prefix):
+        # The prefix may have changed (or the image edited in the admin) since registration.
+        raise InvalidValue(
+            "image", project.image, f"team pushes only below {project.team.image_prefix}"
+        )
     clean = clean_tags(tags, project.tag_templates)
     with transaction.atomic():
         build = Build.objects.create(

@@ -28,10 +28,12 @@ def validate_templates(items: Iterable[object]) -> list[str]:
         if not isinstance(item, str) or not _TEMPLATE.fullmatch(item) or len(item) > 128:
             known = ", ".join("{" + v + "}" for v in VARIABLES)
             raise InvalidValue("tag template", item, f"use tag characters and {known}")
-        if "{semver}" in item and item != "{semver}":
-            raise InvalidValue("tag template", item, "{semver} stands alone (it makes 3 tags)")
-        if not is_template(item):
-            validate_tag(item)
+        for alone in ("{semver}", "{latest}"):
+            if alone in item and item != alone:
+                raise InvalidValue("tag template", item, f"{alone} stands alone")
+        # Expanded with the longest values a build can give, it must still be a valid tag.
+        if item not in ("{semver}", "{latest}"):
+            validate_tag(_fill(item, ref="b" * 300, commit="f" * 40))
         if item not in result:
             result.append(item)
     if not result:
@@ -41,16 +43,25 @@ def validate_templates(items: Iterable[object]) -> list[str]:
     return result
 
 
-def _branch(ref: str) -> str:
+def _branch(ref: str, room: int = 128) -> str:
     """A ref as a tag: other characters become "-", as docker/metadata-action does."""
-    text = re.sub(r"[^A-Za-z0-9_.-]", "-", ref.removeprefix("refs/heads/")).lstrip(".-")
-    return text[:128] or "unknown"
+    name = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+    text = re.sub(r"[^A-Za-z0-9_.-]", "-", name).lstrip(".-")
+    return text[:room] or "unknown"
+
+
+def _fill(template: str, *, ref: str, commit: str) -> str:
+    """One template's tag; the branch is cut so that the whole stays within 128 characters."""
+    fixed = len(_VARIABLE.sub("", template)) + 40 * template.count("{sha}")
+    fixed += 7 * template.count("{short_sha}")
+    room = max(1, (128 - fixed) // max(1, template.count("{branch}")))
+    values = {"branch": _branch(ref, room), "sha": commit, "short_sha": commit[:7]}
+    return _VARIABLE.sub(lambda m: values[m.group(1)], template)
 
 
 def expand(templates: Iterable[str], *, ref: str, commit: str, default_ref: str) -> list[str]:
     """The tags for one build; templates that do not apply (semver on a branch) give none."""
     tags: list[str] = []
-    values = {"branch": _branch(ref), "sha": commit, "short_sha": commit[:7]}
     for template in templates:
         if template == "{semver}":
             match = SEMVER.fullmatch(ref.removeprefix("refs/tags/"))
@@ -58,7 +69,7 @@ def expand(templates: Iterable[str], *, ref: str, commit: str, default_ref: str)
         elif template == "{latest}":
             new = ["latest"] if ref == default_ref else []
         else:
-            new = [_VARIABLE.sub(lambda m: values[m.group(1)], template)]
+            new = [_fill(template, ref=ref, commit=commit)]
         for tag in new:
             tag = validate_tag(tag)
             if tag not in tags:

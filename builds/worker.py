@@ -35,7 +35,7 @@ from builds.proc import ProcessStopped
 from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
 from builds.rawjson import StreamDecoder
-from builds.refs import ImageRef, parse_reference
+from builds.refs import ImageRef, InvalidValue, parse_reference
 
 log = logging.getLogger(__name__)
 
@@ -258,9 +258,12 @@ class BuildRun:
     def resolve_tags(self) -> None:
         """Expand tag templates now that the commit is known; guard immutable versions."""
         build, project = self.build, self.build.project
-        tags = tagging.expand(
-            build.tags, ref=build.ref, commit=build.commit, default_ref=project.ref
-        )
+        try:
+            tags = tagging.expand(
+                build.tags, ref=build.ref, commit=build.commit, default_ref=project.ref
+            )
+        except InvalidValue as exc:
+            raise BuildFailed(f"tags: {exc}") from exc
         if not tags:
             raise BuildFailed(
                 f"no tag applies to ref {build.ref} (templates: {' '.join(build.tags)})"
@@ -386,8 +389,9 @@ class BuildRun:
         )
         return code
 
-    def _registry_hiccup(self) -> bool:
-        errors = " ".join(self.tracker.errors[-3:])
+    def _registry_hiccup(self, since: int) -> bool:
+        """Whether the last attempt (errors after index `since`) failed on a registry 5xx."""
+        errors = " ".join(self.tracker.errors[since:])
         return bool(REGISTRY_5XX.search(errors))
 
     def verify_and_record(self, spec: buildx.BuildSpec) -> None:
@@ -473,14 +477,17 @@ class BuildRun:
             self.resolve_tags()
             dockerfile = self.render(workspace, src)
             spec = self.spec(workspace, src, dockerfile)
+            seen = len(self.tracker.errors)
             code = self.run_buildx(spec)
             for _ in range(PUSH_RETRIES):
-                if code == 0 or not self._registry_hiccup() or self.heartbeat(force=True):
+                hiccup = self._registry_hiccup(since=seen)
+                if code == 0 or not hiccup or self.heartbeat(force=True):
                     break
                 # The engine PUTs several manifests to the tag at once and a filesystem
                 # registry rewrites the tag's link in place: a HEAD racing that gets a 500.
                 # Everything is cached, so pushing again is cheap.
                 self.log.say("the registry answered 500 during the push; pushing again")
+                seen = len(self.tracker.errors)
                 code = self.run_buildx(spec)
             # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
             if code != 0 and self.heartbeat(force=True):

@@ -14,7 +14,13 @@ from django.views.decorators.csrf import csrf_exempt
 from builds import ledger, services
 from builds.gitsource import SourceError
 from builds.refs import InvalidValue
-from portal.access import get_build_for_user, get_project_for_user, manifests_for, projects_for
+from portal.access import (
+    get_build_for_user,
+    get_project_for_user,
+    get_team_for_user,
+    manifests_for,
+    projects_for,
+)
 from portal.forms import ProjectForm
 from portal.models import ApiToken
 from portal.openapi import openapi_document
@@ -95,9 +101,11 @@ def projects(request: HttpRequest, body: Any) -> HttpResponse:
 
 @api_view("POST")
 def detect(request: HttpRequest, body: Any) -> HttpResponse:
-    git_url, ref = body.get("git_url"), body.get("ref") or "main"
-    if not isinstance(git_url, str) or not isinstance(ref, str):
-        return error(400, "git_url (and optional ref) must be strings")
+    git_url, ref, team = body.get("git_url"), body.get("ref") or "main", body.get("team")
+    if not all(isinstance(v, str) for v in (git_url, ref, team)):
+        return error(400, "team and git_url (and optional ref) must be strings")
+    # Fetching runs with the portal's own git access: only for members of a team.
+    get_team_for_user(request.user, team)
     try:
         return JsonResponse(services.detect_source(git_url, ref))
     except InvalidValue as exc:
@@ -176,6 +184,8 @@ def manifests(request: HttpRequest, body: Any) -> HttpResponse:
     try:
         if "project" in request.GET:
             get_project_for_user(request.user, _int_param(request, "project"))
+        if "team" in request.GET:
+            get_team_for_user(request.user, request.GET["team"])
         records = ledger.filter_records(records, request.GET)
     except InvalidValue as exc:
         return error(400, str(exc))

@@ -18,7 +18,7 @@ from builds.refs import (
     validate_git_url,
 )
 from portal.access import teams_for
-from portal.models import Membership, Project, Team, name_validator
+from portal.models import Membership, Project, Team, image_allowed, name_validator
 
 COMMON_PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 OPTION_PREFIX = "opt_"
@@ -131,7 +131,7 @@ class ProjectForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         team, name, image = cleaned.get("team"), cleaned.get("name"), cleaned.get("image")
-        if team and image and team.image_prefix and not image.startswith(team.image_prefix):
+        if team and image and not image_allowed(image, team.image_prefix):
             self.add_error("image", f"Team {team.slug} pushes only below {team.image_prefix}")
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")

@@ -57,6 +57,13 @@ def default_tag_templates() -> list[str]:
     return ["latest"]
 
 
+def image_allowed(image: str, prefix: str) -> bool:
+    """Whether a team with this image prefix may push to this repository ("" allows all).
+    Compared by path segments: prefix registry.example.com/web admits .../web/app only."""
+    prefix = prefix.rstrip("/")
+    return not prefix or image == prefix or image.startswith(prefix + "/")
+
+
 class Team(models.Model):
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=100)

@@ -11,8 +11,15 @@ from portal.models import Membership, Team
 def change_membership(
     team: Team, membership: Membership, *, remove: bool = False, role: str | None = None
 ) -> None:
-    admins = team.memberships.select_for_update().filter(role=Membership.Role.ADMIN)
-    last_admin = membership.role == Membership.Role.ADMIN and admins.count() == 1
+    # Lock the admin rows (evaluated: .count() would drop FOR UPDATE) and re-read the row, so
+    # two admins demoting each other at once cannot leave the team without one.
+    admins = list(
+        team.memberships.select_for_update()
+        .filter(role=Membership.Role.ADMIN)
+        .values_list("pk", flat=True)
+    )
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    last_admin = membership.role == Membership.Role.ADMIN and len(admins) == 1
     if remove:
         if last_admin:
             raise ValueError("a team keeps at least one admin: make someone else admin first")

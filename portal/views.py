@@ -113,6 +113,8 @@ def project_new(request: Request) -> HttpResponse:
 @require_POST
 def project_detect(request: Request) -> HttpResponse:
     """htmx: clone the source, let the plugins look at it, and fill the form with the result."""
+    # Fetching runs with the portal's own git access: only for members of the chosen team.
+    get_team_for_user(request.user, request.POST.get("team", ""))
     try:
         result = services.detect_source(
             request.POST.get("git_url", ""), request.POST.get("ref") or "main"

@@ -54,7 +54,8 @@ def test_filters_and_csv_export(project: Any, alice: Any, bob: Any, api: Any) ->
     assert tags("tag=v1") == ["localhost:5000/alpha/hello:v1"]
     assert tags("person=bob") == ["localhost:5000/alpha/hello:v2"]
     assert tags("team=alpha") == tags("") and len(tags("")) == 2
-    assert tags("team=beta") == [] and tags("since=2999-01-01") == []
+    assert tags("since=2999-01-01") == []
+    assert client.get("/api/v1/manifests?team=beta").status_code == 404  # not alice's team
     assert client.get("/api/v1/manifests?since=yesterday").status_code == 400
     exported = client.get(f"/api/v1/manifests?project={project.pk}&format=csv")
     rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
@@ -130,3 +131,10 @@ def test_inspect_view_shows_drift(
     outsider = Client()
     outsider.force_login(charlie)
     assert outsider.get(f"/manifests/{record.pk}/").status_code == 404
+
+
+def test_csv_cells_cannot_become_formulas() -> None:
+    from builds.ledger import _cell
+
+    assert _cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _cell("-x") == "'-x"
+    assert _cell("sha256:ab") == "sha256:ab"

@@ -48,3 +48,24 @@ def test_broken_dockerfiles_are_errors() -> None:
     assert [f.code for f in check("FROM alpine\x00\n")] == ["nul"]
     assert [f.code for f in check("FROM alpine:3.20\n" + "# x\n" * 40000)] == ["size"]
     assert not has_errors(check("FROM alpine:3.20\n"))
+
+
+def test_pinned_stages_are_recognised_in_every_spelling() -> None:
+    braces = NAIVE.replace("FROM golang", "FROM --platform=${BUILDPLATFORM} golang")
+    assert not [f for f in check(braces) if f.code == "emulation"]
+    chained = (
+        "FROM --platform=$BUILDPLATFORM golang:1.19 AS build\n"
+        "FROM build AS test\nRUN go build ./...\n"
+    )
+    assert not [f for f in check(chained) if f.code == "emulation"]
+
+
+def test_heredoc_scripts_are_checked_too() -> None:
+    text = "FROM golang:1.19\nRUN <<EOF\nset -e\ngo build -o /app .\nEOF\n\n"
+    assert [f.line for f in check(text) if f.code == "emulation"] == [2]
+
+
+def test_hadolint_rule_errors_do_not_block_saving() -> None:
+    findings = check("FROM alpine:3.20\nWORKDIR relative\n")
+    assert any(f.level == "error" and f.code == "DL3000" for f in findings)
+    assert not has_errors(findings)

@@ -40,3 +40,24 @@ def test_literal_and_mixed_templates() -> None:
 def test_bad_templates_are_refused(bad: object) -> None:
     with pytest.raises(InvalidValue):
         validate_templates([bad])
+
+
+@pytest.mark.parametrize(
+    "bad", ["x-{latest}", "{latest}{latest}", "-{branch}", ".{branch}", "{sha}{sha}{sha}{sha}"]
+)
+def test_templates_that_could_expand_to_a_bad_tag_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidValue):
+        validate_templates([bad])
+
+
+def test_long_branches_are_cut_to_fit_the_tag() -> None:
+    tags = expand(
+        validate_templates(["{branch}-{sha}"]), ref="b" * 200, commit=SHA, default_ref="main"
+    )
+    assert len(tags[0]) == 128 and tags[0].endswith(SHA)
+
+
+def test_a_tag_ref_gives_its_name_as_branch() -> None:
+    assert expand(["{branch}"], ref="refs/tags/v1.0.0", commit=SHA, default_ref="main") == [
+        "v1.0.0"
+    ]

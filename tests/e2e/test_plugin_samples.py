@@ -133,7 +133,7 @@ def test_sample_builds_for_three_platforms(
     token = persona.token
     git_url = _repo(key, tmp_path_factory)
     status, detected = portal.api(
-        "POST", "/api/v1/detect", token, {"git_url": git_url, "ref": "main"}
+        "POST", "/api/v1/detect", token, {"team": persona.team, "git_url": git_url, "ref": "main"}
     )
     assert status == 200 and detected["language"] == key, detected
     image = unique_image(f"sample-{key}")

@@ -207,3 +207,19 @@ def test_tag_templates_are_validated_and_stored(alice: Any, api: Any) -> None:
     )
     assert good.status_code == 201, good.json()
     assert good.json()["tags"] == ["{semver}", "{branch}"] and good.json()["immutable_tags"] is True
+
+
+def test_image_prefix_is_compared_by_path_segment_and_rechecked_at_build(
+    alice: Any, api: Any, alpha: Any, project: Project
+) -> None:
+    alpha.image_prefix = "localhost:5000/alpha"
+    alpha.save()
+    sibling = api(alice).post(
+        "/api/v1/projects", {**GOOD, "name": "x", "image": "localhost:5000/alphabet/x"}
+    )
+    assert sibling.status_code == 400
+    alpha.image_prefix = "localhost:5000/other"
+    alpha.save()
+    response = api(alice).post(f"/api/v1/projects/{project.pk}/builds", {})
+    assert response.status_code == 400 and "localhost:5000/other" in response.json()["error"]
+    assert not Build.objects.exists()

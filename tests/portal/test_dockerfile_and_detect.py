@@ -92,7 +92,9 @@ def go_repo(tmp_path: Path, settings: Any) -> str:
 
 
 def test_detect_api_reads_the_source(go_repo: str, alice: Any, api: Any) -> None:
-    response = api(alice).post("/api/v1/detect", {"git_url": go_repo, "ref": "main"})
+    response = api(alice).post(
+        "/api/v1/detect", {"team": "alpha", "git_url": go_repo, "ref": "main"}
+    )
     assert response.status_code == 200, response.json()
     data = response.json()
     assert data["language"] == "go"
@@ -103,10 +105,19 @@ def test_detect_api_reads_the_source(go_repo: str, alice: Any, api: Any) -> None
 
 def test_detect_refuses_bad_input(alice: Any, api: Any, tmp_path: Path, settings: Any) -> None:
     client = api(alice)
-    assert client.post("/api/v1/detect", {"git_url": "ext::sh -c id"}).status_code == 400
-    assert client.post("/api/v1/detect", {"git_url": 5}).status_code == 400
+    assert (
+        client.post("/api/v1/detect", {"team": "alpha", "git_url": "ext::sh -c id"}).status_code
+        == 400
+    )
+    assert client.post("/api/v1/detect", {"team": "alpha", "git_url": 5}).status_code == 400
+    assert (
+        client.post("/api/v1/detect", {"git_url": "https://git.example.invalid/x"}).status_code
+        == 400
+    )
     settings.PORTAL_GIT_FILE_ROOTS = [str(tmp_path / "allowed")]
-    refused = client.post("/api/v1/detect", {"git_url": "file:///etc", "ref": "main"})
+    refused = client.post(
+        "/api/v1/detect", {"team": "alpha", "git_url": "file:///etc", "ref": "main"}
+    )
     assert refused.status_code == 422 and "PORTAL_GIT_FILE_ROOTS" in refused.json()["error"]
 
 
@@ -115,7 +126,7 @@ def test_the_registration_form_fills_itself_from_detection(go_repo: str, alice: 
         login(alice)
         .post(
             "/projects/new/detect",
-            {"git_url": go_repo, "ref": "main"},
+            {"team": "alpha", "git_url": go_repo, "ref": "main"},
             headers={"HX-Request": "true"},
         )
         .content.decode()
@@ -124,3 +135,15 @@ def test_the_registration_form_fills_itself_from_detection(go_repo: str, alice: 
     assert 'id="plugin-options" hx-swap-oob="true"' in html
     assert 'name="opt_main" value="./cmd/hello"' in html
     assert 'id="language-field" hx-swap-oob="true"' in html and 'value="go" selected' in html
+
+
+def test_detect_is_only_for_team_members(go_repo: str, alice: Any, charlie: Any, api: Any) -> None:
+    """Fetching uses the portal's own git access: never for someone outside the team."""
+    answer = api(charlie).post("/api/v1/detect", {"team": "alpha", "git_url": go_repo})
+    assert answer.status_code == 404 and "commit" not in answer.json()
+    page = login(charlie).post(
+        "/projects/new/detect",
+        {"team": "alpha", "git_url": go_repo},
+        headers={"HX-Request": "true"},
+    )
+    assert page.status_code == 404
