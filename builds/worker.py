@@ -36,6 +36,7 @@ from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
 from builds.rawjson import StreamDecoder
 from builds.refs import ImageRef, InvalidValue, parse_reference
+from portal.models import Project
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,28 @@ def default_worker_id() -> str:
 
 
 def claim_next(worker_id: str) -> Build | None:
+    """Claim the oldest queued build whose project has no build running.
+
+    One build per project at a time: builds of a project push the same tags, so running them
+    in order keeps "latest" and the immutable-version check (done before the push) honest.
+    The project row is locked while claiming, so two workers cannot both start one.
+    """
     now = timezone.now()
-    queued = Build.objects.filter(state=Build.State.QUEUED).order_by("created_at", "pk")
-    for pk in queued.values_list("pk", flat=True)[:20]:
-        won = Build.objects.filter(pk=pk, state=Build.State.QUEUED).update(
-            state=Build.State.RUNNING, worker=worker_id, started_at=now, heartbeat_at=now
-        )
+    queued = (
+        Build.objects.filter(state=Build.State.QUEUED)
+        .exclude(project__builds__state=Build.State.RUNNING)
+        .order_by("created_at", "pk")
+    )
+    for pk, project_id in queued.values_list("pk", "project_id")[:20]:
+        with transaction.atomic():
+            # Evaluated as a list: .exists() and .count() would drop the FOR UPDATE.
+            list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk"))
+            busy = Build.objects.filter(project_id=project_id, state=Build.State.RUNNING)
+            if busy.exists():
+                continue
+            won = Build.objects.filter(pk=pk, state=Build.State.QUEUED).update(
+                state=Build.State.RUNNING, worker=worker_id, started_at=now, heartbeat_at=now
+            )
         if won:
             return Build.objects.select_related("project__team", "requested_by").get(pk=pk)
     return None

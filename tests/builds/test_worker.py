@@ -143,8 +143,20 @@ def test_a_reaped_build_is_not_revived_by_its_slow_worker(queued_build: Build) -
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_workers_never_claim_the_same_build(project: Any, alice: Any) -> None:
     from builds.services import queue_build
+    from portal.models import Project
 
-    builds = {queue_build(project, alice).pk for _ in range(6)}
+    projects = [project] + [
+        Project.objects.create(
+            team=project.team,
+            name=f"p{n}",
+            git_url=project.git_url,
+            image=f"localhost:5000/alpha/p{n}",
+            platforms=project.platforms,
+            language="go",
+        )
+        for n in range(5)
+    ]
+    builds = {queue_build(p, alice).pk for p in projects}
     claimed: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -332,3 +344,13 @@ def test_immutable_versions_are_not_moved(project: Any, alice: Any) -> None:
     work_once("w1", outside)
     other.refresh_from_db()
     assert other.state == Build.State.FAILED and "1.1.0 already exists" in other.reason
+
+
+def test_builds_of_one_project_run_one_at_a_time(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    first, second = queue_build(project, alice), queue_build(project, alice)
+    assert claim_next("w1").pk == first.pk  # type: ignore[union-attr]
+    assert claim_next("w2") is None, "the project already has a build running"
+    Build.objects.filter(pk=first.pk).update(state=Build.State.SUCCEEDED)
+    assert claim_next("w2").pk == second.pk  # type: ignore[union-attr]
