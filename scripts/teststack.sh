@@ -124,7 +124,8 @@ os_codename() {
 # handle .tar.xz contexts; fonts-liberation gives chromium legible text in
 # screenshots (we skip Recommends, which would drag in far more).
 BASE_PACKAGES=(docker-registry qemu-user-static binfmt-support chromium fonts-liberation
-    apache2-utils git ca-certificates curl busybox-static jq xz-utils)
+    apache2-utils git ca-certificates curl busybox-static jq xz-utils
+    mmdebstrap arch-test)  # debian_rootfs; arch-test is mmdebstrap's foreign-arch check
 # Packages that must be new enough for multi-platform builds (containerd image
 # store): docker.io >= 26 and buildx. On bookworm they come from trixie.
 DOCKER_PACKAGES=(docker.io docker-buildx docker-cli)
@@ -519,6 +520,35 @@ busybox_root() {
     mkdir -p "$root/bin"
     install -m 755 "$tmp/bin/busybox" "$root/bin/busybox"
     rm -rf "$tmp"
+}
+
+# debian_rootfs ARCH OUT.tar INCLUDES LOGNAME [MMDEBSTRAP ARGS...]: a bookworm root
+# filesystem (apt variant) with INCLUDES, as a tar (keeps owners, modes and links exactly; a
+# Dockerfile ADDs it). Foreign maintainer scripts run under QEMU. No docs, man pages or
+# translations, like the official slim images; downloaded .debs are kept per architecture
+# in $DEB_CACHE/mmdebstrap-<debian arch>. Extra arguments (hooks) go to mmdebstrap.
+debian_rootfs() {
+    local arch=$1 out=$2 include=$3 logfile="$LOG_DIR/seed-$4-mmdebstrap.log" deb_arch cache
+    shift 4
+    deb_arch=${DEB_ARCH[$arch]}
+    cache="$DEB_CACHE/mmdebstrap-$deb_arch"
+    mkdir -p "$cache"
+    log "seed: mmdebstrap $deb_arch ($include; log: $logfile)"
+    if ! mmdebstrap --variant=apt --arch="$deb_arch" --include="$include" \
+            --skip=essential/unlink \
+            --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/doc/*' \
+            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' \
+            --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
+            --setup-hook="sync-in $cache /var/cache/apt/archives/" \
+            --customize-hook="sync-out /var/cache/apt/archives $cache" \
+            "$@" bookworm "$out" \
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+            >>"$logfile" 2>&1; then
+        tail -n 30 "$logfile" >&2
+        die "mmdebstrap for $deb_arch failed; see $logfile"
+    fi
 }
 
 busybox_links() {

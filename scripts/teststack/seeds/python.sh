@@ -18,9 +18,9 @@
 SEED_IMAGES+=(python:3.11-slim python:3.11)
 SEED_FUNC["python:3.11-slim"]=seed_python_slim
 SEED_FUNC["python:3.11"]=seed_python_full
-# mmdebstrap makes the root filesystems (arch-test: its check for foreign architectures);
-# python3-pip is the host pip that fills the index.
-BASE_PACKAGES+=(mmdebstrap arch-test python3-pip)
+# python3-pip is the host pip that fills the index (mmdebstrap, for the root filesystems,
+# is in teststack.sh's packages).
+BASE_PACKAGES+=(python3-pip)
 
 PYPI_ADDR=127.0.0.1:3141
 PYPI_DIR="$STATE_DIR/pypi"
@@ -35,34 +35,14 @@ PYPI_SDISTS=(docopt==0.6.2)
 
 # ---------------------------------------------------------------- stand-in images
 
-# python_rootfs ARCH OUT.tar INCLUDES: one bookworm root filesystem as a tar (keeps owners,
-# modes and links exactly; the Dockerfile ADDs it).
+# python_rootfs ARCH OUT.tar INCLUDES: debian_rootfs plus what the official image has:
+# no EXTERNALLY-MANAGED marker (the plugin pip-installs as root) and python/pip names in
+# /usr/local/bin.
 python_rootfs() {
-    local arch=$1 out=$2 include=$3 deb_arch cache
-    deb_arch=${DEB_ARCH[$arch]}
-    cache="$DEB_CACHE/mmdebstrap-$deb_arch"
-    mkdir -p "$cache"
-    log "seed: mmdebstrap $deb_arch ($include)"
-    # The hooks: reuse/keep downloaded .debs; no docs or man pages (the official images drop
-    # them too); drop EXTERNALLY-MANAGED (the official image has no such marker, and the
-    # plugin pip-installs as root); python/pip names in /usr/local/bin like the official image.
-    if ! mmdebstrap --variant=apt --arch="$deb_arch" --include="$include" \
-            --skip=essential/unlink \
-            --dpkgopt='path-exclude=/usr/share/man/*' \
-            --dpkgopt='path-exclude=/usr/share/doc/*' \
-            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            --dpkgopt='path-exclude=/usr/share/locale/*' \
-            --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
-            --setup-hook="sync-in $cache /var/cache/apt/archives/" \
-            --customize-hook="sync-out /var/cache/apt/archives $cache" \
-            --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
-            --customize-hook='for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done' \
-            bookworm "$out" \
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
-            >>"$LOG_DIR/seed-python-mmdebstrap.log" 2>&1; then
-        tail -n 30 "$LOG_DIR/seed-python-mmdebstrap.log" >&2
-        die "mmdebstrap for $deb_arch failed; see $LOG_DIR/seed-python-mmdebstrap.log"
-    fi
+    # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap, not here
+    debian_rootfs "$1" "$2" "$3" python \
+        --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+        --customize-hook='for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done'
 }
 
 # seed_python_image NAME:TAG INCLUDES DESCRIPTION

@@ -18,8 +18,6 @@
 SEED_IMAGES+=(caddy:2-alpine node:18-slim)
 SEED_FUNC["caddy:2-alpine"]=seed_static_caddy
 SEED_FUNC["node:18-slim"]=seed_static_node
-# mmdebstrap makes the node root filesystems; arch-test is its foreign-architecture check.
-BASE_PACKAGES+=(mmdebstrap arch-test)
 
 STATIC_FILES="$HELPERS/static"
 
@@ -94,40 +92,14 @@ static_caddy_build() {
     rm -rf "$ctx"
 }
 
-# static_node_rootfs ARCH OUT.tar: bookworm + nodejs + npm as a tar (keeps owners, modes and
-# links exactly; the Dockerfile ADDs it). Downloaded .debs are kept per architecture.
-static_node_rootfs() {
-    local arch=$1 out=$2 deb_arch cache
-    deb_arch=${DEB_ARCH[$arch]}
-    cache="$DEB_CACHE/mmdebstrap-node-$deb_arch"
-    mkdir -p "$cache"
-    log "seed: mmdebstrap $deb_arch (nodejs, npm; log: $LOG_DIR/seed-node-mmdebstrap.log)"
-    # No docs, man pages or translations: the official slim image drops them too.
-    if ! mmdebstrap --variant=apt --arch="$deb_arch" --include=nodejs,npm \
-            --skip=essential/unlink \
-            --dpkgopt='path-exclude=/usr/share/man/*' \
-            --dpkgopt='path-exclude=/usr/share/doc/*' \
-            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            --dpkgopt='path-exclude=/usr/share/locale/*' \
-            --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
-            --setup-hook="sync-in $cache /var/cache/apt/archives/" \
-            --customize-hook="sync-out /var/cache/apt/archives $cache" \
-            bookworm "$out" \
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
-            >>"$LOG_DIR/seed-node-mmdebstrap.log" 2>&1; then
-        tail -n 30 "$LOG_DIR/seed-node-mmdebstrap.log" >&2
-        die "mmdebstrap for $deb_arch failed; see $LOG_DIR/seed-node-mmdebstrap.log"
-    fi
-}
-
 static_node_build() {
     local ctx arch version
     mkdir -p "$SEED_DIR"
     ctx=$(mktemp -d "$SEED_DIR/node.XXXXXX")
     for arch in "${SEED_ARCHES[@]}"; do
-        static_node_rootfs "$arch" "$ctx/$arch.tar"
+        debian_rootfs "$arch" "$ctx/$arch.tar" nodejs,npm node
     done
-    version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-node-amd64/nodejs_*.deb" | head -n1)" Version)
+    version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-amd64/nodejs_*.deb" | head -n1)" Version)
     version=${version%%[+~-]*}
     static_build_seed node:18-slim "$ctx" "$STATIC_FILES/node.Dockerfile" \
         --build-arg "NODE_VERSION=$version"
