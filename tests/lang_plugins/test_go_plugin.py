@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dockerfile_helpers import arg_values, parse
-from lang_plugins import PLUGINS, detect, get_plugin
+from lang_plugins import PLUGINS, detect
 from lang_plugins.base import OptionError
 from lang_plugins.go import GoPlugin
 
@@ -66,7 +66,6 @@ def render(raw: dict[str, object], mirror: str = "") -> str:
 
 
 def test_registered_under_go() -> None:
-    assert get_plugin("go") is PLUGINS["go"]
     assert (go().key, go().label) == ("go", "Go")
     assert [o.name for o in go().options] == ["main", "ldflags", "go_version"]
 
@@ -128,19 +127,7 @@ def test_ldflags_max_length() -> None:
     assert info.value.option == "ldflags"
 
 
-def test_unknown_option_rejected() -> None:
-    with pytest.raises(OptionError) as info:
-        go().clean_options({"cgo": "1"})
-    assert str(info.value) == "cgo: unknown option for go"
-
-
 # --- rendering ---
-
-
-def test_render_default_golden(golden: Golden) -> None:
-    rendered = go().render(go().clean_options({}))
-    golden("go_default.Dockerfile", rendered.dockerfile)
-    golden("go_default.dockerignore", rendered.dockerignore)
 
 
 def test_render_mirror_ldflags_golden(golden: Golden) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dockerfile_helpers import arg_values, parse
-from lang_plugins import PLUGINS, detect, get_plugin
+from lang_plugins import PLUGINS, detect
 from lang_plugins.base import OptionError
 from lang_plugins.java import JavaPlugin
 
@@ -73,7 +73,6 @@ def rejected(raw: dict[str, object]) -> str:
 
 
 def test_registered_under_java() -> None:
-    assert get_plugin("java") is PLUGINS["java"]
     assert (java().key, java().label) == ("java", "Java")
     assert [o.name for o in java().options] == [
         "build_tool",
@@ -202,19 +201,7 @@ def test_jvm_options_max_length() -> None:
     assert rejected({"jvm_options": long + "x"}) == "jvm_options"
 
 
-def test_unknown_option_rejected() -> None:
-    with pytest.raises(OptionError) as info:
-        java().clean_options({"main_class": "x"})
-    assert str(info.value) == "main_class: unknown option for java"
-
-
 # --- rendering ---
-
-
-def test_render_default_golden(golden: Golden) -> None:
-    rendered = java().render(java().clean_options({}))
-    golden("java_default.Dockerfile", rendered.dockerfile)
-    golden("java_default.dockerignore", rendered.dockerignore)
 
 
 def test_render_maven_mirror_golden(golden: Golden) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockerfile_helpers import arg_values, parse
-from lang_plugins import PLUGINS, detect, get_plugin
+from lang_plugins import PLUGINS, detect
 from lang_plugins.base import OptionError
 from lang_plugins.python import FALLBACK_SCRIPT, PLAN_SCRIPT, PythonPlugin, exec_form
 
@@ -95,7 +95,6 @@ def entrypoint(source: str) -> list[str]:
 
 
 def test_registered_under_python() -> None:
-    assert get_plugin("python") is PLUGINS["python"]
     assert (py().key, py().label) == ("python", "Python")
     assert [o.name for o in py().options] == [
         "install",
@@ -194,12 +193,6 @@ def test_control_characters_rejected(name: str, value: str) -> None:
     assert info.value.option == name
 
 
-def test_unknown_option_rejected() -> None:
-    with pytest.raises(OptionError) as info:
-        py().clean_options({"requirements": "dev.txt"})
-    assert str(info.value) == "requirements: unknown option for python"
-
-
 def test_render_cleans_options_itself() -> None:
     # python_version and install land unquoted in the Dockerfile: never trust a raw mapping.
     for name, value in [("python_version", "3.11 AS x\nRUN id"), ("install", "x <<EOF")]:
@@ -209,12 +202,6 @@ def test_render_cleans_options_itself() -> None:
 
 
 # --- rendering ---
-
-
-def test_render_default_golden(golden: Golden) -> None:
-    rendered = py().render(py().clean_options({}))
-    golden("python_default.Dockerfile", rendered.dockerfile)
-    golden("python_default.dockerignore", rendered.dockerignore)
 
 
 def test_render_pyproject_mirror_https_index_golden(golden: Golden) -> None:
