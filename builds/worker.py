@@ -8,7 +8,6 @@ failed is never revived by a slow worker.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import re
@@ -211,7 +210,6 @@ class BuildRun:
         self.worker_id = worker_id
         self.log = BuildLog(build)
         self.decoder = StreamDecoder()
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         # Single-platform builds name no platform in their steps.
         only = build.platforms[0] if len(build.platforms) == 1 else None
         self.tracker = ProgressTracker(default_platform=only)
@@ -356,8 +354,7 @@ class BuildRun:
         }
 
     def on_output(self, chunk: bytes) -> None:
-        items = self.decoder.feed(self.utf8.decode(chunk))
-        self._consume(items)
+        self._consume(self.decoder.feed_bytes(chunk))
 
     def _consume(self, items: list[dict[str, object] | str]) -> None:
         lines: list[tuple[str | None, int, str]] = []
@@ -398,9 +395,6 @@ class BuildRun:
             spec, self.on_output, self.heartbeat, float(settings.PORTAL_CANCEL_GRACE_SECONDS)
         )
         self._consume(self.decoder.close())
-        tail = self.utf8.decode(b"", final=True)
-        if tail:
-            self._consume(self.decoder.feed(tail) + self.decoder.close())
         self.log.write(
             [(e.platform, e.stream, e.text) for e in self.tracker.flush() if isinstance(e, RawLine)]
         )

@@ -354,3 +354,20 @@ def test_builds_of_one_project_run_one_at_a_time(project: Any, alice: Any) -> No
     assert claim_next("w2") is None, "the project already has a build running"
     Build.objects.filter(pk=first.pk).update(state=Build.State.SUCCEEDED)
     assert claim_next("w2").pk == second.pk  # type: ignore[union-attr]
+
+
+def test_log_text_split_inside_a_utf8_character_arrives_whole(queued_build: Build) -> None:
+    import base64
+    import json
+
+    text = "grüße ✓\n".encode()
+    status = {
+        "vertexes": [
+            {"digest": "sha256:aa", "name": "[build 1/1] RUN x", "started": "2026-01-01T00:00:00Z"}
+        ],
+        "logs": [{"vertex": "sha256:aa", "stream": 1, "data": base64.b64encode(text).decode()}],
+    }
+    stream = json.dumps(status).encode() + b"\n" + "ERROR: kaputt ✗\n".encode()
+    work_once("w1", FakeBackend(stream=stream, exit_code=1, chunk_size=1))
+    texts = [line.text for line in Build.objects.get(pk=queued_build.pk).log_lines.all()]
+    assert any(t.endswith("grüße ✓") for t in texts) and "ERROR: kaputt ✗" in texts
