@@ -5,6 +5,7 @@ under QEMU emulation for every foreign platform (the slow path the article warns
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -126,15 +127,25 @@ def emulation_warnings(commands: list[dockerfile.Command]) -> list[Finding]:
 
 def check(text: str) -> list[Finding]:
     """All findings for a Dockerfile, errors first, then by line."""
+    return list(_check(text))
+
+
+# A page shows the same Dockerfile many times (project page, preview keystrokes, save then
+# re-render): keep the last answers instead of running hadolint again for the same text.
+@functools.lru_cache(maxsize=128)
+def _check(text: str) -> tuple[Finding, ...]:
     if len(text.encode()) > MAX_DOCKERFILE_BYTES:
-        return [Finding(None, "error", "size", f"larger than {MAX_DOCKERFILE_BYTES // 1024} KiB")]
+        return (Finding(None, "error", "size", f"larger than {MAX_DOCKERFILE_BYTES // 1024} KiB"),)
     if "\x00" in text:
-        return [Finding(None, "error", "nul", "contains a NUL character")]
+        return (Finding(None, "error", "nul", "contains a NUL character"),)
     commands, findings = parse(text)
     if not findings:
         findings = emulation_warnings(commands) + hadolint(text)
-    return sorted(
-        findings, key=lambda f: (LEVELS.index(f.level) if f.level in LEVELS else 9, f.line or 0)
+    return tuple(
+        sorted(
+            findings,
+            key=lambda f: (LEVELS.index(f.level) if f.level in LEVELS else 9, f.line or 0),
+        )
     )
 
 

@@ -40,6 +40,7 @@ from portal.models import Project
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 2.0
+NODE_CHECK_POLL = 10.0  # how often the loop asks whether a node check is due
 # A registry's transient server error while pushing (not the project's fault).
 PUSH_RETRIES = 2
 REGISTRY_5XX = re.compile(r"unexpected status from \w+ request to \S+: 50[0-4]\b")
@@ -548,10 +549,14 @@ def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float
     worker_id = worker_id or default_worker_id()
     log.info("build worker %s started", worker_id)
     backend = DockerBackend()
+    next_node_check = 0.0
     while not stop.is_set():
         close_old_connections()
         try:
-            check_due_nodes(settings.PORTAL_NODE_CHECK_SECONDS)
+            # Node health is due once a minute or so; asking every poll would only cost queries.
+            if time.monotonic() >= next_node_check:
+                check_due_nodes(settings.PORTAL_NODE_CHECK_SECONDS)
+                next_node_check = time.monotonic() + NODE_CHECK_POLL
             ran = work_once(worker_id, backend)
         except Exception:
             log.exception("worker loop error")
