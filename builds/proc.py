@@ -19,18 +19,25 @@ from pathlib import Path
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_SIG_DFL = 0
 _prctl: Any
+_signal: Any
 try:  # looked up once here: the child may only make async-signal-safe calls after fork
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl, _signal = _libc.prctl, _libc.signal
 except (OSError, AttributeError):  # not Linux
-    _prctl = None
+    _prctl = _signal = None
 
 
 def die_with_parent() -> None:
     """preexec_fn: SIGKILL this child when the thread that started it dies, so a killed worker
-    leaves nothing running (its build is then failed by the reaper)."""
+    leaves nothing running (its build is then failed by the reaper). Also give it the default
+    SIGINT action: a server started in the background (nohup, `&` in a script) ignores SIGINT,
+    children would inherit that, and cancel could then only kill buildx, never interrupt it."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _signal is not None:
+        _signal(signal.SIGINT, _SIG_DFL)
 
 
 class ProcessTimeout(Exception):
