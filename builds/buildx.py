@@ -13,7 +13,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ class BuildSpec:
     tags: list[str]
     metadata_file: Path
     docker_host: str = ""
+    cert_path: Path | None = None  # DOCKER_CERT_PATH for a node with mutual TLS
     network: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -66,6 +67,8 @@ class BuildSpec:
             env["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
+        if self.cert_path is not None:
+            env |= {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(self.cert_path)}
         return env
 
     def read_metadata(self) -> dict[str, object]:
@@ -92,19 +95,6 @@ class BuildxProcess:
         )
         self.interrupted_at: float | None = None
 
-    def output(self, tick: float = 1.0) -> Iterator[bytes | None]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while True:
-            ready, _, _ = select.select([fd], [], [], tick)
-            if not ready:
-                yield None
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return
-            yield chunk
-
     def _signal_group(self, sig: signal.Signals) -> None:
         kill_group(self.proc.pid, sig)
 
@@ -129,22 +119,44 @@ class BuildxProcess:
 
 
 def run(
-    spec: BuildSpec,
-    on_output: Callable[[bytes], None],
+    specs: list[BuildSpec],
+    on_output: Callable[[int, bytes], None],
     should_stop: Callable[[], bool],
     grace: float,
-) -> int:
-    """Run buildx to the end, feeding output to `on_output`; `should_stop` is asked every tick."""
-    process = BuildxProcess(spec.argv(), spec.env(), cwd=spec.context)
+) -> list[int]:
+    """Run one buildx per spec at once, to the end; returns their exit codes in order.
+
+    One thread reads them all (select over their pipes) and calls `on_output(index, chunk)`;
+    `should_stop` is asked every tick. When one fails, the others are interrupted: the build
+    has failed, and nothing of it keeps running.
+    """
+    processes = [BuildxProcess(s.argv(), s.env(), cwd=s.context) for s in specs]
+    codes: list[int | None] = [None] * len(processes)
+    pipes = {p.proc.stdout.fileno(): i for i, p in enumerate(processes) if p.proc.stdout}
     try:
-        for chunk in process.output():
-            if chunk is not None:
-                on_output(chunk)
+        while pipes:
+            ready, _, _ = select.select(list(pipes), [], [], 1.0)
+            for fd in ready:
+                index = pipes[fd]
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    on_output(index, chunk)
+                    continue
+                del pipes[fd]
+                codes[index] = processes[index].wait()
+                if codes[index] != 0:
+                    for other in processes:
+                        if other.proc.poll() is None:
+                            other.interrupt()
             if should_stop():
-                process.interrupt()
-            process.escalate(grace)
+                for process in processes:
+                    process.interrupt()
+            for process in processes:
+                process.escalate(grace)
     finally:
-        if process.proc.poll() is None:
-            process.kill()  # an exception (e.g. the lease was lost): leave nothing running
-        code = process.wait()
-    return code
+        for index, process in enumerate(processes):
+            if process.proc.poll() is None:
+                process.kill()  # an exception (e.g. the lease was lost): leave nothing running
+            if codes[index] is None:
+                codes[index] = process.wait()
+    return [code if code is not None else -1 for code in codes]

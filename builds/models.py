@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -9,20 +12,39 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from builds.endpoints import TlsMaterial
+from portal.sealing import seal, unseal
+
 
 class BuilderNode(models.Model):
-    """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value."""
+    """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value.
+
+    tcp:// nodes off loopback need mutual TLS: the CA, client certificate and key are stored
+    sealed (portal.sealing) and written to a private folder only for the length of a connection.
+    """
 
     name = models.CharField(max_length=64, unique=True)
     endpoint = models.CharField(
-        max_length=500, help_text="DOCKER_HOST, e.g. unix:///var/run/docker.sock"
+        max_length=300, help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:port"
     )
-    enabled = models.BooleanField(default=True)
+    enabled = models.BooleanField(
+        default=True, help_text="Untick to drain: running builds finish, no new work starts."
+    )
+    max_builds = models.PositiveSmallIntegerField(
+        default=2, help_text="Builds this node runs at once."
+    )
+    tls_sealed = models.TextField(blank=True, editable=False)
+    tls_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     reachable = models.BooleanField(default=False)
     engine_version = models.CharField(max_length=100, blank=True)
     buildkit_version = models.CharField(max_length=100, blank=True)
     native_platforms = models.JSONField(default=list, blank=True)
     emulated_platforms = models.JSONField(default=list, blank=True)
+    free_disk_bytes = models.BigIntegerField(null=True, blank=True)
+    # Emulators an admin installed: a check that finds one missing (lost on reboot) says so,
+    # and reinstalls it when repair_emulators is on.
+    wanted_emulators = models.JSONField(default=list, blank=True)
+    repair_emulators = models.BooleanField(default=False)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
@@ -31,6 +53,56 @@ class BuilderNode(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def tls(self) -> TlsMaterial | None:
+        if not self.tls_sealed:
+            return None
+        return TlsMaterial(**json.loads(unseal(self.tls_sealed)))
+
+    def set_tls(self, material: TlsMaterial | None, expires_at: datetime | None = None) -> None:
+        self.tls_sealed = seal(json.dumps(asdict(material))) if material else ""
+        self.tls_expires_at = expires_at if material else None
+
+    @property
+    def healthy(self) -> bool:
+        return self.enabled and self.reachable
+
+    @property
+    def platforms(self) -> list[str]:
+        return [*self.native_platforms, *self.emulated_platforms]
+
+    @property
+    def missing_emulators(self) -> list[str]:
+        return [p for p in self.wanted_emulators if p not in self.platforms]
+
+    def running_builds(self) -> int:
+        return (
+            Build.objects.filter(state=Build.State.RUNNING, platform_states__node=self)
+            .distinct()
+            .count()
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "tls": bool(self.tls_sealed),
+            "tls_expires_at": self.tls_expires_at.isoformat() if self.tls_expires_at else None,
+            "enabled": self.enabled,
+            "max_builds": self.max_builds,
+            "healthy": self.healthy,
+            "reachable": self.reachable,
+            "engine_version": self.engine_version,
+            "buildkit_version": self.buildkit_version,
+            "native_platforms": self.native_platforms,
+            "emulated_platforms": self.emulated_platforms,
+            "missing_emulators": self.missing_emulators,
+            "free_disk_bytes": self.free_disk_bytes,
+            "running_builds": self.running_builds(),
+            "last_checked_at": self.last_checked_at.isoformat() if self.last_checked_at else None,
+            "last_error": self.last_error,
+        }
 
 
 class Build(models.Model):
@@ -75,6 +147,10 @@ class Build(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     digest = models.CharField(max_length=100, blank=True, help_text="Pushed index digest.")
+    strategy = models.CharField(max_length=80, default="auto")
+    # The build plan (builds.planner.Plan.to_json): the preview when queued, the real one once
+    # a worker claimed the build.
+    plan = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -99,9 +175,10 @@ class Build(models.Model):
             "ref": self.ref,
             "commit": self.commit,
             "tags": self.tags,
+            "strategy": self.strategy,
+            "plan": self.plan,
             "platforms": {
-                p.platform: {"state": p.state, "done": p.done, "total": p.total, "digest": p.digest}
-                for p in self.platform_states.all()
+                p.platform: p.to_api() for p in self.platform_states.select_related("node")
             },
             "node": self.node.name if self.node else None,
             "created_at": self.created_at.isoformat(),
@@ -134,12 +211,39 @@ class BuildPlatform(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     digest = models.CharField(max_length=100, blank=True)
+    node = models.ForeignKey(
+        BuilderNode, models.SET_NULL, null=True, blank=True, related_name="platform_runs"
+    )
+    method = models.CharField(max_length=10, blank=True, help_text="native, cross or emulated")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(fields=["build", "platform"], name="one_status_per_platform")
         ]
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 1)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "node": self.node.name if self.node else None,
+            "method": self.method or None,
+            "seconds": self.seconds,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "digest": self.digest,
+            "done": self.done,
+            "total": self.total,
+            "reason": self.reason,
+        }
 
     @property
     def percent(self) -> int:
@@ -201,7 +305,9 @@ class ManifestRecord(models.Model):
     source_url = models.CharField(max_length=2000, blank=True)
     source_ref = models.CharField(max_length=255, blank=True)
     source_commit = models.CharField(max_length=64, blank=True)
-    builder_node = models.CharField(max_length=64, blank=True)
+    builder_node = models.CharField(
+        max_length=400, blank=True, help_text="node names, comma-separated"
+    )
     # The digest the tag pointed to before this push, when the tag moved.
     previous_digest = models.CharField(max_length=100, blank=True)
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
+import shutil
 import subprocess
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,12 +21,15 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
-from builds.models import Build, BuilderNode
+from builds.endpoints import cert_dir, parse_endpoint
+from builds.models import Build, BuilderNode, BuildPlatform
+from builds.planner import NodeInfo, Plan, estimate, make_plan
 from builds.refs import InvalidValue, normalize_platform
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "unix:///var/run/docker.sock"
+ENGINE_API_VERSION = "1.41"  # Docker 20.10 and newer
 
 
 def ensure_local_node() -> BuilderNode | None:
@@ -35,12 +41,74 @@ def ensure_local_node() -> BuilderNode | None:
     return node
 
 
-def node_for_build(build: Build) -> BuilderNode | None:
-    project_node = build.project.builder_node
-    if project_node is not None:
-        return project_node if project_node.enabled else None
+def node_facts(node: BuilderNode) -> NodeInfo:
+    return NodeInfo(
+        pk=node.pk,
+        name=node.name,
+        native=tuple(node.native_platforms),
+        emulated=tuple(node.emulated_platforms),
+        running=node.running_builds(),
+        max_builds=node.max_builds,
+    )
+
+
+def candidate_nodes(build: Build) -> list[NodeInfo]:
+    """Healthy, enabled nodes this build may use (the project's pinned node only, if set)."""
     ensure_local_node()
-    return BuilderNode.objects.filter(enabled=True).order_by("pk").first()
+    nodes = BuilderNode.objects.filter(enabled=True, reachable=True)
+    if build.project.builder_node_id is not None:
+        nodes = nodes.filter(pk=build.project.builder_node_id)
+    return [node_facts(n) for n in nodes]
+
+
+def plan_build(build: Build, dockerfile: str) -> Plan:
+    """The plan for a build with the nodes as they are now, with expected times from history."""
+    plan = make_plan(build.strategy, list(build.platforms), candidate_nodes(build), dockerfile)
+    history: dict[tuple[str, str], list[float]] = {}
+    past = (
+        BuildPlatform.objects.filter(
+            build__project_id=build.project_id,
+            state=BuildPlatform.State.DONE,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .exclude(build_id=build.pk)
+        .order_by("-finished_at")[:50]
+    )
+    for row in past:
+        seconds = row.seconds
+        key = (row.platform, row.method)
+        if seconds is not None and len(history.setdefault(key, [])) < 5:
+            history[key].append(seconds)
+    estimate(plan, history)
+    return plan
+
+
+def docker_env(node: BuilderNode, certs: Path | None) -> dict[str, str]:
+    """Environment for the docker CLI talking to this node (TLS files from cert_dir)."""
+    env = {"DOCKER_HOST": node.endpoint}
+    if certs is not None:
+        env |= {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}
+    return env
+
+
+def docker_client(node: BuilderNode, certs: Path | None, timeout: int = 15) -> docker.DockerClient:
+    tls: docker.tls.TLSConfig | bool = False
+    base_url = node.endpoint
+    if certs is not None:
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(certs / "cert.pem"), str(certs / "key.pem")),
+            ca_cert=str(certs / "ca.pem"),
+            verify=True,
+        )
+        base_url = node.endpoint.replace("tcp://", "https://", 1)
+    # A fixed API version: "auto" would connect inside the constructor, before trust_env is
+    # off, and requests lets REQUESTS_CA_BUNDLE (and proxy variables) override the node's CA.
+    client = docker.DockerClient(
+        base_url=base_url, tls=tls, timeout=timeout, version=ENGINE_API_VERSION
+    )
+    client.api.trust_env = False
+    return client
 
 
 def _platforms(text: str) -> list[str]:
@@ -58,9 +126,9 @@ def _platforms(text: str) -> list[str]:
     return result
 
 
-def buildx_inspect(endpoint: str) -> dict[str, object]:
+def buildx_inspect(node_env: dict[str, str]) -> dict[str, object]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
-    env["DOCKER_HOST"] = endpoint
+    env |= node_env
     proc = subprocess.run(
         [settings.PORTAL_DOCKER_CLI, "buildx", "inspect", "--bootstrap"],
         env=env,
@@ -134,30 +202,130 @@ def binfmt_platforms(root: Path = BINFMT_DIR) -> list[str]:
     return found
 
 
-def check_node(node: BuilderNode) -> BuilderNode:
-    """Ask the node's engine and BuildKit what they are; record reachable or the error."""
+def _local(node: BuilderNode) -> bool:
+    """Whether the node's engine runs on this machine (so its disk and binfmt are ours)."""
+    try:
+        return parse_endpoint(node.endpoint).loopback
+    except InvalidValue:
+        return False
+
+
+def _probe(node: BuilderNode, certs: Path | None) -> None:
+    client = docker_client(node, certs)
+    try:
+        version = client.version()
+        info = client.info()
+    finally:
+        client.close()
+    node.engine_version = str(version.get("Version", ""))
+    native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
+    inspect = buildx_inspect(docker_env(node, certs))
+    node.buildkit_version = str(inspect.get("buildkit", ""))
+    targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
+    family = native.split("/")[1]
+    node.native_platforms = [p for p in targets if p.split("/")[1] == family] or [native]
+    node.free_disk_bytes = None
+    if _local(node):
+        targets += [p for p in binfmt_platforms() if p not in targets]
+        root = str(info.get("DockerRootDir", ""))
+        if root and Path(root).is_dir():
+            node.free_disk_bytes = shutil.disk_usage(root).free
+    node.emulated_platforms = [p for p in targets if p not in node.native_platforms]
+
+
+def check_node(node: BuilderNode, repair: bool = True) -> BuilderNode:
+    """Ask the node's engine and BuildKit what they are; record reachable or the error.
+
+    Emulators an admin installed and the node no longer has (binfmt registrations do not
+    survive a reboot) are reported, and reinstalled when the node has repair_emulators on.
+    """
     node.last_checked_at = timezone.now()
     try:
-        client = docker.DockerClient(base_url=node.endpoint, timeout=15)
-        try:
-            version = client.version()
-        finally:
-            client.close()
-        node.engine_version = str(version.get("Version", ""))
-        native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
-        inspect = buildx_inspect(node.endpoint)
-        node.buildkit_version = str(inspect.get("buildkit", ""))
-        targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
-        family = native.split("/")[1]
-        node.native_platforms = [p for p in targets if p.split("/")[1] == family] or [native]
-        if node.endpoint.startswith("unix://"):
-            targets += [p for p in binfmt_platforms() if p not in targets]
-        node.emulated_platforms = [p for p in targets if p not in node.native_platforms]
+        with cert_dir(node.tls()) as certs:
+            _probe(node, certs)
         node.reachable = True
         node.last_error = ""
+        missing = node.missing_emulators
+        if missing and repair and node.repair_emulators:
+            log.warning("node %s lost emulators %s; reinstalling", node.name, missing)
+            result = install_emulators(node, missing)
+            if result.code != 0:
+                node.last_error = f"reinstalling emulators failed: {result.output[-500:]}"
+            return node
+        if missing:
+            node.last_error = f"emulators missing (lost on reboot?): {', '.join(missing)}"
     except Exception as exc:  # any failure means: not usable now, say why
         node.reachable = False
         node.last_error = re.sub(r"\s+", " ", str(exc))[:1000]
         log.warning("node %s unreachable: %s", node.name, node.last_error)
     node.save()
     return node
+
+
+# platform -> the name tonistiigi/binfmt's --install takes
+BINFMT_NAMES = {
+    "linux/arm64": "arm64",
+    "linux/arm/v7": "arm",
+    "linux/arm/v6": "arm",
+    "linux/arm/v5": "arm",
+    "linux/riscv64": "riscv64",
+    "linux/ppc64le": "ppc64le",
+    "linux/s390x": "s390x",
+    "linux/386": "386",
+    "linux/amd64": "amd64",
+}
+
+
+def binfmt_image() -> str:
+    """The installer image, through the mirror's registry when a mirror is set."""
+    image = settings.PORTAL_BINFMT_IMAGE
+    mirror = settings.PORTAL_BASE_IMAGE_MIRROR
+    if (
+        mirror
+        and "/" in image
+        and "." not in image.split("/")[0]
+        and ":" not in image.split("/")[0]
+    ):
+        image = f"{mirror.split('/')[0]}/{image}"
+    return image
+
+
+@dataclass
+class CommandResult:
+    command: str  # as an admin would type it
+    code: int
+    output: str
+
+
+def install_emulators(node: BuilderNode, platforms: list[str]) -> CommandResult:
+    """`docker run --privileged --rm <binfmt> --install <names>` on the node, then a re-check."""
+    names: list[str] = []
+    for item in platforms:
+        platform = normalize_platform(item)
+        if platform not in BINFMT_NAMES:
+            raise InvalidValue("platform", item, "no emulator is known for it")
+        if BINFMT_NAMES[platform] not in names:
+            names.append(BINFMT_NAMES[platform])
+    image = binfmt_image()
+    args = ["--install", ",".join(names)]
+    command = shlex.join(["docker", "run", "--privileged", "--rm", "--network=none", image, *args])
+    try:
+        with cert_dir(node.tls()) as certs:
+            client = docker_client(node, certs, timeout=300)
+            try:
+                out = client.containers.run(
+                    image, args, privileged=True, remove=True, network_mode="none"
+                )
+                result = CommandResult(command, 0, out.decode(errors="replace"))
+            finally:
+                client.close()
+    except docker.errors.ContainerError as exc:
+        stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
+        result = CommandResult(command, exc.exit_status, stderr or str(exc))
+    except docker.errors.DockerException as exc:
+        result = CommandResult(command, 1, str(exc))
+    if result.code == 0:
+        wanted = node.wanted_emulators + [p for p in platforms if p not in node.wanted_emulators]
+        node.wanted_emulators = [normalize_platform(p) for p in wanted]
+    check_node(node, repair=False)
+    return result

@@ -91,6 +91,26 @@ def tag_manifest(
         raise RegistryError(f"{target} points to {served} after tagging, not {digest}")
 
 
+def merge_index(
+    ref: ImageRef,
+    sources: list[str],
+    tag: str,
+    annotations: dict[str, str],
+    env: dict[str, str] | None = None,
+    tick: Tick = None,
+) -> str:
+    """Push one index made of the sources' manifests (`imagetools create`); returns its digest.
+
+    Sources that are indexes themselves (buildx adds attestations) contribute their manifests.
+    """
+    target = f"{ref.repository}:{tag}"
+    args = ["create", f"--tag={target}"]
+    args += [f"--annotation=index:{k}={v}" for k, v in sorted(annotations.items())]
+    _imagetools(*args, "--", *(f"{ref.repository}@{d}" for d in sources), env=env, tick=tick)
+    body = _imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
 def current_digest(
     ref: ImageRef, tag: str, env: dict[str, str] | None = None, tick: Tick = None
 ) -> str | None:

@@ -16,6 +16,8 @@ from django.utils import timezone
 import lang_plugins
 from builds import gitsource, lint, tagging
 from builds.models import Build, BuildPlatform
+from builds.nodes import plan_build
+from builds.planner import PlanError, validate_strategy
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
@@ -83,9 +85,18 @@ def clean_tags(tags: Iterable[Any] | None, default: list[str] | None = None) -> 
 
 
 def queue_build(
-    project: Project, user: Any, ref: str | None = None, tags: Iterable[Any] | None = None
+    project: Project,
+    user: Any,
+    ref: str | None = None,
+    tags: Iterable[Any] | None = None,
+    strategy: object = None,
 ) -> Build:
-    """Validate, then queue a build. Raises InvalidValue (nothing saved) on bad input."""
+    """Validate, then queue a build. Raises InvalidValue (nothing saved) on bad input.
+
+    The build gets a preview of its plan from the nodes as they are now; the worker that
+    claims it plans again (nodes change) and that plan is the one that runs.
+    """
+    strategy = validate_strategy(strategy)
     ref = validate_git_ref(ref) if ref else project.ref
     if not image_allowed(project.image, project.team.image_prefix):
         # The prefix may have changed (or the image edited in the admin) since registration.
@@ -100,11 +111,26 @@ def queue_build(
             tags=clean,
             platforms=list(project.platforms),
             requested_by=user if getattr(user, "is_authenticated", False) else None,
+            strategy=strategy,
         )
         BuildPlatform.objects.bulk_create(
             BuildPlatform(build=build, platform=platform) for platform in project.platforms
         )
+        build.plan = preview_plan(build)
+        build.save(update_fields=["plan"])
     return build
+
+
+def preview_plan(build: Build) -> dict[str, Any]:
+    """The plan as it would be now; when none is possible, why (the build still queues)."""
+    try:
+        dockerfile = render_dockerfile(build.project).dockerfile
+    except (KeyError, ValueError):
+        dockerfile = ""
+    try:
+        return plan_build(build, dockerfile).to_json() | {"preview": True}
+    except PlanError as exc:
+        return {"strategy": build.strategy, "preview": True, "steps": [], "error": str(exc)}
 
 
 def cancel_build(build: Build) -> Build:

@@ -16,7 +16,10 @@ import socket
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -27,15 +30,18 @@ from django.db.models import Max
 from django.utils import timezone
 
 import lang_plugins
-from builds import buildx, events, gitsource, registry, tagging
-from builds.models import Build, BuildPlatform, LogLine, ManifestRecord
-from builds.nodes import check_due_nodes, node_for_build
+from builds import buildx, events, gitsource, registry, services, tagging
+from builds.endpoints import cert_dir
+from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
+from builds.nodes import check_due_nodes, check_node, plan_build
+from builds.planner import Plan, PlanError, Step
 from builds.proc import ProcessStopped
 from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
 from builds.rawjson import StreamDecoder
 from builds.refs import ImageRef, InvalidValue, parse_reference
 from portal.models import Project
+from portal.sealing import SealError
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +61,23 @@ class Backend(Protocol):
 
     def build(
         self,
-        spec: buildx.BuildSpec,
-        on_output: Callable[[bytes], None],
+        specs: list[buildx.BuildSpec],
+        on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
-    ) -> int: ...
+    ) -> list[int]: ...
 
     def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary: ...
+
+    def merge(
+        self, ref: ImageRef, sources: list[str], tag: str, annotations: dict[str, str], tick: Tick
+    ) -> str: ...
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None: ...
 
     def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool: ...
+
+    def check(self, node: BuilderNode) -> BuilderNode: ...
 
 
 class DockerBackend:
@@ -74,21 +86,29 @@ class DockerBackend:
 
     def build(
         self,
-        spec: buildx.BuildSpec,
-        on_output: Callable[[bytes], None],
+        specs: list[buildx.BuildSpec],
+        on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
-    ) -> int:
-        return buildx.run(spec, on_output, should_stop, grace)
+    ) -> list[int]:
+        return buildx.run(specs, on_output, should_stop, grace)
 
     def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary:
         return registry.read_index(ref, digest, tick=tick)
+
+    def merge(
+        self, ref: ImageRef, sources: list[str], tag: str, annotations: dict[str, str], tick: Tick
+    ) -> str:
+        return registry.merge_index(ref, sources, tag, annotations, tick=tick)
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None:
         registry.tag_manifest(ref, digest, tag, tick=tick)
 
     def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool:
         return registry.tag_exists(ref, tag, tick=tick)
+
+    def check(self, node: BuilderNode) -> BuilderNode:
+        return check_node(node)
 
 
 class BuildFailed(Exception):
@@ -109,31 +129,80 @@ def default_worker_id() -> str:
 # --- claiming and reaping ------------------------------------------------------------------
 
 
+def planning_dockerfile(project: Project) -> str:
+    """The Dockerfile as known before checkout: enough to see whether it cross-compiles."""
+    try:
+        return services.render_dockerfile(project).dockerfile
+    except (KeyError, ValueError):
+        return ""  # the build itself will report the broken settings
+
+
 def claim_next(worker_id: str) -> Build | None:
-    """Claim the oldest queued build whose project has no build running.
+    """Claim a queued build whose project has no build running, and plan it.
 
     One build per project at a time: builds of a project push the same tags, so running them
     in order keeps "latest" and the immutable-version check (done before the push) honest.
-    The project row is locked while claiming, so two workers cannot both start one.
+    Teams with fewer running builds go first (oldest first among equals), so one team's queue
+    cannot starve another's. The project row and the node rows are locked while claiming and
+    planning, so two workers cannot both start one, nor overfill a node. A build that no node
+    has room for stays queued; one that no healthy node can build at all fails, saying why.
     """
     now = timezone.now()
-    queued = (
+    queued = list(
         Build.objects.filter(state=Build.State.QUEUED)
         .exclude(project__builds__state=Build.State.RUNNING)
         .order_by("created_at", "pk")
+        .values_list("pk", "project_id", "project__team_id")[:50]
     )
-    for pk, project_id in queued.values_list("pk", "project_id")[:20]:
+    running = Counter(
+        Build.objects.filter(state=Build.State.RUNNING).values_list("project__team_id", flat=True)
+    )
+    queued.sort(key=lambda row: running[row[2]])  # stable: oldest first among equals
+    for pk, project_id, _team in queued:
+        unplannable = ""
         with transaction.atomic():
-            # Evaluated as a list: .exists() and .count() would drop the FOR UPDATE.
+            # Evaluated as lists: .exists() and .count() would drop the FOR UPDATE.
             list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk"))
             busy = Build.objects.filter(project_id=project_id, state=Build.State.RUNNING)
             if busy.exists():
                 continue
-            won = Build.objects.filter(pk=pk, state=Build.State.QUEUED).update(
-                state=Build.State.RUNNING, worker=worker_id, started_at=now, heartbeat_at=now
-            )
-        if won:
-            return Build.objects.select_related("project__team", "requested_by").get(pk=pk)
+            list(BuilderNode.objects.select_for_update().values_list("pk"))
+            build = Build.objects.select_related("project__team", "requested_by").get(pk=pk)
+            if build.state != Build.State.QUEUED:
+                continue
+            try:
+                plan = plan_build(build, planning_dockerfile(build.project))
+            except PlanError as exc:
+                if exc.busy:
+                    continue  # stays queued until a node has room
+                unplannable = str(exc)
+            fields = {"state": Build.State.RUNNING, "worker": worker_id, "started_at": now}
+            if unplannable:
+                fields = {
+                    "state": Build.State.FAILED,
+                    "reason": f"no build plan: {unplannable}",
+                    "fault": Build.Fault.SYSTEM,
+                    "finished_at": now,
+                }
+            else:
+                fields |= {"heartbeat_at": now, "plan": plan.to_json()}
+            if not Build.objects.filter(pk=pk, state=Build.State.QUEUED).update(**fields):
+                continue
+            if not unplannable:
+                first = plan.steps[0].node_id
+                Build.objects.filter(pk=pk).update(node_id=first)
+                for step in plan.steps:
+                    BuildPlatform.objects.update_or_create(
+                        build=build,
+                        platform=step.platform,
+                        defaults={"node_id": step.node_id, "method": step.method},
+                    )
+        build.refresh_from_db()
+        if unplannable:
+            BuildLog(build).write([(None, 2, f"Crossport: failed: {build.reason}")])
+            events.publish_status(build)
+            continue
+        return build
     return None
 
 
@@ -210,11 +279,11 @@ class BuildRun:
         self.backend = backend
         self.worker_id = worker_id
         self.log = BuildLog(build)
-        self.decoder = StreamDecoder()
-        # Single-platform builds name no platform in their steps.
-        only = build.platforms[0] if len(build.platforms) == 1 else None
-        self.tracker = ProgressTracker(default_platform=only)
+        claimed = build.plan.get("steps") and not build.plan.get("preview")
+        self.plan = Plan.from_json(build.plan) if claimed else None
+        self.streams: list[RunStream] = []
         self.platforms: dict[str, BuildPlatform] = {}
+        self.nodes: dict[int, BuilderNode] = {}
         self._last_beat = 0.0
         self._last_status = 0.0
         self._cancel = False
@@ -243,19 +312,25 @@ class BuildRun:
     # steps ------------------------------------------------------------------------------
     def start(self) -> None:
         build = self.build
-        node = node_for_build(build)
-        if node is None:
-            raise BuildFailed("no enabled builder node", Build.Fault.SYSTEM)
-        build.node = node
-        build.save(update_fields=["node"])
-        self.platforms = {}
-        for platform in build.platforms:
-            row, _ = BuildPlatform.objects.get_or_create(build=build, platform=platform)
-            self.platforms[platform] = row
+        if self.plan is None:
+            raise BuildFailed("the build has no plan (it was not claimed by a worker)")
+        self.platforms = {row.platform: row for row in build.platform_states.select_related("node")}
+        for step in self.plan.steps:
+            node = self.platforms[step.platform].node
+            if node is None:
+                raise BuildFailed(f"node {step.node} was removed", Build.Fault.SYSTEM)
+            self.nodes[node.pk] = node
+        runs = self.plan.runs
         self.log.say(
-            f"build {build.pk} of {build.project} for {', '.join(build.platforms)} "
-            f"on node {node.name}"
+            f"build {build.pk} of {build.project} for {', '.join(build.platforms)}, "
+            f"strategy {self.plan.strategy}: {len(runs)} buildx run(s)"
+            + (" in parallel, merged afterwards" if len(runs) > 1 else "")
         )
+        for steps in runs:
+            self.log.say(
+                f"  on node {steps[0].node}: "
+                + ", ".join(f"{s.platform} ({s.method})" for s in steps)
+            )
         events.publish_status(build)
 
     def checkout(self, workspace: Path) -> Path:
@@ -328,21 +403,39 @@ class BuildRun:
         self.build.save(update_fields=["dockerfile"])
         return dockerfile
 
-    def spec(self, workspace: Path, src: Path, dockerfile: Path) -> buildx.BuildSpec:
+    def specs(
+        self, workspace: Path, src: Path, dockerfile: Path, certs: dict[int, Path | None]
+    ) -> list[buildx.BuildSpec]:
+        """One buildx run per group of the plan. A single run pushes the tag itself; several
+        push to staging tags (the docker driver cannot push by digest) and are merged."""
+        assert self.plan is not None
         project = self.build.project
-        return buildx.BuildSpec(
-            context=src,
-            dockerfile=dockerfile,
-            platforms=list(self.build.platforms),
-            # One tag per push: the others are added afterwards (see registry.tag_manifest).
-            tags=[f"{project.image}:{self.build.tags[0]}"],
-            metadata_file=workspace / "metadata.json",
-            docker_host=self.build.node.endpoint if self.build.node else "",
-            network=settings.PORTAL_BUILD_NETWORK,
-            # The same OCI facts on every image config and on the index itself.
-            labels=self.oci_annotations(),
-            annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
-        )
+        runs = self.plan.runs
+        specs = []
+        for index, steps in enumerate(runs):
+            node = self.nodes[steps[0].node_id]
+            platforms = [s.platform for s in steps]
+            tag = self.build.tags[0] if len(runs) == 1 else staging_tag(self.build.pk, platforms)
+            specs.append(
+                buildx.BuildSpec(
+                    context=src,
+                    dockerfile=dockerfile,
+                    platforms=platforms,
+                    # One tag per push: the others are added afterwards (registry.tag_manifest).
+                    tags=[f"{project.image}:{tag}"],
+                    metadata_file=workspace / f"metadata-{index}.json",
+                    docker_host=node.endpoint,
+                    cert_path=certs.get(node.pk),
+                    network=settings.PORTAL_BUILD_NETWORK,
+                    # The same OCI facts on every image config and on the index itself.
+                    labels=self.oci_annotations(),
+                    annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
+                )
+            )
+            # Single-platform runs name no platform in their steps.
+            only = platforms[0] if len(platforms) == 1 else None
+            self.streams.append(RunStream(steps, StreamDecoder(), ProgressTracker(only)))
+        return specs
 
     def oci_annotations(self) -> dict[str, str]:
         project, build = self.build.project, self.build
@@ -354,14 +447,14 @@ class BuildRun:
             "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
         }
 
-    def on_output(self, chunk: bytes) -> None:
-        self._consume(self.decoder.feed_bytes(chunk))
+    def on_output(self, index: int, chunk: bytes) -> None:
+        self._consume(index, self.streams[index].decoder.feed_bytes(chunk))
 
-    def _consume(self, items: list[dict[str, object] | str]) -> None:
+    def _consume(self, index: int, items: list[dict[str, object] | str]) -> None:
         lines: list[tuple[str | None, int, str]] = []
         changed = False
         for item in items:
-            for event in self.tracker.consume(item):
+            for event in self.streams[index].tracker.consume(item):
                 if isinstance(event, RawLine):
                     lines.append((event.platform, event.stream, event.text))
                 elif isinstance(event, (StepUpdate, PlatformProgress)):
@@ -390,30 +483,107 @@ class BuildRun:
         row.save(update_fields=list(fields))
         return True
 
-    def run_buildx(self, spec: buildx.BuildSpec) -> int:
-        self.log.say("running docker buildx build (argv: " + " ".join(spec.argv()[1:]) + ")")
-        code = self.backend.build(
-            spec, self.on_output, self.heartbeat, float(settings.PORTAL_CANCEL_GRACE_SECONDS)
+    def run_buildx(self, specs: list[buildx.BuildSpec], which: list[int]) -> list[int]:
+        """Run the given runs (indexes into specs) at once; their exit codes in that order."""
+        for index in which:
+            argv = specs[index].argv()[1:]
+            node = self.streams[index].steps[0].node
+            self.log.say(f"running docker buildx build on node {node} (argv: {' '.join(argv)})")
+            for step in self.streams[index].steps:
+                row = self.platforms[step.platform]
+                row.started_at, row.finished_at, row.reason = timezone.now(), None, ""
+                row.save(update_fields=["started_at", "finished_at", "reason"])
+        codes = self.backend.build(
+            [specs[i] for i in which],
+            lambda n, chunk: self.on_output(which[n], chunk),
+            self.heartbeat,
+            float(settings.PORTAL_CANCEL_GRACE_SECONDS),
         )
-        self._consume(self.decoder.close())
-        self.log.write(
-            [(e.platform, e.stream, e.text) for e in self.tracker.flush() if isinstance(e, RawLine)]
-        )
-        return code
+        for index, code in zip(which, codes, strict=True):
+            stream = self.streams[index]
+            self._consume(index, stream.decoder.close())
+            self.log.write(
+                [
+                    (e.platform, e.stream, e.text)
+                    for e in stream.tracker.flush()
+                    if isinstance(e, RawLine)
+                ]
+            )
+            now = timezone.now()
+            for step in stream.steps:
+                row = self.platforms[step.platform]
+                row.finished_at = now
+                if code != 0:
+                    errors = stream.tracker.errors
+                    row.reason = f"on node {step.node}: " + (
+                        errors[-1] if errors else f"buildx exited with status {code}"
+                    )
+                    row.state = BuildPlatform.State.FAILED
+                row.save(update_fields=["finished_at", "reason", "state"])
+        return codes
 
-    def _registry_hiccup(self, since: int) -> bool:
-        """Whether the last attempt (errors after index `since`) failed on a registry 5xx."""
-        errors = " ".join(self.tracker.errors[since:])
+    def _registry_hiccup(self, index: int, since: int) -> bool:
+        """Whether a run's last attempt (errors after index `since`) failed on a registry 5xx."""
+        errors = " ".join(self.streams[index].tracker.errors[since:])
         return bool(REGISTRY_5XX.search(errors))
 
-    def verify_and_record(self, spec: buildx.BuildSpec) -> None:
-        metadata = spec.read_metadata()
-        digest = str(metadata.get("containerimage.digest", ""))
+    def build_all(self, specs: list[buildx.BuildSpec]) -> list[int]:
+        """All runs, with a registry 500 during a push retried (everything is cached then)."""
+        which = list(range(len(specs)))
+        seen = [0] * len(specs)
+        codes = self.run_buildx(specs, which)
+        for _ in range(PUSH_RETRIES):
+            failed = [i for i, code in zip(which, codes, strict=True) if code != 0]
+            hiccup = any(self._registry_hiccup(i, seen[i]) for i in failed)
+            if not failed or not hiccup or self.heartbeat(force=True):
+                break
+            # The engine PUTs several manifests to the tag at once and a filesystem
+            # registry rewrites the tag's link in place: a HEAD racing that gets a 500.
+            self.log.say("the registry answered 500 during the push; pushing again")
+            which = failed
+            seen = [len(s.tracker.errors) for s in self.streams]
+            codes = self.run_buildx(specs, which)
+        result = [0] * len(specs)
+        for index, code in zip(which, codes, strict=True):
+            result[index] = code
+        return result
+
+    def failure_reason(self, codes: list[int]) -> str:
+        """The first run that failed on its own (the others were stopped because of it)."""
+        failed = [i for i, code in enumerate(codes) if code != 0]
+        for index in failed:
+            stream = self.streams[index]
+            errors = [e for e in stream.tracker.errors if "context canceled" not in e]
+            if errors or len(failed) == 1:
+                platforms = ", ".join(s.platform for s in stream.steps)
+                what = errors[-1] if errors else f"buildx exited with status {codes[index]}"
+                if len(self.streams) == 1:
+                    return what
+                return f"{platforms} on node {stream.steps[0].node}: {what}"
+        return f"buildx exited with status {codes[failed[0]]}"
+
+    def lost_nodes(self, codes: list[int]) -> list[str]:
+        """A run that failed may mean its node is gone: check it now, not in a minute, so the
+        next plan avoids it. Returns the nodes that are unreachable."""
+        lost = []
+        for pk in {self.streams[i].steps[0].node_id for i, code in enumerate(codes) if code}:
+            node = self.backend.check(self.nodes[pk])
+            if not node.reachable:
+                self.log.say(f"node {node.name} is unreachable now: {node.last_error}")
+                lost.append(node.name)
+        return lost
+
+    def pushed_digest(self, spec: buildx.BuildSpec) -> str:
+        digest = str(spec.read_metadata().get("containerimage.digest", ""))
         if not digest.startswith("sha256:"):
             raise BuildFailed("buildx reported no pushed digest", Build.Fault.SYSTEM)
+        return digest
+
+    def verify_and_record(self, specs: list[buildx.BuildSpec]) -> None:
         project = self.build.project
-        ref = parse_reference(f"{project.image}@{digest}")
+        ref = parse_reference(project.image)
         try:
+            digest = self.pushed_digest(specs[0]) if len(specs) == 1 else self.merge(ref, specs)
             summary = self.backend.read_index(ref, digest, self.heartbeat)
             registry.check_platforms(summary, list(self.build.platforms))
             for tag in self.build.tags[1:]:
@@ -421,6 +591,7 @@ class BuildRun:
                 self.log.say(f"tagged {project.image}:{tag}")
         except registry.RegistryError as exc:
             raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
+        nodes = ", ".join(sorted({n.name for n in self.nodes.values()}))
         with transaction.atomic():
             for platform, row in self.platforms.items():
                 row.digest = summary.platforms[platform]
@@ -448,13 +619,36 @@ class BuildRun:
                     source_url=project.git_url,
                     source_ref=self.build.ref,
                     source_commit=self.build.commit,
-                    builder_node=self.build.node.name if self.build.node else "",
+                    builder_node=nodes,
                 )
             self.build.digest = digest
             self.build.save(update_fields=["digest"])
         self.log.say(f"pushed {digest} with {', '.join(sorted(summary.platforms))}")
         if summary.attestations:
             self.log.say(f"{len(summary.attestations)} attestation manifest(s) kept apart")
+
+    def merge(self, ref: ImageRef, specs: list[buildx.BuildSpec]) -> str:
+        """Join the runs' pushes into the tag; each platform must keep the digest its run made."""
+        sources: list[str] = []
+        expected: dict[str, str] = {}
+        for spec in specs:
+            digest = self.pushed_digest(spec)
+            sources.append(digest)
+            expected |= self.backend.read_index(ref, digest, self.heartbeat).platforms
+        tag = self.build.tags[0]
+        self.log.say(
+            f"merging {len(sources)} pushes into {ref.repository}:{tag} "
+            "(docker buildx imagetools create)"
+        )
+        digest = self.backend.merge(ref, sources, tag, self.oci_annotations(), self.heartbeat)
+        merged = self.backend.read_index(ref, digest, self.heartbeat)
+        for platform in self.build.platforms:
+            if merged.platforms.get(platform) != expected.get(platform):
+                raise registry.RegistryError(
+                    f"the merged index has {merged.platforms.get(platform)} for {platform}, "
+                    f"its run pushed {expected.get(platform)}"
+                )
+        return digest
 
     def finish(self, state: str, reason: str, fault: str = Build.Fault.NONE) -> None:
         if not self._mine().update(
@@ -481,34 +675,28 @@ class BuildRun:
     def execute(self) -> None:
         workspace = Path(tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=_workspace_root()))
         try:
-            self.start()
-            src = self.checkout(workspace)
-            if self.heartbeat(force=True):
-                self._finish_stopped()
-                return
-            self.resolve_tags()
-            dockerfile = self.render(workspace, src)
-            spec = self.spec(workspace, src, dockerfile)
-            seen = len(self.tracker.errors)
-            code = self.run_buildx(spec)
-            for _ in range(PUSH_RETRIES):
-                hiccup = self._registry_hiccup(since=seen)
-                if code == 0 or not hiccup or self.heartbeat(force=True):
-                    break
-                # The engine PUTs several manifests to the tag at once and a filesystem
-                # registry rewrites the tag's link in place: a HEAD racing that gets a 500.
-                # Everything is cached, so pushing again is cheap.
-                self.log.say("the registry answered 500 during the push; pushing again")
-                seen = len(self.tracker.errors)
-                code = self.run_buildx(spec)
-            # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
-            if code != 0 and self.heartbeat(force=True):
-                self._finish_stopped()
-                return
-            if code != 0:
-                errors = self.tracker.errors
-                raise BuildFailed(errors[-1] if errors else f"buildx exited with status {code}")
-            self.verify_and_record(spec)
+            with ExitStack() as stack:
+                self.start()
+                src = self.checkout(workspace)
+                if self.heartbeat(force=True):
+                    self._finish_stopped()
+                    return
+                self.resolve_tags()
+                dockerfile = self.render(workspace, src)
+                # Node TLS material exists as files only while the build runs.
+                certs = {pk: stack.enter_context(cert_dir(n.tls())) for pk, n in self.nodes.items()}
+                specs = self.specs(workspace, src, dockerfile, certs)
+                codes = self.build_all(specs)
+                # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
+                if any(codes) and self.heartbeat(force=True):
+                    self._finish_stopped()
+                    return
+                if any(codes):
+                    if lost := self.lost_nodes(codes):
+                        reason = f"{self.failure_reason(codes)} (node {', '.join(lost)} is lost)"
+                        raise BuildFailed(reason, Build.Fault.SYSTEM)
+                    raise BuildFailed(self.failure_reason(codes))
+                self.verify_and_record(specs)
             self.finish(Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}")
         except LeaseLost:
             log.warning("build %s: lease lost, stopping", self.build.pk)
@@ -516,6 +704,8 @@ class BuildRun:
             self._finish_stopped()
         except BuildFailed as exc:
             self.finish(Build.State.FAILED, exc.reason, exc.fault)
+        except SealError as exc:
+            self.finish(Build.State.FAILED, str(exc), Build.Fault.SYSTEM)
         except Exception as exc:
             log.exception("build %s: internal error", self.build.pk)
             self.finish(
@@ -525,6 +715,21 @@ class BuildRun:
             )
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
+
+
+def staging_tag(build_pk: int, platforms: list[str]) -> str:
+    """Where one run of a merged build pushes (the docker driver cannot push by digest)."""
+    slug = "_".join(p.replace("/", "-") for p in platforms)
+    return f"crossport-build-{build_pk}-{slug}"[:128]
+
+
+@dataclass
+class RunStream:
+    """One buildx run of a build: its plan steps and its own output decoder and tracker."""
+
+    steps: list[Step]
+    decoder: StreamDecoder
+    tracker: ProgressTracker
 
 
 def _workspace_root() -> Path:

@@ -12,7 +12,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from builds import ledger, services
+from builds.forms import node_form_from_api
 from builds.gitsource import SourceError
+from builds.models import BuilderNode
+from builds.nodes import check_node, install_emulators
 from builds.refs import InvalidValue
 from portal.access import (
     get_build_for_user,
@@ -55,7 +58,7 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return response
             request.user = user
             body: Any = None
-            if request.method == "POST":
+            if request.method in ("POST", "PATCH"):
                 if len(request.body) > MAX_BODY:
                     return error(413, "request body too large")
                 try:
@@ -132,14 +135,16 @@ def project_dockerfile(request: HttpRequest, body: Any, pk: int) -> HttpResponse
 @api_view("POST")
 def project_builds(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
-    unknown = set(body) - {"ref", "tags"}
+    unknown = set(body) - {"ref", "tags", "strategy"}
     if unknown:
         return error(400, f"unknown fields: {', '.join(sorted(unknown))}")
     ref = body.get("ref")
     if ref is not None and not isinstance(ref, str):
         return error(400, "ref must be a string")
     try:
-        build = services.queue_build(project, request.user, ref, body.get("tags"))
+        build = services.queue_build(
+            project, request.user, ref, body.get("tags"), body.get("strategy")
+        )
     except InvalidValue as exc:
         return error(400, str(exc))
     data = build.to_api()
@@ -195,3 +200,94 @@ def manifests(request: HttpRequest, body: Any) -> HttpResponse:
         response["Content-Disposition"] = 'attachment; filename="manifests.csv"'
         return response
     return JsonResponse({"manifests": [r.to_api() for r in records]})
+
+
+# --- builder nodes (staff) ---------------------------------------------------------------
+
+NODE_FIELDS = {"name", "endpoint", "tls", "max_builds", "enabled", "repair_emulators"}
+
+
+def _node_body_problem(body: dict[str, Any]) -> str | None:
+    unknown = set(body) - NODE_FIELDS
+    if unknown:
+        return f"unknown fields: {', '.join(sorted(unknown))}"
+    tls = body.get("tls")
+    if tls is not None and not isinstance(tls, dict):
+        return "tls must be an object with PEM strings ca, cert and key"
+    if isinstance(tls, dict) and set(tls) - {"ca", "cert", "key"}:
+        return f"unknown tls fields: {', '.join(sorted(set(tls) - {'ca', 'cert', 'key'}))}"
+    return None
+
+
+def staff_only(view: View) -> View:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            return error(403, "builder nodes are managed by staff")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@api_view("GET", "POST")
+@staff_only
+def nodes(request: HttpRequest, body: Any) -> HttpResponse:
+    if request.method == "GET":
+        return JsonResponse({"nodes": [n.to_api() for n in BuilderNode.objects.all()]})
+    if problem := _node_body_problem(body):
+        return error(400, problem)
+    form = node_form_from_api(body)
+    if not form.is_valid():
+        return error(400, "invalid node", fields=form.errors.get_json_data())
+    node = check_node(form.save())  # checked only now: the input was valid
+    return JsonResponse(node.to_api(), status=201)
+
+
+@api_view("GET", "PATCH")
+@staff_only
+def node_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    node = _node(pk)
+    if request.method == "PATCH":
+        if problem := _node_body_problem(body):
+            return error(400, problem)
+        form = node_form_from_api(body, instance=node)
+        if not form.is_valid():
+            return error(400, "invalid node", fields=form.errors.get_json_data())
+        node = form.save()
+    return JsonResponse(node.to_api())
+
+
+@api_view("POST")
+@staff_only
+def node_check(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    return JsonResponse(check_node(_node(pk)).to_api())
+
+
+@api_view("POST")
+@staff_only
+def node_emulators(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    node = _node(pk)
+    platforms = body.get("platforms")
+    if set(body) - {"platforms"} or not isinstance(platforms, list) or not platforms:
+        return error(400, 'give platforms, a list like ["linux/arm64"]')
+    try:
+        result = install_emulators(node, platforms)
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    node.refresh_from_db()
+    return JsonResponse(
+        {
+            "command": result.command,
+            "exit_code": result.code,
+            "output": result.output,
+            "node": node.to_api(),
+        },
+        status=200 if result.code == 0 else 502,
+    )
+
+
+def _node(pk: int) -> BuilderNode:
+    try:
+        return BuilderNode.objects.get(pk=pk)
+    except BuilderNode.DoesNotExist:
+        raise Http404("no such node") from None

@@ -85,6 +85,52 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}), **ERRORS},
                 }
             },
+            "/nodes": {
+                "get": {
+                    "summary": "Builder nodes with their health (staff)",
+                    "responses": {"200": _json({"type": "object"}), **ERRORS},
+                },
+                "post": {
+                    "summary": "Register a builder node (staff); checked before any connection",
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NodeIn")}}},
+                    "responses": {"201": _json(_ref("Node"), "Created"), **ERRORS},
+                },
+            },
+            "/nodes/{id}": {
+                "get": {"parameters": ID, "responses": {"200": _json(_ref("Node")), **ERRORS}},
+                "patch": {
+                    "parameters": ID,
+                    "summary": "Change a node (drain: enabled=false)",
+                    "requestBody": {"content": {"application/json": {"schema": _ref("NodeIn")}}},
+                    "responses": {"200": _json(_ref("Node")), **ERRORS},
+                },
+            },
+            "/nodes/{id}/check": {
+                "post": {
+                    "parameters": ID,
+                    "summary": "Check the node's health now",
+                    "responses": {"200": _json(_ref("Node")), **ERRORS},
+                }
+            },
+            "/nodes/{id}/emulators": {
+                "post": {
+                    "parameters": ID,
+                    "summary": "Install QEMU emulators (binfmt) on the node, then re-check",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "platforms": {"type": "array", "items": {"type": "string"}}
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": _json({"type": "object"}), **ERRORS},
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -113,8 +159,33 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "properties": {
                         "ref": {"type": "string"},
                         "tags": {"type": "array", "items": {"type": "string"}},
+                        "strategy": {"enum": ["auto", "emulate", "native"], "default": "auto"},
                     },
                 },
+                "NodeIn": {
+                    "type": "object",
+                    "required": ["name", "endpoint"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "endpoint": {
+                            "type": "string",
+                            "description": "unix:///path, ssh://user@host or tcp://host:port",
+                        },
+                        "tls": {
+                            "type": "object",
+                            "description": "PEM strings; required for tcp:// off loopback",
+                            "properties": {
+                                "ca": {"type": "string"},
+                                "cert": {"type": "string"},
+                                "key": {"type": "string"},
+                            },
+                        },
+                        "max_builds": {"type": "integer", "minimum": 1, "maximum": 64},
+                        "enabled": {"type": "boolean"},
+                        "repair_emulators": {"type": "boolean"},
+                    },
+                },
+                "Node": {"type": "object"},
                 "Build": {
                     "type": "object",
                     "properties": {
@@ -123,7 +194,12 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                             "enum": ["queued", "running", "succeeded", "failed", "cancelled"]
                         },
                         "reason": {"type": "string"},
-                        "platforms": {"type": "object"},
+                        "strategy": {"type": "string"},
+                        "plan": {"type": "object"},
+                        "platforms": {
+                            "type": "object",
+                            "description": "per platform: state, node, method, seconds, digest",
+                        },
                         "manifest": {
                             "type": ["object", "null"],
                             "properties": {

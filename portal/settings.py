@@ -156,6 +156,10 @@ PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3
 PORTAL_CANCEL_GRACE_SECONDS = env.int("PORTAL_CANCEL_GRACE_SECONDS", default=10)
 # How often builder nodes are health-checked (engine, BuildKit, platforms, reachability).
 PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
+# Key for secrets stored in the database (node TLS keys); empty: derived from SECRET_KEY.
+PORTAL_ENCRYPTION_KEY = env.str("PORTAL_ENCRYPTION_KEY", default="")
+# The emulator installer (run privileged on a node with --install <platforms>).
+PORTAL_BINFMT_IMAGE = env.str("PORTAL_BINFMT_IMAGE", default="tonistiigi/binfmt")
 
 LOGGING = {
     "version": 1,

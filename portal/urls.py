@@ -19,6 +19,10 @@ api_urls = [
     path("api/v1/builds/<int:pk>/log", api.build_log, name="api-build-log"),
     path("api/v1/builds/<int:pk>/cancel", api.build_cancel, name="api-build-cancel"),
     path("api/v1/manifests", api.manifests, name="api-manifests"),
+    path("api/v1/nodes", api.nodes, name="api-nodes"),
+    path("api/v1/nodes/<int:pk>", api.node_detail, name="api-node"),
+    path("api/v1/nodes/<int:pk>/check", api.node_check, name="api-node-check"),
+    path("api/v1/nodes/<int:pk>/emulators", api.node_emulators, name="api-node-emulators"),
 ]
 
 urlpatterns = [

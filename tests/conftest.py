@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from builds.models import Build
+from builds.models import Build, BuilderNode
 from portal.models import ApiToken, Membership, Project, Team
 
 
@@ -61,7 +61,22 @@ def charlie(beta: Team) -> Any:
 
 
 @pytest.fixture
-def project(alpha: Team, alice: Any) -> Project:
+def local_node(db: Any) -> BuilderNode:
+    """A healthy amd64 node with arm emulators, as the unit tests' fleet (checked just now)."""
+    from django.utils import timezone
+
+    return BuilderNode.objects.create(
+        name="local",
+        endpoint="unix:///var/run/docker.sock",
+        reachable=True,
+        native_platforms=["linux/amd64"],
+        emulated_platforms=["linux/arm64", "linux/arm/v7"],
+        last_checked_at=timezone.now(),
+    )
+
+
+@pytest.fixture
+def project(alpha: Team, alice: Any, local_node: BuilderNode) -> Project:
     return Project.objects.create(
         team=alpha,
         name="hello",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builds.buildx import BuildSpec
+from builds.models import BuilderNode
 from builds.refs import ImageRef
 from builds.registry import IndexSummary
 
@@ -28,6 +29,10 @@ def write_hello(dest: Path) -> None:
         'package main\n\nimport (\n\t"fmt"\n\t"runtime"\n)\n\n'
         'func main() {\n\tfmt.Printf("Hello from %s/%s\\n", runtime.GOOS, runtime.GOARCH)\n}\n'
     )
+
+
+def run_digest(index: int) -> str:
+    return "sha256:" + f"{index + 1:02x}" * 32
 
 
 class FakeBackend:
@@ -51,6 +56,9 @@ class FakeBackend:
         self.context_files: list[str] = []
         self.stopped = False
         self.tagged: list[str] = []
+        self.specs: list[BuildSpec] = []
+        self.merged: list[tuple[str, list[str]]] = []
+        self.run_platforms: dict[str, list[str]] = {}
 
     def fetch(self, url: str, ref: str, dest: Path, tick: Callable[[], bool]) -> str:
         if tick():
@@ -62,41 +70,70 @@ class FakeBackend:
 
     def build(
         self,
-        spec: BuildSpec,
-        on_output: Callable[[bytes], None],
+        specs: list[BuildSpec],
+        on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
-    ) -> int:
-        self.spec = spec
+    ) -> list[int]:
+        """Replays the recorded stream as run 0; further runs (a merged plan) just succeed."""
+        self.specs = specs
+        spec = self.spec = specs[0]
         self.dockerfile = spec.dockerfile.read_text()
         self.context_files = sorted(p.name for p in spec.context.iterdir())
         for n, start in enumerate(range(0, len(self.stream), self.chunk_size)):
             if self.on_chunk:
                 self.on_chunk(n)
-            on_output(self.stream[start : start + self.chunk_size])
+            on_output(0, self.stream[start : start + self.chunk_size])
             if should_stop():
                 self.stopped = True
-                on_output(b"ERROR: failed to solve: context canceled\n")
-                return 1
-        if self.exit_code == 0:
-            spec.metadata_file.write_text(json.dumps({"containerimage.digest": INDEX_DIGEST}))
-        return self.exit_code
+                on_output(0, b"ERROR: failed to solve: context canceled\n")
+                return [1] * len(specs)
+        codes = [self.exit_code] * len(specs)
+        for index, other in enumerate(specs):
+            if codes[index] == 0:
+                digest = INDEX_DIGEST if len(specs) == 1 else run_digest(index)
+                if len(specs) > 1:
+                    self.run_platforms[digest] = list(other.platforms)
+                other.metadata_file.write_text(json.dumps({"containerimage.digest": digest}))
+        return codes
 
     def read_index(self, ref: ImageRef, digest: str, tick: Callable[[], bool]) -> IndexSummary:
+        platforms = dict(self.platforms)
+        if digest in self.run_platforms:  # one run's push of a merged build
+            platforms = {p: platforms[p] for p in self.run_platforms[digest]}
         return IndexSummary(
             digest=digest,
             media_type="application/vnd.oci.image.index.v1+json",
-            platforms=dict(self.platforms),
+            platforms=platforms,
             attestations=[
                 {"digest": "sha256:" + "44" * 32, "for": d, "media_type": ""}
                 for d in self.platforms.values()
             ],
         )
 
+    def merge(
+        self,
+        ref: ImageRef,
+        sources: list[str],
+        tag: str,
+        annotations: dict[str, str],
+        tick: Callable[[], bool],
+    ) -> str:
+        self.merged.append((f"{ref.repository}:{tag}", list(sources)))
+        return INDEX_DIGEST
+
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Callable[[], bool]) -> None:
         self.tagged.append(f"{ref.repository}:{tag}@{digest}")
 
     existing: set[str] = set()
+    dead_endpoints: set[str] = set()
+
+    def check(self, node: BuilderNode) -> BuilderNode:
+        """The health check after a failed run: endpoints in dead_endpoints do not answer."""
+        if node.endpoint in self.dead_endpoints:
+            node.reachable, node.last_error = False, "connection refused"
+            node.save()
+        return node
 
     def exists(self, ref: ImageRef, tag: str, tick: Callable[[], bool]) -> bool:
         return f"{ref.repository}:{tag}" in self.existing

@@ -3,12 +3,18 @@ independent of the portal's own code."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
+import socket
 import subprocess
+import tempfile
+import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 REGISTRY = os.environ.get("PORTAL_TEST_REGISTRY", "localhost:5000")
@@ -31,6 +37,37 @@ def registry_index(repository: str, reference: str) -> tuple[str, dict[str, Any]
     return "sha256:" + hashlib.sha256(body).hexdigest(), json.loads(body)
 
 
+def platform_manifests(index: dict[str, Any]) -> dict[str, str]:
+    """platform -> manifest digest of an index, attestation manifests left out."""
+    result = {}
+    for m in index["manifests"]:
+        if m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest":
+            continue
+        p = m["platform"]
+        result["/".join(filter(None, [p["os"], p["architecture"], p.get("variant")]))] = m["digest"]
+    return result
+
+
+def go_project(portal: Any, persona: Any, repo: str, name: str) -> tuple[int, str]:
+    """Register a Go project for the three platforms through the API: (id, image)."""
+    image = unique_image(name)
+    status, project = portal.api(
+        "POST",
+        "/api/v1/projects",
+        persona.token,
+        {
+            "team": persona.team,
+            "name": f"{name}-{uuid.uuid4().hex[:6]}",
+            "language": "go",
+            "git_url": repo,
+            "image": image,
+            "platforms": PLATFORMS,
+        },
+    )
+    assert status == 201, project
+    return project["id"], image
+
+
 def run_image(reference: str, platform: str) -> str:
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network", "none", f"--platform={platform}", reference],
@@ -48,3 +85,122 @@ EXPECTED_OUTPUT = {
     "linux/arm64": "Hello from linux/arm64",
     "linux/arm/v7": "Hello from linux/arm",
 }
+
+
+def wait_finished(portal: Any, token: str, build_id: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, build = portal.api("GET", f"/api/v1/builds/{build_id}", token)
+        if build["state"] in ("succeeded", "failed", "cancelled"):
+            return build
+        time.sleep(0.3)
+    raise AssertionError(f"build {build_id} still {build['state']} after {timeout}s")
+
+
+def buildx_processes() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    return [
+        line for line in out.splitlines() if "buildx build" in line and "--progress=rawjson" in line
+    ]
+
+
+class SecondEngine:
+    """A second Docker engine on this machine, made by the test: own data and exec roots, its
+    own managed containerd, listening only on 127.0.0.1:<port> with mutual TLS (certificates
+    from tests/certs.py). `client_tls` is what the portal registers the node with."""
+
+    def __init__(self, root: Path) -> None:
+        from certs import client_tls, issue, make_ca
+
+        self.root = root
+        self.port = free_port()
+        ca = make_ca("second engine CA")
+        server = issue(ca, "127.0.0.1", server=True)
+        self.client_tls = client_tls(ca, issue(ca, "crossport portal"))
+        self.tls_dir = root / "tls"
+        self.tls_dir.mkdir(parents=True)
+        (self.tls_dir / "ca.pem").write_text(self.client_tls["ca"])
+        (self.tls_dir / "server-cert.pem").write_text(server.cert_pem)
+        (self.tls_dir / "server-key.pem").write_text(server.key_pem)
+        (self.root / "daemon.json").write_text(
+            json.dumps(
+                {
+                    "features": {"containerd-snapshotter": True},
+                    "bridge": "none",
+                    "iptables": False,
+                    "ip6tables": False,
+                }
+            )
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> None:
+        # Short exec-root: containerd's socket path must fit in sun_path (108 bytes).
+        self.exec_root = Path(tempfile.mkdtemp(prefix="cp2-", dir="/run"))
+        log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                "/usr/sbin/dockerd",
+                f"--config-file={self.root / 'daemon.json'}",
+                f"--data-root={self.root / 'data'}",
+                f"--exec-root={self.exec_root}",
+                f"--pidfile={self.root / 'dockerd.pid'}",
+                f"--host={self.endpoint}",
+                "--tlsverify",
+                f"--tlscacert={self.tls_dir / 'ca.pem'}",
+                f"--tlscert={self.tls_dir / 'server-cert.pem'}",
+                f"--tlskey={self.tls_dir / 'server-key.pem'}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while self.docker("info", check=False).returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.root / "dockerd.log").read_text()[-3000:])
+            time.sleep(0.5)
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this engine, with the client certificate."""
+        client = self.root / "client"
+        if not client.exists():
+            client.mkdir()
+            for name in ("ca", "cert", "key"):
+                (client / f"{name}.pem").write_text(self.client_tls[name])
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "DOCKER_HOST": self.endpoint,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": str(client),
+        }
+        proc = subprocess.run(
+            ["docker", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def stop(self) -> None:
+        """Kill the engine and what it started (its containerd, BuildKit's runs)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+        # dockerd bind-mounts its roots onto themselves; a killed one leaves them mounted.
+        for root in (self.exec_root, self.root / "data"):
+            subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True, check=False)
+        subprocess.run(["rm", "-rf", str(self.exec_root)], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -28,10 +28,10 @@ class Moved(FakeBackend):
         summary.platforms = dict(OTHER)
         return summary
 
-    def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
-        code = super().build(spec, on_output, should_stop, grace)
-        spec.metadata_file.write_text('{"containerimage.digest": "sha256:' + "cd" * 32 + '"}')
-        return code
+    def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
+        codes = super().build(specs, on_output, should_stop, grace)
+        specs[0].metadata_file.write_text('{"containerimage.digest": "sha256:' + "cd" * 32 + '"}')
+        return codes
 
 
 def test_a_moved_tag_records_the_previous_digest(project: Any, alice: Any) -> None:

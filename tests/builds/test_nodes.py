@@ -8,7 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from builds.models import BuilderNode
-from builds.nodes import check_due_nodes, check_node, ensure_local_node, node_for_build
+from builds.nodes import candidate_nodes, check_due_nodes, check_node, ensure_local_node
 
 
 def test_local_node_is_registered_once(db: Any, monkeypatch: Any) -> None:
@@ -47,11 +47,16 @@ def test_due_checks_skip_recently_checked_nodes(db: Any, tmp_path: Any) -> None:
     assert fresh.last_error == "" and fresh.reachable is False and fresh.engine_version == ""
 
 
-def test_disabled_project_node_gets_no_work(queued_build: Any) -> None:
-    node = BuilderNode.objects.create(name="arm", endpoint="unix:///x.sock", enabled=False)
-    queued_build.project.builder_node = node
+def test_only_healthy_enabled_nodes_are_candidates(queued_build: Any) -> None:
+    assert [n.name for n in candidate_nodes(queued_build)] == ["local"]
+    BuilderNode.objects.create(name="down", endpoint="unix:///y.sock", reachable=False)
+    drained = BuilderNode.objects.create(
+        name="drained", endpoint="unix:///z.sock", reachable=True, enabled=False
+    )
+    assert [n.name for n in candidate_nodes(queued_build)] == ["local"]
+    queued_build.project.builder_node = drained  # a pinned node that is drained: none
     queued_build.project.save()
-    assert node_for_build(queued_build) is None
+    assert candidate_nodes(queued_build) == []
 
 
 def test_binfmt_platforms_need_enabled_handlers_with_the_f_flag(tmp_path: Any) -> None:

@@ -71,7 +71,7 @@ def test_buildx_is_interrupted_then_killed_after_the_grace(tmp_path: Path, setti
     )
     seen: list[bytes] = []
     started = time.monotonic()
-    code = buildx.run(spec, seen.append, should_stop=lambda: True, grace=1.0)
+    [code] = buildx.run([spec], lambda _, chunk: seen.append(chunk), lambda: True, grace=1.0)
     elapsed = time.monotonic() - started
     assert marker.exists(), "buildx first gets SIGINT, so it can cancel the solve cleanly"
     assert code == -9 and 1.0 <= elapsed < 8

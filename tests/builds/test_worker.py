@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from builds.models import AppendOnlyError, Build, BuildPlatform, ManifestRecord
+from builds.models import AppendOnlyError, Build, BuilderNode, BuildPlatform, ManifestRecord
 from builds.worker import BuildRun, claim_next, reap_stale, work_once
 from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
@@ -160,24 +160,32 @@ def test_concurrent_workers_never_claim_the_same_build(project: Any, alice: Any)
     claimed: list[int] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(4)
 
-    def worker(name: str) -> None:
-        barrier.wait()
-        try:
-            while (build := claim_next(name)) is not None:
-                with lock:
-                    claimed.append(build.pk)
-        except BaseException as exc:  # a crashed worker must fail the test, not hide
-            errors.append(exc)
-        finally:
-            connection.close()
+    def race() -> None:
+        barrier = threading.Barrier(4)
 
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        def worker(name: str) -> None:
+            barrier.wait()
+            try:
+                while (build := claim_next(name)) is not None:
+                    with lock:
+                        claimed.append(build.pk)
+            except BaseException as exc:  # a crashed worker must fail the test, not hide
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    race()  # the only node takes 2 builds at once: the node rows are locked while planning
+    assert errors == []
+    assert len(claimed) == len(set(claimed)) == 2, "the node's build limit holds under a race"
+    BuilderNode.objects.filter(name="local").update(max_builds=10)
+    race()
     assert errors == []
     assert sorted(claimed) == sorted(builds), "every build claimed exactly once"
     assert Build.objects.filter(state=Build.State.RUNNING).count() == 6
@@ -230,10 +238,10 @@ def test_cancel_during_checkout_stops_before_buildx(queued_build: Build) -> None
 
 def test_a_cancel_after_the_push_still_records_it(queued_build: Build) -> None:
     class LateCancel(FakeBackend):
-        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
-            code = super().build(spec, on_output, lambda: False, grace)
+        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
+            codes = super().build(specs, on_output, lambda: False, grace)
             Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
-            return code
+            return codes
 
     work_once("w1", LateCancel())
     build = Build.objects.get(pk=queued_build.pk)
@@ -250,12 +258,12 @@ def test_a_registry_500_during_the_push_is_retried_once(queued_build: Build) -> 
     class FlakyRegistry(FakeBackend):
         calls = 0
 
-        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
             FlakyRegistry.calls += 1
             if FlakyRegistry.calls == 1:
-                on_output(hiccup)
-                return 1
-            return super().build(spec, on_output, should_stop, grace)
+                on_output(0, hiccup)
+                return [1]
+            return super().build(specs, on_output, should_stop, grace)
 
     work_once("w1", FlakyRegistry())
     build = Build.objects.get(pk=queued_build.pk)
@@ -268,12 +276,12 @@ def test_a_real_build_error_is_not_retried(queued_build: Build) -> None:
     class Broken(FakeBackend):
         calls = 0
 
-        def build(self, spec: Any, on_output: Any, should_stop: Any, grace: float) -> int:
+        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
             Broken.calls += 1
             on_output(
-                b"ERROR: failed to solve: process did not complete successfully: exit code: 2\n"
+                0, b"ERROR: failed to solve: process did not complete successfully: exit code: 2\n"
             )
-            return 1
+            return [1]
 
     work_once("w1", Broken())
     assert Broken.calls == 1

@@ -10,7 +10,14 @@ from typing import Any
 
 import websockets
 
-from stack import EXPECTED_OUTPUT, PLATFORMS, registry_index, run_image, unique_image
+from stack import (
+    EXPECTED_OUTPUT,
+    PLATFORMS,
+    platform_manifests,
+    registry_index,
+    run_image,
+    unique_image,
+)
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 
@@ -92,16 +99,7 @@ def test_go_hello_world_three_platforms_through_the_api(
     digest, index = registry_index(image, "v1")
     assert manifest["digest"] == digest
     assert registry_index(image, "latest")[0] == digest
-    platform_entries = {
-        "/".join(
-            filter(
-                None,
-                [m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")],
-            )
-        ): m["digest"]
-        for m in index["manifests"]
-        if m.get("annotations", {}).get("vnd.docker.reference.type") != "attestation-manifest"
-    }
+    platform_entries = platform_manifests(index)
     assert platform_entries == manifest["platforms"]
     assert sorted(platform_entries) == sorted(PLATFORMS)
     # OCI annotations on the index itself: where it came from.

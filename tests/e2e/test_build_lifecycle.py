@@ -3,33 +3,13 @@ and a build never stays "running" without a live worker."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import urllib.error
 from typing import Any
 
 import pytest
 
-from stack import registry_index, unique_image
-
-
-def _project(portal: Any, persona: Any, repo: str, name: str) -> tuple[int, str]:
-    image = unique_image(name)
-    status, project = portal.api(
-        "POST",
-        "/api/v1/projects",
-        persona.token,
-        {
-            "team": persona.team,
-            "name": name,
-            "language": "go",
-            "git_url": repo,
-            "image": image,
-            "platforms": ["linux/amd64", "linux/arm64", "linux/arm/v7"],
-        },
-    )
-    assert status == 201, project
-    return project["id"], image
+from stack import buildx_processes, go_project, registry_index, wait_finished
 
 
 def _wait_for_line(
@@ -45,23 +25,6 @@ def _wait_for_line(
     raise AssertionError(f"no log line with {needle!r} within {timeout}s")
 
 
-def _wait_finished(portal: Any, token: str, build_id: int, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, build = portal.api("GET", f"/api/v1/builds/{build_id}", token)
-        if build["state"] in ("succeeded", "failed", "cancelled"):
-            return build
-        time.sleep(0.3)
-    raise AssertionError(f"build {build_id} still {build['state']} after {timeout}s")
-
-
-def _buildx_processes() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
-    return [
-        line for line in out.splitlines() if "buildx build" in line and "--progress=rawjson" in line
-    ]
-
-
 def _assert_not_pushed(image: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         registry_index(image, "latest")
@@ -71,20 +34,20 @@ def _assert_not_pushed(image: str) -> None:
 def test_cancel_interrupts_buildx_and_leaves_nothing(
     portal: Any, persona: Any, slow_repo: str
 ) -> None:
-    project_id, image = _project(portal, persona, slow_repo, "slow-cancel")
+    project_id, image = go_project(portal, persona, slow_repo, "slow-cancel")
     status, build = portal.api("POST", f"/api/v1/projects/{project_id}/builds", persona.token, {})
     assert status == 201
     _wait_for_line(portal, persona.token, build["id"], "go build")
-    assert _buildx_processes(), "buildx should be running now"
+    assert buildx_processes(), "buildx should be running now"
     started = time.monotonic()
     status, answer = portal.api("POST", f"/api/v1/builds/{build['id']}/cancel", persona.token)
     assert status == 202
-    result = _wait_finished(portal, persona.token, build["id"], timeout=60)
+    result = wait_finished(portal, persona.token, build["id"], timeout=60)
     assert result["state"] == "cancelled", result["reason"]
     assert result["reason"] == "cancelled on request"
     # SIGINT, then SIGKILL after the 5 s grace: well under the compile time.
     assert time.monotonic() - started < 30
-    assert _buildx_processes() == []
+    assert buildx_processes() == []
     assert list((portal.data_dir / "workspaces").iterdir()) == []
     _assert_not_pushed(image)
 
@@ -92,19 +55,19 @@ def test_cancel_interrupts_buildx_and_leaves_nothing(
 def test_a_killed_worker_fails_its_build_with_worker_lost(
     portal: Any, persona: Any, slow_repo: str
 ) -> None:
-    project_id, image = _project(portal, persona, slow_repo, "slow-killed")
+    project_id, image = go_project(portal, persona, slow_repo, "slow-killed")
     status, build = portal.api("POST", f"/api/v1/projects/{project_id}/builds", persona.token, {})
     assert status == 201
     _wait_for_line(portal, persona.token, build["id"], "go build")
     portal.kill_build_runners()
     # buildx dies with its worker (parent-death signal): nothing keeps building.
     deadline = time.monotonic() + 10
-    while _buildx_processes() and time.monotonic() < deadline:
+    while buildx_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _buildx_processes() == []
+    assert buildx_processes() == []
     portal.start_build_runners()
     # The lease is 15 s in these tests; a new runner's reaper fails the build.
-    result = _wait_finished(portal, persona.token, build["id"], timeout=90)
+    result = wait_finished(portal, persona.token, build["id"], timeout=90)
     assert result["state"] == "failed"
     assert result["reason"].startswith("worker lost"), result["reason"]
     _assert_not_pushed(image)

@@ -1,0 +1,185 @@
+"""Which node builds which platform, and how: the build plan.
+
+Strategies (per build):
+- `emulate`: one node builds every platform in one buildx run, QEMU for the foreign ones.
+- `native`: one run per platform, each on a node that runs it natively (else one that emulates
+  it), spread over the nodes; the runs push apart and the portal merges them into the tag.
+- `auto` (the default): per platform a native node, else (when the Dockerfile compiles in a
+  `FROM --platform=$BUILDPLATFORM` stage) any node that can target it, else an emulating
+  node, spreading platforms over nodes; platforms that land on the same node share one run.
+
+`make_plan` is a pure function of the platforms, the nodes' facts and the Dockerfile, so every
+choice it makes is unit-tested without an engine.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from statistics import median
+from typing import Any
+
+STRATEGIES = ("auto", "emulate", "native")
+_BUILDPLATFORM_FROM = re.compile(
+    r"^\s*FROM\s+(?:--\S+\s+)*--platform=(?:\$BUILDPLATFORM|\$\{BUILDPLATFORM\})\s",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+class PlanError(Exception):
+    """No plan is possible: no healthy node can build some platform, or (busy) every node
+    that could is at its build limit, so the build should wait."""
+
+    def __init__(self, message: str, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+def validate_strategy(value: object) -> str:
+    from builds.refs import InvalidValue
+
+    if value is None or value == "":
+        return "auto"
+    if not isinstance(value, str) or value not in STRATEGIES:
+        raise InvalidValue("strategy", value, f"expected one of {', '.join(STRATEGIES)}")
+    return value
+
+
+def cross_compiles(dockerfile: str) -> bool:
+    """Whether some stage runs on the build platform (and so compiles without emulation)."""
+    return bool(_BUILDPLATFORM_FROM.search(dockerfile))
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    pk: int
+    name: str
+    native: tuple[str, ...]
+    emulated: tuple[str, ...]
+    running: int = 0  # builds running on it now
+    max_builds: int = 2
+
+    @property
+    def has_room(self) -> bool:
+        return self.running < self.max_builds
+
+    def can_target(self, platform: str) -> bool:
+        return platform in self.native or platform in self.emulated
+
+
+@dataclass
+class Step:
+    platform: str
+    node: str
+    node_id: int
+    method: str  # native, cross or emulated
+    run: int  # steps with the same run number are built by one buildx invocation
+    expected_seconds: float | None = None
+
+
+@dataclass
+class Plan:
+    strategy: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def runs(self) -> list[list[Step]]:
+        groups: dict[int, list[Step]] = {}
+        for step in self.steps:
+            groups.setdefault(step.run, []).append(step)
+        return [groups[k] for k in sorted(groups)]
+
+    @property
+    def expected_seconds(self) -> float | None:
+        """Runs go in parallel: the slowest run's estimate, when every step has history."""
+        per_run = []
+        for run in self.runs:
+            known = [s.expected_seconds for s in run]
+            if any(v is None for v in known):
+                return None
+            per_run.append(max(v for v in known if v is not None))
+        return round(max(per_run), 1) if per_run else None
+
+    def node_ids(self) -> set[int]:
+        return {s.node_id for s in self.steps}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "expected_seconds": self.expected_seconds,
+            "steps": [asdict(s) for s in self.steps],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(strategy=data["strategy"], steps=[Step(**s) for s in data.get("steps", [])])
+
+
+def _pick(candidates: list[NodeInfo], used: dict[int, int]) -> NodeInfo:
+    """The least busy: fewest runs of this plan on it, then fewest running builds, then name."""
+    return min(candidates, key=lambda n: (used.get(n.pk, 0), n.running, n.name))
+
+
+def _why_not(platform: str, nodes: list[NodeInfo]) -> PlanError:
+    if not nodes:
+        return PlanError("no healthy, enabled builder node")
+    if not any(n.can_target(platform) for n in nodes):
+        names = ", ".join(n.name for n in nodes)
+        return PlanError(
+            f"no healthy node can build {platform} (nodes: {names}); install its emulator"
+        )
+    return PlanError(f"every node that can build {platform} is at its build limit", busy=True)
+
+
+def make_plan(
+    strategy: str, platforms: list[str], nodes: list[NodeInfo], dockerfile: str = ""
+) -> Plan:
+    """Assign each platform to a node. `nodes` are the healthy, enabled ones."""
+    plan = Plan(strategy=strategy)
+    room = [n for n in nodes if n.has_room]
+    used: dict[int, int] = {}
+
+    def method(node: NodeInfo, platform: str, cross: bool) -> str:
+        if platform in node.native:
+            return "native"
+        return "cross" if cross else "emulated"
+
+    if strategy == "emulate":
+        able = [n for n in room if all(n.can_target(p) for p in platforms)]
+        if not able:
+            for platform in platforms:
+                if not any(n.can_target(platform) for n in room):
+                    raise _why_not(platform, nodes)
+            busy = any(all(n.can_target(p) for p in platforms) for n in nodes)
+            raise PlanError(
+                f"no single node can build all of {', '.join(platforms)}"
+                + (" with room for another build" if busy else "; use native or auto"),
+                busy=busy,
+            )
+        node = min(able, key=lambda n: (n.running, -sum(p in n.native for p in platforms), n.name))
+        cross = cross_compiles(dockerfile)
+        plan.steps = [Step(p, node.name, node.pk, method(node, p, cross), 0) for p in platforms]
+        return plan
+
+    cross = strategy == "auto" and cross_compiles(dockerfile)
+    runs_by_node: dict[int, int] = {}
+    for platform in platforms:
+        native = [n for n in room if platform in n.native]
+        able = native or [n for n in room if n.can_target(platform)]
+        if not able:
+            raise _why_not(platform, nodes)
+        node = _pick(able, used)
+        used[node.pk] = used.get(node.pk, 0) + 1
+        if strategy == "native":
+            run = len(plan.steps)
+        else:
+            run = runs_by_node.setdefault(node.pk, len(runs_by_node))
+        plan.steps.append(Step(platform, node.name, node.pk, method(node, platform, cross), run))
+    return plan
+
+
+def estimate(plan: Plan, history: dict[tuple[str, str], list[float]]) -> None:
+    """Expected seconds per step: the median of past runs of that platform by that method."""
+    for step in plan.steps:
+        past = history.get((step.platform, step.method))
+        step.expected_seconds = round(median(past), 1) if past else None

@@ -1,0 +1,113 @@
+"""The build planner: which node builds which platform, by which method."""
+
+from __future__ import annotations
+
+import pytest
+
+from builds.planner import NodeInfo, Plan, PlanError, cross_compiles, estimate, make_plan
+from builds.refs import InvalidValue
+
+AMD = NodeInfo(1, "amd", native=("linux/amd64",), emulated=("linux/arm64", "linux/arm/v7"))
+AMD2 = NodeInfo(2, "amd2", native=("linux/amd64",), emulated=("linux/arm64", "linux/arm/v7"))
+ARM = NodeInfo(3, "arm", native=("linux/arm64", "linux/arm/v7"), emulated=())
+THREE = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+CROSS = "FROM --platform=$BUILDPLATFORM golang:1.19 AS build\nRUN go build\nFROM alpine\n"
+NAIVE = "FROM golang:1.19\nRUN go build\n"
+
+
+def layout(plan: Plan) -> list[tuple[str, str, str, int]]:
+    return [(s.platform, s.node, s.method, s.run) for s in plan.steps]
+
+
+def test_emulate_puts_everything_in_one_run_on_one_node() -> None:
+    plan = make_plan("emulate", THREE, [AMD, ARM], NAIVE)
+    assert layout(plan) == [
+        ("linux/amd64", "amd", "native", 0),
+        ("linux/arm64", "amd", "emulated", 0),
+        ("linux/arm/v7", "amd", "emulated", 0),
+    ]
+    assert len(plan.runs) == 1
+
+
+def test_emulate_prefers_the_idle_node_and_names_what_is_missing() -> None:
+    busy = NodeInfo(1, "amd", AMD.native, AMD.emulated, running=1)
+    assert make_plan("emulate", THREE, [busy, AMD2]).steps[0].node == "amd2"
+    with pytest.raises(PlanError, match="no single node can build all"):
+        make_plan("emulate", THREE, [ARM, NodeInfo(4, "x86", ("linux/amd64",), ())])
+
+
+def test_native_gives_each_platform_its_own_run_on_a_native_node() -> None:
+    plan = make_plan("native", THREE, [AMD, ARM], NAIVE)
+    assert layout(plan) == [
+        ("linux/amd64", "amd", "native", 0),
+        ("linux/arm64", "arm", "native", 1),
+        ("linux/arm/v7", "arm", "native", 2),
+    ]
+
+
+def test_native_spreads_emulated_platforms_over_equal_nodes() -> None:
+    plan = make_plan("native", THREE, [AMD, AMD2], NAIVE)
+    nodes = [s.node for s in plan.steps]
+    assert set(nodes) == {"amd", "amd2"}, "both nodes work in parallel"
+    assert [s.method for s in plan.steps] == ["native", "emulated", "emulated"]
+    assert len(plan.runs) == 3
+
+
+def test_auto_uses_cross_compiling_stages_and_groups_runs_per_node() -> None:
+    plan = make_plan("auto", THREE, [AMD, AMD2], CROSS)
+    assert [s.method for s in plan.steps] == ["native", "cross", "cross"]
+    assert len(plan.runs) == 2 and {s.node for s in plan.steps} == {"amd", "amd2"}
+    naive = make_plan("auto", THREE, [AMD], NAIVE)
+    assert [s.method for s in naive.steps] == ["native", "emulated", "emulated"]
+    assert len(naive.runs) == 1
+    with_arm = make_plan("auto", THREE, [AMD, ARM], CROSS)
+    assert [(s.node, s.method) for s in with_arm.steps] == [
+        ("amd", "native"),
+        ("arm", "native"),
+        ("arm", "native"),
+    ]
+
+
+def test_full_and_unable_nodes() -> None:
+    full = NodeInfo(1, "amd", AMD.native, AMD.emulated, running=2, max_builds=2)
+    with pytest.raises(PlanError) as caught:
+        make_plan("auto", THREE, [full])
+    assert caught.value.busy and "build limit" in str(caught.value)
+    with pytest.raises(PlanError) as caught:
+        make_plan("native", ["linux/s390x"], [AMD])
+    assert not caught.value.busy and "install its emulator" in str(caught.value)
+    with pytest.raises(PlanError, match="no healthy, enabled builder node"):
+        make_plan("auto", THREE, [])
+
+
+def test_expected_time_is_the_slowest_run_of_past_medians() -> None:
+    plan = make_plan("native", THREE, [AMD, ARM])
+    estimate(plan, {("linux/amd64", "native"): [10.0, 12.0, 30.0]})
+    assert plan.expected_seconds is None, "unknown while a platform has no history"
+    estimate(
+        plan,
+        {
+            ("linux/amd64", "native"): [10.0, 12.0, 30.0],
+            ("linux/arm64", "native"): [20.0],
+            ("linux/arm/v7", "native"): [5.0, 7.0],
+        },
+    )
+    assert [s.expected_seconds for s in plan.steps] == [12.0, 20.0, 6.0]
+    assert plan.expected_seconds == 20.0
+    assert Plan.from_json(plan.to_json()).steps == plan.steps
+
+
+def test_cross_compile_detection() -> None:
+    assert cross_compiles(CROSS)
+    assert cross_compiles("FROM --platform=${BUILDPLATFORM} node:18 AS web\n")
+    assert not cross_compiles(NAIVE)
+    assert not cross_compiles("FROM --platform=linux/amd64 golang\n")
+
+
+def test_strategy_grammar() -> None:
+    from builds.planner import validate_strategy
+
+    assert validate_strategy(None) == "auto"
+    assert validate_strategy("native") == "native"
+    with pytest.raises(InvalidValue, match="expected one of auto, emulate, native"):
+        validate_strategy("--fast")
