@@ -118,7 +118,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
             {
                 "build": build,
                 "status": status,
-                "platforms": build.platform_states.all(),
+                "platforms": build.platform_states.select_related("node"),
                 "manifest": build.manifests.order_by("pk").first(),
             },
         )

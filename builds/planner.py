@@ -15,6 +15,7 @@ choice it makes is unit-tested without an engine.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
@@ -183,3 +184,51 @@ def estimate(plan: Plan, history: dict[tuple[str, str], list[float]]) -> None:
     for step in plan.steps:
         past = history.get((step.platform, step.method))
         step.expected_seconds = round(median(past), 1) if past else None
+
+
+def staging_tag(build_pk: int, platforms: list[str]) -> str:
+    """Where one run of a merged build pushes (the docker driver cannot push by digest)."""
+    slug = "_".join(p.replace("/", "-") for p in platforms)
+    return f"crossport-build-{build_pk}-{slug}"[:128]
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    endpoint: str
+    tls: bool
+
+
+def equivalent_cli(
+    plan: Plan, image: str, tags: list[str], nodes: dict[str, NodeAddress], build_pk: int
+) -> list[str]:
+    """The commands a person would type to do what this plan does (the article's commands)."""
+    commands: list[str] = []
+    emulated = sorted({s.platform for s in plan.steps if s.method != "native"})
+    if emulated:
+        names = sorted({p.split("/")[1] for p in emulated})
+        commands.append(
+            "# once per node, if its emulators are missing:\n"
+            f"docker run --privileged --rm tonistiigi/binfmt --install {','.join(names)}"
+        )
+    runs = plan.runs
+    first = f"{image}:{tags[0]}" if tags else image
+    pushed = []
+    for steps in runs:
+        node = nodes.get(steps[0].node, NodeAddress("", False))
+        platforms = [s.platform for s in steps]
+        target = first if len(runs) == 1 else f"{image}:{staging_tag(build_pk, platforms)}"
+        pushed.append(target)
+        env = f"DOCKER_HOST={shlex.quote(node.endpoint)} " if node.endpoint else ""
+        if node.tls:
+            env += f"DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=~/.docker/{steps[0].node} "
+        argv = ["docker", "buildx", "build", f"--platform={','.join(platforms)}"]
+        commands.append(env + shlex.join([*argv, f"--tag={target}", "--push", "."]))
+    if len(runs) > 1:
+        commands.append(
+            shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={first}", *pushed])
+        )
+    for tag in tags[1:]:
+        commands.append(
+            shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={image}:{tag}", first])
+        )
+    return commands

@@ -34,7 +34,7 @@ from builds import buildx, events, gitsource, registry, services, tagging
 from builds.endpoints import cert_dir
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, check_node, plan_build
-from builds.planner import Plan, PlanError, Step
+from builds.planner import Plan, PlanError, Step, staging_tag
 from builds.proc import ProcessStopped
 from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
@@ -715,12 +715,6 @@ class BuildRun:
             )
         finally:
             shutil.rmtree(workspace, ignore_errors=True)
-
-
-def staging_tag(build_pk: int, platforms: list[str]) -> str:
-    """Where one run of a merged build pushes (the docker driver cannot push by digest)."""
-    slug = "_".join(p.replace("/", "-") for p in platforms)
-    return f"crossport-build-{build_pk}-{slug}"[:128]
 
 
 @dataclass

@@ -20,6 +20,8 @@ from django_htmx.middleware import HtmxDetails
 import lang_plugins
 from builds import ledger, lint, registry, services
 from builds.gitsource import SourceError
+from builds.models import Build, BuilderNode
+from builds.planner import NodeAddress, Plan, equivalent_cli
 from builds.refs import InvalidValue, parse_reference
 from portal import teams as services_team
 from portal.access import (
@@ -186,7 +188,13 @@ def project_build(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
     tags = request.POST.get("tags", "").split() or None
     try:
-        build = services.queue_build(project, request.user, request.POST.get("ref") or None, tags)
+        build = services.queue_build(
+            project,
+            request.user,
+            request.POST.get("ref") or None,
+            tags,
+            request.POST.get("strategy") or None,
+        )
     except InvalidValue as exc:
         messages.error(request, str(exc))
         return redirect(project)
@@ -239,10 +247,19 @@ def build_detail(request: Request, pk: int) -> HttpResponse:
             "project": build.project,
             "lines": lines,
             "last_seq": lines[-1].seq if lines else 0,
-            "platforms": build.platform_states.all(),
+            "platforms": build.platform_states.select_related("node"),
             "manifest": build.manifests.order_by("pk").first(),
+            "cli": _equivalent_cli(build),
         },
     )
+
+
+def _equivalent_cli(build: Build) -> list[str]:
+    if not build.plan.get("steps"):
+        return []
+    nodes = {n.name: NodeAddress(n.endpoint, bool(n.tls_sealed)) for n in BuilderNode.objects.all()}
+    plan = Plan.from_json(build.plan)
+    return equivalent_cli(plan, build.project.image, build.tags, nodes, build.pk)
 
 
 @login_required

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
+from builds.planner import staging_tag
 from builds.services import queue_build
-from builds.worker import claim_next, staging_tag, work_once
+from builds.worker import claim_next, work_once
 from fakes import INDEX_DIGEST, FakeBackend, run_digest
 
 

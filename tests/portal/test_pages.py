@@ -139,3 +139,39 @@ def test_portal_user_command_prints_a_working_token(db: Any, monkeypatch: Any) -
     call_command("portal_user", "dave", "--team", "gamma", stdout=out)
     assert Membership.objects.get(user=user).role == "member"
     assert ApiToken.authenticate(out.getvalue().strip().splitlines()[-1]) == user
+
+
+def test_build_page_shows_the_plan_timeline_and_the_cli(project: Project, alice: Any) -> None:
+    from builds.models import BuilderNode, BuildPlatform
+
+    second = BuilderNode.objects.create(
+        name="second",
+        endpoint="tcp://127.0.0.1:9",
+        tls_sealed="x",  # marks a TLS node; the page never opens it
+        reachable=True,
+        native_platforms=["linux/amd64"],
+        emulated_platforms=["linux/arm64", "linux/arm/v7"],
+    )
+    client = login(alice)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert 'name="strategy"' in page and 'value="native"' in page
+    response = client.post(f"/projects/{project.pk}/builds", {"strategy": "fastest"})
+    assert not Build.objects.exists(), "an unknown strategy queues nothing"
+    assert "expected one of auto, emulate, native" in client.get(response.url).content.decode()
+    client.post(f"/projects/{project.pk}/builds", {"strategy": "native"})
+    build = Build.objects.get()
+    page = client.get(f"/builds/{build.pk}/").content.decode()
+    assert "preview: the worker plans again" in page
+    assert page.count("<tr data-platform=") == 3 and "no history" in page
+    assert "DOCKER_HOST=tcp://127.0.0.1:9 DOCKER_TLS_VERIFY=1" in page
+    assert f"crossport-build-{build.pk}-linux-arm64" in page
+    assert "docker buildx imagetools create --tag=localhost:5000/alpha/hello:latest" in page
+    assert "tonistiigi/binfmt --install arm,arm64" in page
+    BuildPlatform.objects.filter(build=build, platform="linux/arm64").update(
+        state="failed",
+        reason="on node second: connection reset",
+        node_id=second.pk,
+        method="emulated",
+    )
+    page = client.get(f"/builds/{build.pk}/").content.decode()
+    assert "on second (emulated)" in page and "on node second: connection reset" in page
