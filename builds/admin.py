@@ -1,34 +1,110 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from builds.models import Build, BuilderNode, ManifestRecord
-from builds.nodes import check_node
+from builds import builders
+from builds.forms import NodeForm
+from builds.models import Build, BuilderNode, BuildxBuilder, ManifestRecord
+from builds.nodes import BINFMT_NAMES, binfmt_image, check_node, install_emulators
+from builds.refs import InvalidValue
 
 
 @admin.register(BuilderNode)
 class BuilderNodeAdmin(admin.ModelAdmin):
+    """Nodes: endpoint and TLS checked before anything connects (NodeForm), health at a glance,
+    check now, drain, and install emulators (showing the exact command and its output)."""
+
+    form = NodeForm
     list_display = [
         "name",
         "endpoint",
         "enabled",
         "reachable",
+        "max_builds",
+        "running",
         "engine_version",
         "buildkit_version",
         "native_platforms",
         "emulated_platforms",
+        "free_disk",
         "last_checked_at",
+        "last_error",
     ]
     readonly_fields = [
+        "tls_state",
         "reachable",
         "engine_version",
         "buildkit_version",
         "native_platforms",
         "emulated_platforms",
+        "wanted_emulators",
+        "free_disk",
         "last_checked_at",
         "last_error",
+        "emulator_link",
     ]
-    actions = ["check_health"]
+    fieldsets = [
+        (None, {"fields": ["name", "endpoint", "enabled", "max_builds"]}),
+        (
+            "Mutual TLS (tcp:// off loopback)",
+            {"fields": ["tls_state", "tls_ca", "tls_cert", "tls_key", "clear_tls"]},
+        ),
+        ("Emulators", {"fields": ["repair_emulators", "wanted_emulators", "emulator_link"]}),
+        (
+            "Health",
+            {
+                "fields": [
+                    "reachable",
+                    "engine_version",
+                    "buildkit_version",
+                    "native_platforms",
+                    "emulated_platforms",
+                    "free_disk",
+                    "last_checked_at",
+                    "last_error",
+                ]
+            },
+        ),
+    ]
+    actions = ["check_health", "drain", "undrain"]
+
+    @admin.display(description="TLS")
+    def tls_state(self, node: BuilderNode) -> str:
+        if not node.tls_sealed:
+            return "none"
+        return f"saved; client certificate valid until {node.tls_expires_at:%Y-%m-%d %H:%M} UTC"
+
+    @admin.display(description="running builds")
+    def running(self, node: BuilderNode) -> int:
+        return node.running_builds()
+
+    @admin.display(description="free disk")
+    def free_disk(self, node: BuilderNode) -> str:
+        if node.free_disk_bytes is None:
+            return "unknown"
+        return f"{node.free_disk_bytes / 2**30:.1f} GiB"
+
+    @admin.display(description="install")
+    def emulator_link(self, node: BuilderNode) -> str:
+        if node.pk is None:
+            return ""
+        url = reverse("admin:builds_buildernode_emulators", args=[node.pk])
+        return format_html('<a href="{}">Install emulators…</a>', url)
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        check_node(obj)  # the input was valid: now connect, and show what the node says
+        if obj.reachable:
+            self.message_user(request, f"{obj.name}: reachable, {obj.engine_version}")
+        else:
+            self.message_user(request, f"{obj.name}: {obj.last_error}", messages.WARNING)
 
     @admin.action(description="Check health now")
     def check_health(self, request, queryset):  # type: ignore[no-untyped-def]
@@ -38,6 +114,152 @@ class BuilderNodeAdmin(admin.ModelAdmin):
             self.message_user(
                 request, f"{node.name}: {'reachable' if node.reachable else node.last_error}", level
             )
+
+    @admin.action(description="Drain (running builds finish, no new work)")
+    def drain(self, request, queryset):  # type: ignore[no-untyped-def]
+        self.message_user(request, f"drained {queryset.update(enabled=False)} node(s)")
+
+    @admin.action(description="Take back into rotation")
+    def undrain(self, request, queryset):  # type: ignore[no-untyped-def]
+        self.message_user(request, f"enabled {queryset.update(enabled=True)} node(s)")
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        own = [
+            path(
+                "<int:pk>/emulators/",
+                self.admin_site.admin_view(self.emulators_view),
+                name="builds_buildernode_emulators",
+            )
+        ]
+        return own + super().get_urls()
+
+    def emulators_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        node = get_object_or_404(BuilderNode, pk=pk)
+        result, error = None, ""
+        if request.method == "POST":
+            try:
+                result = install_emulators(node, request.POST.getlist("platforms"))
+            except InvalidValue as exc:
+                error = str(exc)
+            node.refresh_from_db()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Install emulators on {node.name}",
+            "node": node,
+            "choices": [p for p in BINFMT_NAMES if p != "linux/arm/v5"],
+            "result": result,
+            "error": error,
+            "image": binfmt_image(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/builds/buildernode/emulators.html", context)
+
+
+class BuilderCreateForm(forms.ModelForm):
+    class Meta:
+        model = BuildxBuilder
+        fields = ["name", "nodes"]
+
+    def clean_name(self) -> str:
+        try:
+            return builders.validate_name(self.cleaned_data["name"])
+        except InvalidValue as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+@admin.register(BuildxBuilder)
+class BuildxBuilderAdmin(admin.ModelAdmin):
+    """Named buildx builders: create from nodes, append or remove a node, bootstrap, inspect,
+    remove, each showing the command it ran and its output (templates/admin/.../manage.html)."""
+
+    form = BuilderCreateForm
+    list_display = ["name", "node_names", "created_at", "manage_link"]
+
+    @admin.display(description="nodes")
+    def node_names(self, builder: BuildxBuilder) -> str:
+        return ", ".join(n.name for n in builder.nodes.all())
+
+    @admin.display(description="")
+    def manage_link(self, builder: BuildxBuilder) -> str:
+        url = reverse("admin:builds_buildxbuilder_manage", args=[builder.pk])
+        return format_html('<a href="{}">Manage…</a>', url)
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False  # changes go through the manage page, which runs buildx
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        results = builders.create(obj.name, list(form.cleaned_data["nodes"]))
+        request.session["builder_results"] = [r.__dict__ for r in results]
+        if any(r.code for r in results):
+            self.message_user(request, f"{obj.name}: buildx refused; see below", messages.ERROR)
+
+    def save_related(self, request, form, formsets, change):  # type: ignore[no-untyped-def]
+        pass  # builders.create set the nodes
+
+    def response_add(self, request, obj, post_url_continue=None):  # type: ignore[no-untyped-def]
+        builder = BuildxBuilder.objects.filter(name=obj.name).first()
+        if builder is None:
+            return TemplateResponse(
+                request,
+                "admin/builds/buildxbuilder/manage.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Creating {obj.name} failed",
+                    "results": request.session.pop("builder_results", []),
+                    "opts": self.model._meta,
+                },
+            )
+        return redirect("admin:builds_buildxbuilder_manage", builder.pk)
+
+    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+        builders.remove(obj)
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        own = [
+            path(
+                "<int:pk>/manage/",
+                self.admin_site.admin_view(self.manage_view),
+                name="builds_buildxbuilder_manage",
+            )
+        ]
+        return own + super().get_urls()
+
+    def manage_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        builder = get_object_or_404(BuildxBuilder, pk=pk)
+        results = request.session.pop("builder_results", [])
+        if request.method == "POST":
+            action = request.POST.get("action")
+            node = BuilderNode.objects.filter(pk=request.POST.get("node") or 0).first()
+            if action == "bootstrap":
+                done = builders.bootstrap(builder)
+            elif action == "inspect":
+                done = builders.inspect(builder)
+            elif action == "append" and node is not None:
+                done = builders.append(builder, node)
+            elif action == "leave" and node is not None:
+                done = builders.leave(builder, node)
+            elif action == "remove":
+                done = builders.remove(builder)
+                if not BuildxBuilder.objects.filter(pk=pk).exists():
+                    self.message_user(request, f"removed builder {builder.name}")
+                    return redirect("admin:builds_buildxbuilder_changelist")
+            else:
+                raise PermissionDenied
+            results = [r.__dict__ for r in done]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Builder {builder.name}",
+            "builder": builder,
+            "members": builder.nodes.all(),
+            "others": BuilderNode.objects.exclude(pk__in=builder.nodes.values("pk")),
+            "results": results,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/builds/buildxbuilder/manage.html", context)
 
 
 @admin.register(Build)

@@ -31,6 +31,8 @@ class BuildSpec:
     metadata_file: Path
     docker_host: str = ""
     cert_path: Path | None = None  # DOCKER_CERT_PATH for a node with mutual TLS
+    builder: str = ""  # a named buildx builder (then docker_config holds it, no docker_host)
+    docker_config: str = ""
     network: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -47,6 +49,8 @@ class BuildSpec:
             f"--file={self.dockerfile}",
             f"--metadata-file={self.metadata_file}",
         ]
+        if self.builder:
+            argv.append(f"--builder={self.builder}")
         if self.network:
             argv.append(f"--network={self.network}")
         if self.no_cache:
@@ -63,7 +67,9 @@ class BuildSpec:
             "HOME": os.environ.get("HOME", "/root"),
             "LC_ALL": "C.UTF-8",
         }
-        if "DOCKER_CONFIG" in os.environ:
+        if self.docker_config:
+            env["DOCKER_CONFIG"] = self.docker_config
+        elif "DOCKER_CONFIG" in os.environ:
             env["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host

@@ -105,6 +105,20 @@ class BuilderNode(models.Model):
         }
 
 
+class BuildxBuilder(models.Model):
+    """A named multi-node buildx builder (docker-container driver), made by builds.builders."""
+
+    name = models.CharField(max_length=63, unique=True)
+    nodes = models.ManyToManyField(BuilderNode, related_name="buildx_builders", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Build(models.Model):
     class State(models.TextChoices):
         QUEUED = "queued"

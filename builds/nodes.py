@@ -22,8 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from builds.endpoints import cert_dir, parse_endpoint
-from builds.models import Build, BuilderNode, BuildPlatform
-from builds.planner import NodeInfo, Plan, estimate, make_plan
+from builds.models import Build, BuilderNode, BuildPlatform, BuildxBuilder
+from builds.planner import NodeInfo, Plan, PlanError, builder_name, estimate, make_plan
 from builds.refs import InvalidValue, normalize_platform
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,14 @@ def candidate_nodes(build: Build) -> list[NodeInfo]:
 
 def plan_build(build: Build, dockerfile: str) -> Plan:
     """The plan for a build with the nodes as they are now, with expected times from history."""
-    plan = make_plan(build.strategy, list(build.platforms), candidate_nodes(build), dockerfile)
+    nodes = candidate_nodes(build)
+    if (name := builder_name(build.strategy)) is not None:
+        builder = BuildxBuilder.objects.filter(name=name).first()
+        if builder is None:
+            raise PlanError(f"no buildx builder named {name}")
+        members = set(builder.nodes.values_list("pk", flat=True))
+        nodes = [n for n in nodes if n.pk in members]
+    plan = make_plan(build.strategy, list(build.platforms), nodes, dockerfile)
     history: dict[tuple[str, str], list[float]] = {}
     past = (
         BuildPlatform.objects.filter(
@@ -248,9 +255,10 @@ def check_node(node: BuilderNode, repair: bool = True) -> BuilderNode:
         missing = node.missing_emulators
         if missing and repair and node.repair_emulators:
             log.warning("node %s lost emulators %s; reinstalling", node.name, missing)
-            result = install_emulators(node, missing)
+            result = install_emulators(node, missing)  # re-checks and saves
             if result.code != 0:
                 node.last_error = f"reinstalling emulators failed: {result.output[-500:]}"
+                node.save(update_fields=["last_error"])
             return node
         if missing:
             node.last_error = f"emulators missing (lost on reboot?): {', '.join(missing)}"

@@ -36,14 +36,24 @@ class PlanError(Exception):
         self.busy = busy
 
 
+BUILDER_STRATEGY = re.compile(r"builder:([a-z0-9][a-z0-9_-]{0,62})")
+
+
 def validate_strategy(value: object) -> str:
     from builds.refs import InvalidValue
 
     if value is None or value == "":
         return "auto"
-    if not isinstance(value, str) or value not in STRATEGIES:
-        raise InvalidValue("strategy", value, f"expected one of {', '.join(STRATEGIES)}")
-    return value
+    if isinstance(value, str) and (value in STRATEGIES or BUILDER_STRATEGY.fullmatch(value)):
+        return value
+    raise InvalidValue(
+        "strategy", value, f"expected one of {', '.join(STRATEGIES)} or builder:<name>"
+    )
+
+
+def builder_name(strategy: str) -> str | None:
+    match = BUILDER_STRATEGY.fullmatch(strategy)
+    return match.group(1) if match else None
 
 
 def cross_compiles(dockerfile: str) -> bool:
@@ -138,6 +148,15 @@ def make_plan(
     """Assign each platform to a node. `nodes` are the healthy, enabled ones."""
     plan = Plan(strategy=strategy)
     room = [n for n in nodes if n.has_room]
+    if (name := builder_name(strategy)) is not None:
+        # A named buildx builder spreads platforms over its own nodes; one run through it.
+        if not room:
+            raise PlanError(
+                f"builder {name}: its nodes are unhealthy or at their limit", busy=bool(nodes)
+            )
+        node = min(room, key=lambda n: (n.running, n.name))
+        plan.steps = [Step(p, f"builder {name}", node.pk, "builder", 0) for p in platforms]
+        return plan
     used: dict[int, int] = {}
 
     def method(node: NodeInfo, platform: str, cross: bool) -> str:

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 import lang_plugins
 from builds import gitsource, lint, tagging
-from builds.models import Build, BuildPlatform
+from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
-from builds.planner import PlanError, validate_strategy
+from builds.planner import PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
@@ -97,6 +97,9 @@ def queue_build(
     claims it plans again (nodes change) and that plan is the one that runs.
     """
     strategy = validate_strategy(strategy)
+    name = builder_name(strategy)
+    if name is not None and not BuildxBuilder.objects.filter(name=name).exists():
+        raise InvalidValue("strategy", strategy, f"no buildx builder named {name}")
     ref = validate_git_ref(ref) if ref else project.ref
     if not image_allowed(project.image, project.team.image_prefix):
         # The prefix may have changed (or the image edited in the admin) since registration.

@@ -30,11 +30,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 import lang_plugins
-from builds import buildx, events, gitsource, registry, services, tagging
+from builds import builders, buildx, events, gitsource, registry, services, tagging
 from builds.endpoints import cert_dir
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, check_node, plan_build
-from builds.planner import Plan, PlanError, Step, staging_tag
+from builds.planner import Plan, PlanError, Step, builder_name, staging_tag
 from builds.proc import ProcessStopped
 from builds.progress import LogLine as RawLine
 from builds.progress import PlatformProgress, ProgressTracker, StepUpdate
@@ -416,16 +416,19 @@ class BuildRun:
             node = self.nodes[steps[0].node_id]
             platforms = [s.platform for s in steps]
             tag = self.build.tags[0] if len(runs) == 1 else staging_tag(self.build.pk, platforms)
+            builder = builder_name(self.plan.strategy) or ""
             specs.append(
                 buildx.BuildSpec(
+                    builder=builder,
+                    docker_config=str(builders.config_dir()) if builder else "",
                     context=src,
                     dockerfile=dockerfile,
                     platforms=platforms,
                     # One tag per push: the others are added afterwards (registry.tag_manifest).
                     tags=[f"{project.image}:{tag}"],
                     metadata_file=workspace / f"metadata-{index}.json",
-                    docker_host=node.endpoint,
-                    cert_path=certs.get(node.pk),
+                    docker_host="" if builder else node.endpoint,
+                    cert_path=None if builder else certs.get(node.pk),
                     network=settings.PORTAL_BUILD_NETWORK,
                     # The same OCI facts on every image config and on the index itself.
                     labels=self.oci_annotations(),

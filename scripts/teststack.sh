@@ -667,6 +667,7 @@ export PORTAL_BUILD_NETWORK=host
 export PORTAL_TEST_REGISTRY=localhost:5000
 export PORTAL_TEST_PYPI=http://127.0.0.1:3141/simple/
 export PORTAL_CHROMIUM=/usr/bin/chromium
+export PORTAL_BINFMT_IMAGE=$MIRROR/binfmt:latest
 EOF
 }
 

@@ -141,3 +141,29 @@ def test_teams_with_fewer_running_builds_go_first(project: Any, alice: Any, beta
     first, second = claim_next("w"), claim_next("w")
     assert first is not None and second is not None
     assert first.project == a1 and second.project == b1, "beta is not starved behind alpha"
+
+
+def test_a_named_builder_gets_one_run_through_it(
+    project: Any, alice: Any, settings: Any, tmp_path: Any
+) -> None:
+    import pytest
+
+    from builds.models import BuildxBuilder
+    from builds.refs import InvalidValue
+
+    settings.DATA_DIR = tmp_path
+    with pytest.raises(InvalidValue, match="no buildx builder named fleet"):
+        queue_build(project, alice, strategy="builder:fleet")
+    with pytest.raises(InvalidValue, match="or builder:<name>"):
+        queue_build(project, alice, strategy="builder:-x")
+    assert not Build.objects.exists()
+    BuildxBuilder.objects.create(name="fleet").nodes.set(BuilderNode.objects.all())
+    build = queue_build(project, alice, strategy="builder:fleet")
+    backend = FakeBackend()
+    work_once("w1", backend)
+    build.refresh_from_db()
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    [spec] = backend.specs
+    assert "--builder=fleet" in spec.argv() and spec.docker_host == ""
+    assert spec.env()["DOCKER_CONFIG"] == str(tmp_path / "docker")
+    assert {s["method"] for s in build.plan["steps"]} == {"builder"}
