@@ -129,11 +129,13 @@ def run(
     on_output: Callable[[int, bytes], None],
     should_stop: Callable[[], bool],
     grace: float,
+    on_exit: Callable[[int, int], None] | None = None,
 ) -> list[int]:
     """Run one buildx per spec at once, to the end; returns their exit codes in order.
 
     One thread reads them all (select over their pipes) and calls `on_output(index, chunk)`;
-    `should_stop` is asked every tick. When one fails, the others are interrupted: the build
+    `should_stop` is asked every tick, `on_exit(index, code)` told as each one ends. When one
+    fails, the others are interrupted: the build
     has failed, and nothing of it keeps running.
     """
     processes = [BuildxProcess(s.argv(), s.env(), cwd=s.context) for s in specs]
@@ -149,8 +151,10 @@ def run(
                     on_output(index, chunk)
                     continue
                 del pipes[fd]
-                codes[index] = processes[index].wait()
-                if codes[index] != 0:
+                codes[index] = code = processes[index].wait()
+                if on_exit is not None:
+                    on_exit(index, code)
+                if code != 0:
                     for other in processes:
                         if other.proc.poll() is None:
                             other.interrupt()

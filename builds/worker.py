@@ -65,6 +65,7 @@ class Backend(Protocol):
         on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
+        on_exit: Callable[[int, int], None] | None = None,
     ) -> list[int]: ...
 
     def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary: ...
@@ -90,8 +91,9 @@ class DockerBackend:
         on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
+        on_exit: Callable[[int, int], None] | None = None,
     ) -> list[int]:
-        return buildx.run(specs, on_output, should_stop, grace)
+        return buildx.run(specs, on_output, should_stop, grace, on_exit)
 
     def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary:
         return registry.read_index(ref, digest, tick=tick)
@@ -501,6 +503,7 @@ class BuildRun:
             lambda n, chunk: self.on_output(which[n], chunk),
             self.heartbeat,
             float(settings.PORTAL_CANCEL_GRACE_SECONDS),
+            lambda n, _code: self.run_ended(which[n]),
         )
         for index, code in zip(which, codes, strict=True):
             stream = self.streams[index]
@@ -512,10 +515,9 @@ class BuildRun:
                     if isinstance(e, RawLine)
                 ]
             )
-            now = timezone.now()
             for step in stream.steps:
                 row = self.platforms[step.platform]
-                row.finished_at = now
+                row.finished_at = row.finished_at or timezone.now()
                 if code != 0:
                     errors = stream.tracker.errors
                     row.reason = f"on node {step.node}: " + (
@@ -524,6 +526,15 @@ class BuildRun:
                     row.state = BuildPlatform.State.FAILED
                 row.save(update_fields=["finished_at", "reason", "state"])
         return codes
+
+    def run_ended(self, index: int) -> None:
+        """The timeline: each run's platforms end when that run's buildx does."""
+        now = timezone.now()
+        for step in self.streams[index].steps:
+            self.platforms[step.platform].finished_at = now
+        BuildPlatform.objects.filter(
+            pk__in=[self.platforms[s.platform].pk for s in self.streams[index].steps]
+        ).update(finished_at=now)
 
     def _registry_hiccup(self, index: int, since: int) -> bool:
         """Whether a run's last attempt (errors after index `since`) failed on a registry 5xx."""

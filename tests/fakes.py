@@ -74,6 +74,7 @@ class FakeBackend:
         on_output: Callable[[int, bytes], None],
         should_stop: Callable[[], bool],
         grace: float,
+        on_exit: Callable[[int, int], None] | None = None,
     ) -> list[int]:
         """Replays the recorded stream as run 0; further runs (a merged plan) just succeed."""
         self.specs = specs
@@ -89,6 +90,9 @@ class FakeBackend:
                 on_output(0, b"ERROR: failed to solve: context canceled\n")
                 return [1] * len(specs)
         codes = [self.exit_code] * len(specs)
+        for index, code in enumerate(codes):
+            if on_exit is not None:
+                on_exit(index, code)
         for index, other in enumerate(specs):
             if codes[index] == 0:
                 digest = INDEX_DIGEST if len(specs) == 1 else run_digest(index)

@@ -28,8 +28,10 @@ class Moved(FakeBackend):
         summary.platforms = dict(OTHER)
         return summary
 
-    def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
-        codes = super().build(specs, on_output, should_stop, grace)
+    def build(
+        self, specs: Any, on_output: Any, should_stop: Any, grace: float, *extra: Any
+    ) -> list[int]:
+        codes = super().build(specs, on_output, should_stop, grace, *extra)
         specs[0].metadata_file.write_text('{"containerimage.digest": "sha256:' + "cd" * 32 + '"}')
         return codes
 

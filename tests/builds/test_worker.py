@@ -238,8 +238,10 @@ def test_cancel_during_checkout_stops_before_buildx(queued_build: Build) -> None
 
 def test_a_cancel_after_the_push_still_records_it(queued_build: Build) -> None:
     class LateCancel(FakeBackend):
-        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
-            codes = super().build(specs, on_output, lambda: False, grace)
+        def build(
+            self, specs: Any, on_output: Any, should_stop: Any, grace: float, *extra: Any
+        ) -> list[int]:
+            codes = super().build(specs, on_output, lambda: False, grace, *extra)
             Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
             return codes
 
@@ -258,12 +260,14 @@ def test_a_registry_500_during_the_push_is_retried_once(queued_build: Build) -> 
     class FlakyRegistry(FakeBackend):
         calls = 0
 
-        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
+        def build(
+            self, specs: Any, on_output: Any, should_stop: Any, grace: float, *extra: Any
+        ) -> list[int]:
             FlakyRegistry.calls += 1
             if FlakyRegistry.calls == 1:
                 on_output(0, hiccup)
                 return [1]
-            return super().build(specs, on_output, should_stop, grace)
+            return super().build(specs, on_output, should_stop, grace, *extra)
 
     work_once("w1", FlakyRegistry())
     build = Build.objects.get(pk=queued_build.pk)
@@ -276,7 +280,9 @@ def test_a_real_build_error_is_not_retried(queued_build: Build) -> None:
     class Broken(FakeBackend):
         calls = 0
 
-        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
+        def build(
+            self, specs: Any, on_output: Any, should_stop: Any, grace: float, *extra: Any
+        ) -> list[int]:
             Broken.calls += 1
             on_output(
                 0, b"ERROR: failed to solve: process did not complete successfully: exit code: 2\n"

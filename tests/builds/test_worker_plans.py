@@ -56,8 +56,10 @@ def test_a_failed_run_fails_its_platform_with_the_reason(project: Any, alice: An
     second_node()
 
     class SecondNodeDies(FakeBackend):
-        def build(self, specs: Any, on_output: Any, should_stop: Any, grace: float) -> list[int]:
-            codes = super().build(specs, on_output, should_stop, grace)
+        def build(
+            self, specs: Any, on_output: Any, should_stop: Any, grace: float, *extra: Any
+        ) -> list[int]:
+            codes = super().build(specs, on_output, should_stop, grace, *extra)
             dead = [i for i, s in enumerate(specs) if s.docker_host.endswith(":9")]
             for i in dead:
                 on_output(i, b"ERROR: failed to solve: connection reset by peer\n")
