@@ -233,7 +233,11 @@ def _probe(node: BuilderNode, certs: Path | None) -> None:
     node.native_platforms = [p for p in targets if p.split("/")[1] == family] or [native]
     node.free_disk_bytes = None
     if _local(node):
-        targets += [p for p in binfmt_platforms() if p not in targets]
+        # BuildKit probes emulators once, when the engine starts; the kernel knows now (a
+        # handler lost or installed since is seen at once).
+        targets = node.native_platforms + [
+            p for p in binfmt_platforms() if p not in node.native_platforms
+        ]
         root = str(info.get("DockerRootDir", ""))
         if root and Path(root).is_dir():
             node.free_disk_bytes = shutil.disk_usage(root).free
