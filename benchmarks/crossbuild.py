@@ -85,7 +85,9 @@ def timed_build(
         for _attempt in range(3):
             output: list[bytes] = []
             started = time.monotonic()
-            [code] = buildx.run([spec], lambda _, chunk: output.append(chunk), lambda: False, 10)
+            [code] = buildx.run(
+                [spec], lambda _, chunk, out=output: out.append(chunk), lambda: False, grace=10
+            )
             elapsed = time.monotonic() - started
             if code == 0 or not REGISTRY_5XX.search(
                 b"".join(output)[-4000:].decode(errors="replace")

@@ -135,8 +135,7 @@ def main() -> None:
     emulate, native = (statistics.median(times[s]) for s in ("emulate", "native"))
     OUT.mkdir(exist_ok=True)
     table = [
-        "| strategy | median of "
-        f"{args.repeat} (s) | runs (s) | last plan |",
+        f"| strategy | median of {args.repeat} (s) | runs (s) | last plan |",
         "|---|---|---|---|",
         *(
             f"| {s} | {statistics.median(t):.1f} | {', '.join(f'{x:.1f}' for x in t)} | "

@@ -71,6 +71,9 @@ class BuildSpec:
             env["DOCKER_CONFIG"] = self.docker_config
         elif "DOCKER_CONFIG" in os.environ:
             env["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # the operator's trust for registry TLS
+            if name in os.environ:
+                env[name] = os.environ[name]
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         if self.cert_path is not None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from builds.models import ManifestRecord
 from builds.refs import InvalidValue
@@ -16,6 +16,7 @@ from builds.refs import InvalidValue
 FILTERS = ("team", "project", "tag", "person", "since", "until")
 CSV_FIELDS = [
     "pushed_at",
+    "kind",
     "tag",
     "digest",
     "platforms",
@@ -28,6 +29,7 @@ CSV_FIELDS = [
     "builder_node",
     "project",
     "build",
+    "sources",
 ]
 
 
@@ -43,7 +45,7 @@ def filter_records(
 ) -> QuerySet[ManifestRecord]:
     """Narrow an access-checked queryset by team slug, project id, tag, person, date range."""
     if team := params.get("team"):
-        records = records.filter(project__team__slug=team)
+        records = records.filter(Q(team__slug=team) | Q(project__team__slug=team))
     if project := params.get("project"):
         if not (project.isascii() and project.isdecimal()):
             raise InvalidValue("project", project, "expected a project id")
@@ -76,6 +78,7 @@ def to_csv(records: QuerySet[ManifestRecord]) -> str:
                 key: _cell(value)
                 for key, value in {
                     "pushed_at": row["pushed_at"],
+                    "kind": row["kind"],
                     "tag": row["tag"],
                     "digest": row["digest"],
                     "platforms": json.dumps(row["platforms"], sort_keys=True),
@@ -86,8 +89,9 @@ def to_csv(records: QuerySet[ManifestRecord]) -> str:
                     "source_ref": row["source"]["ref"],
                     "source_commit": row["source"]["commit"],
                     "builder_node": row["builder_node"],
-                    "project": row["project"],
+                    "project": row["project"] or "",
                     "build": row["build"] or "",
+                    "sources": " ".join(s["reference"] for s in row["sources"]),
                 }.items()
             }
         )

@@ -303,10 +303,23 @@ class ManifestRecordQuerySet(models.QuerySet["ManifestRecord"]):
 class ManifestRecord(models.Model):
     """Append-only ledger of every pushed multi-platform index: what, when, who, from where."""
 
-    project = models.ForeignKey("portal.Project", models.PROTECT, related_name="manifests")
+    class Kind(models.TextChoices):
+        BUILD = "build"
+        MERGE = "merge"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.BUILD)
+    # Every record since merges exist names its team; older ones reach it through the project.
+    team = models.ForeignKey(
+        "portal.Team", models.PROTECT, null=True, blank=True, related_name="manifests"
+    )
+    project = models.ForeignKey(
+        "portal.Project", models.PROTECT, null=True, blank=True, related_name="manifests"
+    )
     build = models.ForeignKey(
         Build, models.PROTECT, null=True, blank=True, related_name="manifests"
     )
+    # A merge's inputs: [{"reference": ..., "digest": ..., "platforms": {platform: digest}}].
+    sources = models.JSONField(default=list, blank=True)
     reference = models.CharField(max_length=400, help_text="repository:tag as pushed")
     digest = models.CharField(max_length=100)
     media_type = models.CharField(max_length=100, blank=True)
@@ -344,8 +357,11 @@ class ManifestRecord(models.Model):
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.pk,
+            "kind": self.kind,
+            "team": self.team.slug if self.team_id and self.team else None,
             "project": self.project_id,
             "build": self.build_id,
+            "sources": self.sources,
             "tag": self.reference,
             "digest": self.digest,
             "media_type": self.media_type,
@@ -360,4 +376,49 @@ class ManifestRecord(models.Model):
             },
             "builder_node": self.builder_node,
             "previous_digest": self.previous_digest or None,
+        }
+
+
+class RegistryCredential(models.Model):
+    """A team's login for one registry host. The password (or token) is sealed at rest and
+    reaches the docker CLI only through a temporary DOCKER_CONFIG (builds.credentials)."""
+
+    team = models.ForeignKey("portal.Team", models.CASCADE, related_name="credentials")
+    registry = models.CharField(max_length=255, help_text="host[:port], e.g. registry.example.com")
+    username = models.CharField(max_length=255)
+    password_sealed = models.TextField(editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True)
+    last_test_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["team", "registry"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "registry"], name="one_login_per_registry")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.registry}"
+
+    @property
+    def password(self) -> str:
+        return unseal(self.password_sealed)
+
+    def set_password(self, password: str) -> None:
+        self.password_sealed = seal(password)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "team": self.team.slug,
+            "registry": self.registry,
+            "username": self.username,
+            "updated_at": self.updated_at.isoformat(),
+            "last_tested_at": self.last_tested_at.isoformat() if self.last_tested_at else None,
+            "last_test_ok": self.last_test_ok,
+            "last_test_message": self.last_test_message,
         }

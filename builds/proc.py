@@ -60,14 +60,23 @@ def run(
     timeout: float,
     cwd: Path | None = None,
     tick: Callable[[], bool] | None = None,
+    input: bytes | None = None,  # noqa: A002 (as in subprocess.run)
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group.
+    `input` is fed on stdin (from an unlinked temporary file: never in argv or env)."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryFile() as stdin,
+    ):
+        if input is not None:
+            stdin.write(input)
+            stdin.seek(0)
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin if input is not None else subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,

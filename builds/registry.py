@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,20 @@ class RegistryError(Exception):
     pass
 
 
+# The DOCKER_CONFIG folder (with a team's registry logins) for the build or merge running in
+# this thread; set with `using_config`.
+DOCKER_CONFIG: ContextVar[str] = ContextVar("DOCKER_CONFIG", default="")
+
+
+@contextmanager
+def using_config(folder: str) -> Iterator[None]:
+    token = DOCKER_CONFIG.set(folder)
+    try:
+        yield
+    finally:
+        DOCKER_CONFIG.reset(token)
+
+
 @dataclass
 class IndexSummary:
     digest: str
@@ -42,14 +58,19 @@ class IndexSummary:
     attestations: list[dict[str, str]] = field(default_factory=list)
 
 
-def _imagetools(*args: str, env: dict[str, str] | None = None, tick: Tick = None) -> bytes:
+def imagetools(*args: str, env: dict[str, str] | None = None, tick: Tick = None) -> bytes:
     cmd = [settings.PORTAL_DOCKER_CLI, "buildx", "imagetools", *args]
     base = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
     }
-    if "DOCKER_CONFIG" in os.environ:
+    if config := DOCKER_CONFIG.get():
+        base["DOCKER_CONFIG"] = config
+    elif "DOCKER_CONFIG" in os.environ:
         base["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # the operator's trust for registry TLS
+        if name in os.environ:
+            base[name] = os.environ[name]
     try:
         proc = run(cmd, env={**base, **(env or {})}, timeout=TIMEOUT, tick=tick)
     except ProcessTimeout as exc:
@@ -68,7 +89,7 @@ def fetch_manifest(
     """The raw bytes of a manifest or index, checked against its digest."""
     if not digest.startswith("sha256:"):
         raise RegistryError(f"not a sha256 digest: {digest}")
-    body = _imagetools("inspect", "--raw", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
+    body = imagetools("inspect", "--raw", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
     actual = "sha256:" + hashlib.sha256(body).hexdigest()
     if actual != digest:
         raise RegistryError(f"registry served {actual} for {digest}")
@@ -84,8 +105,8 @@ def tag_manifest(
     revision link ("invalid checksum digest format"); one push plus these copies does not.
     """
     target = f"{ref.repository}:{tag}"
-    _imagetools("create", f"--tag={target}", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
-    body = _imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
+    imagetools("create", f"--tag={target}", "--", f"{ref.repository}@{digest}", env=env, tick=tick)
+    body = imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
     served = "sha256:" + hashlib.sha256(body).hexdigest()
     if served != digest:
         raise RegistryError(f"{target} points to {served} after tagging, not {digest}")
@@ -106,8 +127,8 @@ def merge_index(
     target = f"{ref.repository}:{tag}"
     args = ["create", f"--tag={target}"]
     args += [f"--annotation=index:{k}={v}" for k, v in sorted(annotations.items())]
-    _imagetools(*args, "--", *(f"{ref.repository}@{d}" for d in sources), env=env, tick=tick)
-    body = _imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
+    imagetools(*args, "--", *(f"{ref.repository}@{d}" for d in sources), env=env, tick=tick)
+    body = imagetools("inspect", "--raw", "--", target, env=env, tick=tick)
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -116,7 +137,7 @@ def current_digest(
 ) -> str | None:
     """The digest the registry serves for a tag now, or None when the tag is gone."""
     try:
-        body = _imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
+        body = imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
     except RegistryError as exc:
         if "not found" in str(exc).lower():
             return None
@@ -128,7 +149,7 @@ def tag_exists(
     ref: ImageRef, tag: str, env: dict[str, str] | None = None, tick: Tick = None
 ) -> bool:
     try:
-        _imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
+        imagetools("inspect", "--raw", "--", f"{ref.repository}:{tag}", env=env, tick=tick)
     except RegistryError as exc:
         if "not found" in str(exc).lower():
             return False

@@ -30,7 +30,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 import lang_plugins
-from builds import builders, buildx, events, gitsource, registry, services, tagging
+from builds import builders, buildx, credentials, events, gitsource, registry, services, tagging
 from builds.endpoints import cert_dir
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, check_node, plan_build
@@ -50,6 +50,7 @@ NODE_CHECK_POLL = 10.0  # how often the loop asks whether a node check is due
 # A registry's transient server error while pushing (not the project's fault).
 PUSH_RETRIES = 2
 REGISTRY_5XX = re.compile(r"unexpected status from \w+ request to \S+: 50[0-4]\b")
+UNAUTHORIZED = re.compile(r"401 Unauthorized|no basic auth credentials|authorization failed")
 Tick = Callable[[], bool]
 STATUS_EVERY = 0.5
 
@@ -286,6 +287,7 @@ class BuildRun:
         self.streams: list[RunStream] = []
         self.platforms: dict[str, BuildPlatform] = {}
         self.nodes: dict[int, BuilderNode] = {}
+        self.docker_config = ""  # set when the team has a login for the image's registry
         self._last_beat = 0.0
         self._last_status = 0.0
         self._cancel = False
@@ -334,6 +336,20 @@ class BuildRun:
                 + ", ".join(f"{s.platform} ({s.method})" for s in steps)
             )
         events.publish_status(build)
+
+    def registry_login(self, workspace: Path) -> str:
+        """The team's login for the image's registry, as a DOCKER_CONFIG in the workspace
+        (removed with it, whatever way the build ends)."""
+        project = self.build.project
+        login = credentials.for_image(project.team_id, project.image)
+        if login is None:
+            return ""
+        builder = builder_name(self.plan.strategy) if self.plan else None
+        layer = builders.config_dir() if builder else None
+        credentials.write_config(workspace / "docker-config", [login], layer=layer)
+        self.log.say(f"pushing with the team's login for {login.registry} (user {login.username})")
+        self.docker_config = str(workspace / "docker-config")
+        return self.docker_config
 
     def checkout(self, workspace: Path) -> Path:
         project = self.build.project
@@ -422,7 +438,8 @@ class BuildRun:
             specs.append(
                 buildx.BuildSpec(
                     builder=builder,
-                    docker_config=str(builders.config_dir()) if builder else "",
+                    docker_config=self.docker_config
+                    or (str(builders.config_dir()) if builder else ""),
                     context=src,
                     dockerfile=dockerfile,
                     platforms=platforms,
@@ -564,6 +581,14 @@ class BuildRun:
 
     def failure_reason(self, codes: list[int]) -> str:
         """The first run that failed on its own (the others were stopped because of it)."""
+        reason = self._first_failure(codes)
+        if UNAUTHORIZED.search(reason):
+            registry_host = credentials.registry_of(self.build.project.image)
+            who = "the team's login" if self.docker_config else "no login (none saved)"
+            return f"the registry {registry_host} refused the push with {who}: {reason}"
+        return reason
+
+    def _first_failure(self, codes: list[int]) -> str:
         failed = [i for i, code in enumerate(codes) if code != 0]
         for index in failed:
             stream = self.streams[index]
@@ -622,6 +647,7 @@ class BuildRun:
                 )
                 ManifestRecord.objects.create(
                     previous_digest=before if before and before != digest else "",
+                    team=project.team,
                     project=project,
                     build=self.build,
                     reference=reference,
@@ -691,6 +717,8 @@ class BuildRun:
         try:
             with ExitStack() as stack:
                 self.start()
+                if config := self.registry_login(workspace):
+                    stack.enter_context(registry.using_config(config))
                 src = self.checkout(workspace)
                 if self.heartbeat(force=True):
                     self._finish_stopped()

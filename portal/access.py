@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from builds.models import Build, ManifestRecord
@@ -50,6 +50,7 @@ def get_build_for_user(user: Any, pk: int) -> Build:
 
 
 def manifests_for(user: Any) -> QuerySet[ManifestRecord]:
-    return ManifestRecord.objects.filter(project__team__in=teams_for(user)).select_related(
-        "project__team", "pushed_by"
-    )
+    teams = teams_for(user)
+    return ManifestRecord.objects.filter(
+        Q(team__in=teams) | Q(project__team__in=teams)
+    ).select_related("project__team", "team", "pushed_by")

@@ -11,21 +11,24 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from builds import ledger, services
+from builds import credentials as registry_logins
+from builds import ledger, merge, services
 from builds.forms import node_form_from_api
 from builds.gitsource import SourceError
-from builds.models import BuilderNode
+from builds.models import BuilderNode, RegistryCredential
 from builds.nodes import check_node, install_emulators
 from builds.refs import InvalidValue
+from builds.registry import RegistryError
 from portal.access import (
     get_build_for_user,
     get_project_for_user,
     get_team_for_user,
     manifests_for,
     projects_for,
+    teams_for,
 )
 from portal.forms import ProjectForm
-from portal.models import ApiToken
+from portal.models import ApiToken, Membership, Team
 from portal.openapi import openapi_document
 
 MAX_BODY = 256 * 1024
@@ -291,3 +294,93 @@ def _node(pk: int) -> BuilderNode:
         return BuilderNode.objects.get(pk=pk)
     except BuilderNode.DoesNotExist:
         raise Http404("no such node") from None
+
+
+# --- manual merges and registry logins ------------------------------------------------------
+
+
+@api_view("POST")
+def merges(request: HttpRequest, body: Any) -> HttpResponse:
+    """Join images built apart into one tag; `dry_run` answers the index it would push."""
+    unknown = set(body) - {"team", "target", "sources", "platforms", "dry_run"}
+    if unknown:
+        return error(400, f"unknown fields: {', '.join(sorted(unknown))}")
+    if not isinstance(body.get("team"), str):
+        return error(400, "team must be a team slug")
+    team = get_team_for_user(request.user, body["team"])
+    try:
+        with registry_logins.using_login(team.pk, body.get("target")):
+            plan = merge.plan(team, body.get("target"), body.get("sources"), body.get("platforms"))
+            preview = {"index": plan.index(), "commands": plan.commands()}
+            if body.get("dry_run"):
+                return JsonResponse(preview)
+            record = merge.push(plan, request.user)
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    except RegistryError as exc:
+        return error(502, f"the registry refused the merge: {exc}")
+    return JsonResponse(record.to_api() | preview, status=201)
+
+
+@api_view("GET", "POST")
+def credentials_list(request: HttpRequest, body: Any) -> HttpResponse:
+    if request.method == "GET":
+        slug = request.GET.get("team", "")
+        team = _team_admin(request, slug)
+        if isinstance(team, HttpResponse):
+            return team
+        return JsonResponse({"credentials": [c.to_api() for c in team.credentials.all()]})
+    unknown = set(body) - {"team", "registry", "username", "password"}
+    if unknown:
+        return error(400, f"unknown fields: {', '.join(sorted(unknown))}")
+    team = _team_admin(request, body.get("team"))
+    if isinstance(team, HttpResponse):
+        return team
+    try:
+        login = registry_logins.save_login(
+            team, body.get("registry"), body.get("username"), body.get("password"), request.user
+        )
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    return JsonResponse(login.to_api(), status=201)
+
+
+@api_view("POST")
+def credential_test(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    login = _login(request, pk)
+    if isinstance(login, HttpResponse):
+        return login
+    registry_logins.test_connection(login)
+    return JsonResponse(login.to_api())
+
+
+@api_view("POST")
+def credential_delete(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    login = _login(request, pk)
+    if isinstance(login, HttpResponse):
+        return login
+    login.delete()
+    return HttpResponse(status=204)
+
+
+def _team_admin(request: HttpRequest, slug: object) -> Team | HttpResponse:
+    if not isinstance(slug, str) or not slug:
+        return error(400, "team must be a team slug")
+    team = get_team_for_user(request.user, slug)  # 404 outside the team
+    if not team.memberships.filter(
+        user__username=request.user.get_username(), role=Membership.Role.ADMIN
+    ).exists():
+        return error(403, "registry logins are managed by team admins")
+    return team
+
+
+def _login(request: HttpRequest, pk: int) -> RegistryCredential | HttpResponse:
+    login = (
+        RegistryCredential.objects.filter(pk=pk, team__in=teams_for(request.user))
+        .select_related("team")
+        .first()
+    )
+    if login is None:
+        raise Http404("no such login")
+    team = _team_admin(request, login.team.slug)
+    return team if isinstance(team, HttpResponse) else login

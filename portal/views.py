@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -18,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 import lang_plugins
-from builds import ledger, lint, registry, services
+from builds import credentials, ledger, lint, merge, registry, services
 from builds.gitsource import SourceError
 from builds.models import Build, BuilderNode
 from builds.planner import NodeAddress, Plan, equivalent_cli
@@ -207,22 +209,38 @@ def project_build(request: Request, pk: int) -> HttpResponse:
 @require_GET
 def project_history(request: Request, pk: int) -> HttpResponse:
     project = get_project_for_user(request.user, pk)
-    params: dict[str, str] = {
-        key: str(request.GET[key])
-        for key in ledger.FILTERS
-        if key not in ("team", "project") and request.GET.get(key)
-    }
+    records = project.manifests.select_related("pushed_by", "build", "team")
+    return _ledger_page(request, records, {"project": project}, f"{project.name}-manifests")
+
+
+@login_required
+@require_GET
+def team_history(request: Request, slug: str) -> HttpResponse:
+    """The team's ledger: its builds and merges, filterable by project too."""
+    team = get_team_for_user(request.user, slug)
+    records = manifests_for(request.user).filter(Q(team=team) | Q(project__team=team))
+    extra = {"team": team, "projects": team.projects.order_by("name")}
+    return _ledger_page(request, records, extra, f"{team.slug}-manifests", allow_project=True)
+
+
+def _ledger_page(
+    request: Request,
+    records: Any,
+    context: dict[str, Any],
+    filename: str,
+    allow_project: bool = False,
+) -> HttpResponse:
+    keys = [k for k in ledger.FILTERS if k != "team" and (allow_project or k != "project")]
+    params: dict[str, str] = {key: str(request.GET[key]) for key in keys if request.GET.get(key)}
     try:
-        records = ledger.filter_records(
-            project.manifests.select_related("pushed_by", "build"), params
-        )
+        records = ledger.filter_records(records, params)
         error = ""
     except InvalidValue as exc:
-        records, error = project.manifests.none(), str(exc)
+        records, error = records.none(), str(exc)
     fmt = request.GET.get("format")
     if fmt == "csv":
         response = HttpResponse(ledger.to_csv(records), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{project.name}-manifests.csv"'
+        response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return response
     if fmt == "json":
         return JsonResponse({"manifests": [r.to_api() for r in records]})
@@ -230,7 +248,7 @@ def project_history(request: Request, pk: int) -> HttpResponse:
     return render(
         request,
         "portal/project_history.html",
-        {"project": project, "records": records, "params": params, "error": error, "query": query},
+        context | {"records": records, "params": params, "error": error, "query": query},
     )
 
 
@@ -346,8 +364,10 @@ def manifest_detail(request: Request, pk: int) -> HttpResponse:
     repository, _, tag = record.reference.rpartition(":")
     current: str | None = None
     error = ""
+    team_id = record.team_id or (record.project.team_id if record.project else 0)
     try:
-        current = registry.current_digest(parse_reference(repository), tag)
+        with credentials.using_login(team_id, record.reference):
+            current = registry.current_digest(parse_reference(repository), tag)
     except (registry.RegistryError, InvalidValue) as exc:
         error = str(exc)
     return render(
@@ -383,5 +403,81 @@ def team_detail(request: Request, slug: str) -> HttpResponse:
     return render(
         request,
         "portal/team_detail.html",
-        {"team": team, "members": members, "is_admin": is_admin, "form": form},
+        {
+            "team": team,
+            "members": members,
+            "is_admin": is_admin,
+            "form": form,
+            "logins": team.credentials.all() if is_admin else [],
+        },
     )
+
+
+def _parse_overrides(text: str) -> dict[str, str]:
+    """Lines `reference = os/arch[/variant]` of the merge form."""
+    overrides = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        reference, sep, platform = line.partition("=")
+        if not sep:
+            raise InvalidValue("platforms", line, "write reference = os/arch[/variant]")
+        overrides[reference.strip()] = platform.strip()
+    return overrides
+
+
+@login_required
+def team_merge(request: Request, slug: str) -> HttpResponse:
+    """Manual merge: preview the index (htmx), then push it under the target tag."""
+    team = get_team_for_user(request.user, slug)
+    context: dict[str, Any] = {"team": team, "form": request.POST}
+    if request.method == "POST":
+        target = request.POST.get("target", "").strip()
+        sources = [s.strip() for s in request.POST.get("sources", "").splitlines() if s.strip()]
+        try:
+            overrides = _parse_overrides(request.POST.get("platforms", ""))
+            with credentials.using_login(team.pk, target):
+                plan = merge.plan(team, target, sources, overrides)
+                context |= {"index": plan.index(), "commands": plan.commands()}
+                if request.POST.get("action") == "push":
+                    record = merge.push(plan, request.user)
+                    messages.success(request, f"pushed {record.reference} ({record.digest})")
+                    return redirect("manifest", record.pk)
+        except (InvalidValue, registry.RegistryError) as exc:
+            context["error"] = str(exc)
+        if context.get("index"):
+            context["index_json"] = json.dumps(context["index"], indent=2)
+        if request.htmx:
+            return render(request, "portal/team_merge.html#preview", context)
+    return render(request, "portal/team_merge.html", context)
+
+
+@login_required
+@require_POST
+def team_credentials(request: Request, slug: str) -> HttpResponse:
+    """Team admins save, test and delete registry logins; the password is never shown."""
+    team = get_team_for_user(request.user, slug)
+    if not team.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists():
+        return HttpResponse("only team admins manage registry logins", status=403)
+    action = request.POST.get("action")
+    if action == "save":
+        try:
+            login = credentials.save_login(
+                team,
+                request.POST.get("registry"),
+                request.POST.get("username"),
+                request.POST.get("password"),
+                request.user,
+            )
+            messages.success(request, f"saved the login for {login.registry}")
+        except InvalidValue as exc:
+            messages.error(request, str(exc))
+    else:
+        login = get_object_or_404(team.credentials, pk=request.POST.get("credential") or 0)
+        if action == "test":
+            ok, message = credentials.test_connection(login)
+            (messages.success if ok else messages.error)(request, f"{login.registry}: {message}")
+        elif action == "delete":
+            login.delete()
+            messages.info(request, f"deleted the login for {login.registry}")
+    return redirect("team", team.slug)

@@ -1,0 +1,154 @@
+"""Team registry logins: saved sealed, used only through a temporary DOCKER_CONFIG.
+
+The docker CLI (buildx build and imagetools) reads `auths` from $DOCKER_CONFIG/config.json, so
+a build or merge gets a private folder (mode 0700, the file 0600) holding just the logins it
+needs, inside its workspace, which is removed when it ends, fails, is cancelled or its worker is
+reaped. The password never appears in an argv, an environment variable, a log line, a page or an
+API answer; "test connection" hands it to `docker login --password-stdin`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from builds import registry
+from builds.models import RegistryCredential
+from builds.proc import ProcessTimeout, run
+from builds.refs import InvalidValue, parse_reference
+
+_REGISTRY = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+BUILDX_STATE = ("buildx", "contexts")  # kept when a named builder's config is layered
+
+
+def validate_registry(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise InvalidValue("registry", value, "expected a host[:port], e.g. registry.example.com")
+    host = value.strip().lower()
+    if host.startswith(("http://", "https://")) or "/" in host:
+        raise InvalidValue("registry", value, "give the host[:port] only, without scheme or path")
+    if not _REGISTRY.fullmatch(host):
+        raise InvalidValue("registry", value, "not a host[:port]")
+    return host
+
+
+def validate_login(username: object, password: object) -> tuple[str, str]:
+    if not isinstance(username, str) or not username or len(username) > 255:
+        raise InvalidValue("username", "(hidden)", "give a user name of at most 255 characters")
+    if any(c in username for c in ":\r\n\0"):
+        raise InvalidValue("username", username, "no ':' or control characters")
+    if not isinstance(password, str) or not password or len(password) > 4096:
+        raise InvalidValue("password", "(hidden)", "give a password or token (at most 4096)")
+    if any(c in password for c in "\r\n\0"):
+        raise InvalidValue("password", "(hidden)", "no line breaks or NUL characters")
+    return username, password
+
+
+def registry_of(image: str) -> str:
+    return parse_reference(image).domain
+
+
+def for_image(team_id: int, image: str) -> RegistryCredential | None:
+    return RegistryCredential.objects.filter(team_id=team_id, registry=registry_of(image)).first()
+
+
+def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | None = None) -> Path:
+    """A DOCKER_CONFIG folder with these logins; `layer` links a builder config's state in."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    auths: dict[str, Any] = {}
+    for login in logins:
+        token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+        auths[login.registry] = {"auth": token}
+    path = folder / "config.json"
+    path.touch(mode=0o600)
+    path.write_text(json.dumps({"auths": auths}))
+    if layer is not None:
+        for name in BUILDX_STATE:
+            if (layer / name).exists() and not (folder / name).exists():
+                (folder / name).symlink_to(layer / name)
+    return folder
+
+
+def test_connection(login: RegistryCredential) -> tuple[bool, str]:
+    """`docker login --password-stdin` in a throwaway config; records and returns the result."""
+    with tempfile.TemporaryDirectory(prefix="crossport-login-") as tmp:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": tmp,
+            "DOCKER_CONFIG": tmp,
+        }
+        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        argv = [settings.PORTAL_DOCKER_CLI, "login", f"--username={login.username}"]
+        try:
+            proc = run(
+                [*argv, "--password-stdin", "--", login.registry],
+                env=env,
+                timeout=60,
+                input=login.password.encode(),
+            )
+            out = (proc.stdout + proc.stderr).decode(errors="replace")
+            ok = proc.returncode == 0
+        except ProcessTimeout:
+            ok, out = False, "no answer within 60 s"
+    message = "login succeeded" if ok else _clean(out, login.password)
+    login.last_tested_at, login.last_test_ok, login.last_test_message = timezone.now(), ok, message
+    login.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
+    return ok, message
+
+
+def _clean(output: str, secret: str) -> str:
+    lines = [ln for ln in output.splitlines() if ln.strip() and "WARNING" not in ln]
+    text = " ".join(lines)[-500:] or "login failed"
+    return text.replace(secret, "***")
+
+
+def save_login(
+    team: Any, registry: object, username: object, password: object, user: Any
+) -> RegistryCredential:
+    """Create or replace the team's login for a registry (validated first; nothing saved on
+    bad input)."""
+    host = validate_registry(registry)
+    name, secret = validate_login(username, password)
+    login = RegistryCredential.objects.filter(team=team, registry=host).first()
+    login = login or RegistryCredential(team=team, registry=host)
+    login.username = name
+    login.set_password(secret)
+    login.created_by = user if getattr(user, "is_authenticated", False) else None
+    login.updated_at = timezone.now()
+    login.last_tested_at, login.last_test_ok, login.last_test_message = None, None, ""
+    login.save()
+    return login
+
+
+@contextmanager
+def using_login(team_id: int, image: object) -> Iterator[None]:
+    """Registry calls inside use the team's login for the image's registry, if it has one
+    (a private DOCKER_CONFIG that is removed on the way out)."""
+    login = None
+    if isinstance(image, str):
+        try:
+            login = for_image(team_id, image)
+        except InvalidValue:
+            login = None  # the caller reports the bad reference
+    if login is None:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="crossport-login-") as tmp:
+        config = write_config(Path(tmp) / "docker", [login])
+        with registry.using_config(str(config)):
+            yield

@@ -1,0 +1,165 @@
+"""Registry logins: team admins only, never echoed, sealed at rest, used through a temporary
+DOCKER_CONFIG that is gone after the build, and handed to `docker login` on stdin only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from builds import credentials
+from builds.models import Build, LogLine, ManifestRecord, RegistryCredential
+from builds.refs import InvalidValue
+from builds.services import queue_build
+from builds.worker import work_once
+from fakes import FakeBackend
+
+CANARY = "canary-Pa55-7f3e9c1d"
+
+
+def test_only_team_admins_manage_logins(api: Any, alice: Any, bob: Any, charlie: Any) -> None:
+    body = {"team": "alpha", "registry": "localhost:5000", "username": "ci", "password": CANARY}
+    assert api(bob).post("/api/v1/credentials", body).status_code == 403
+    assert api(charlie).post("/api/v1/credentials", body).status_code == 404
+    assert not RegistryCredential.objects.exists()
+    response = api(alice).post("/api/v1/credentials", body)
+    assert response.status_code == 201
+    assert CANARY not in response.content.decode()
+    assert response.json()["registry"] == "localhost:5000"
+    listed = api(alice).get("/api/v1/credentials?team=alpha")
+    assert [c["username"] for c in listed.json()["credentials"]] == ["ci"]
+    assert CANARY not in listed.content.decode()
+    assert api(bob).get("/api/v1/credentials?team=alpha").status_code == 403
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT password_sealed FROM builds_registrycredential")
+        (sealed,) = cursor.fetchone()
+    assert CANARY not in sealed and RegistryCredential.objects.get().password == CANARY
+    # Saving again replaces the login for that registry.
+    api(alice).post("/api/v1/credentials", body | {"username": "ci2"})
+    assert list(RegistryCredential.objects.values_list("username", flat=True)) == ["ci2"]
+
+
+@pytest.mark.parametrize(
+    ("registry", "username", "password", "why"),
+    [
+        ("https://r.example.com", "u", CANARY, "without scheme"),
+        ("r.example.com/path", "u", CANARY, "without scheme or path"),
+        ("r.exa mple.com", "u", CANARY, "not a host"),
+        ("r.example.com", "a:b", CANARY, "no ':'"),
+        ("r.example.com", "u", "", "give a password"),
+        ("r.example.com", "u", CANARY + "\nbreak", "no line breaks"),
+    ],
+)
+def test_bad_logins_are_refused(
+    api: Any, alice: Any, registry: str, username: str, password: str, why: str
+) -> None:
+    body = {"team": "alpha", "registry": registry, "username": username, "password": password}
+    response = api(alice).post("/api/v1/credentials", body)
+    assert response.status_code == 400 and why in response.json()["error"]
+    assert CANARY not in response.content.decode()
+    assert not RegistryCredential.objects.exists()
+
+
+def test_build_uses_a_private_docker_config_that_is_gone_afterwards(
+    project: Any, alice: Any
+) -> None:
+    credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
+    seen: dict[str, Any] = {}
+
+    class Peek(FakeBackend):
+        def build(self, specs: Any, *args: Any) -> list[int]:
+            folder = Path(specs[0].docker_config)
+            config = json.loads((folder / "config.json").read_text())
+            seen["folder"] = folder
+            seen["auth"] = base64.b64decode(config["auths"]["localhost:5000"]["auth"]).decode()
+            seen["mode"] = stat.S_IMODE((folder / "config.json").stat().st_mode)
+            seen["argv"] = " ".join(specs[0].argv())
+            seen["env"] = specs[0].env()
+            return super().build(specs, *args)
+
+    build = queue_build(project, alice)
+    work_once("w1", Peek())
+    build.refresh_from_db()
+    assert build.state == Build.State.SUCCEEDED, build.reason
+    assert seen["auth"] == f"ci:{CANARY}" and seen["mode"] == 0o600
+    assert not seen["folder"].exists(), "deleted with the workspace"
+    assert CANARY not in seen["argv"] and CANARY not in json.dumps(seen["env"])
+    assert not LogLine.objects.filter(text__contains=CANARY).exists()
+    assert LogLine.objects.filter(text__contains="login for localhost:5000 (user ci)").exists()
+    assert CANARY not in json.dumps([r.to_api() for r in ManifestRecord.objects.all()])
+
+
+def test_a_refused_login_is_named_in_the_reason(project: Any, alice: Any) -> None:
+    credentials.save_login(project.team, "localhost:5000", "ci", "wrong", alice)
+
+    class Refused(FakeBackend):
+        def build(self, specs: Any, on_output: Any, *args: Any) -> list[int]:
+            on_output(
+                0,
+                b"ERROR: failed to solve: failed to push localhost:5000/alpha/hello:latest: "
+                b"failed to authorize: failed to fetch oauth token: 401 Unauthorized\n",
+            )
+            return [1]
+
+    build = queue_build(project, alice)
+    work_once("w1", Refused())
+    build.refresh_from_db()
+    assert build.state == Build.State.FAILED
+    assert build.reason.startswith("the registry localhost:5000 refused the push with the team's")
+
+
+def test_connection_test_passes_the_password_on_stdin_only(
+    project: Any, alice: Any, settings: Any, tmp_path: Path
+) -> None:
+    record = tmp_path / "record"
+    script = tmp_path / "docker"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" > {record}.argv\nenv > {record}.env\ncat > {record}.stdin\n'
+        'echo "Error response from daemon: login attempt failed with status: 401 Unauthorized" >&2\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    settings.PORTAL_DOCKER_CLI = str(script)
+    login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
+    ok, message = credentials.test_connection(login)
+    assert not ok and "401 Unauthorized" in message and CANARY not in message
+    assert Path(f"{record}.stdin").read_text() == CANARY
+    assert CANARY not in Path(f"{record}.argv").read_text()
+    assert CANARY not in Path(f"{record}.env").read_text()
+    assert "--password-stdin" in Path(f"{record}.argv").read_text()
+    login.refresh_from_db()
+    assert login.last_test_ok is False and login.last_tested_at is not None
+
+
+def test_registry_grammar() -> None:
+    assert credentials.validate_registry("Registry.Example.com:5443") == "registry.example.com:5443"
+    with pytest.raises(InvalidValue):
+        credentials.validate_registry("")
+
+
+def test_team_page_manages_logins_without_showing_the_password(
+    alice: Any, bob: Any, project: Any
+) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    client.post(
+        "/teams/alpha/credentials",
+        {"action": "save", "registry": "localhost:5000", "username": "ci", "password": CANARY},
+    )
+    page = client.get("/teams/alpha/").content.decode()
+    assert 'data-registry="localhost:5000"' in page and CANARY not in page
+    other = Client()
+    other.force_login(bob)
+    assert "registry-logins" not in other.get("/teams/alpha/").content.decode()
+    response = other.post("/teams/alpha/credentials", {"action": "save", "registry": "x.io"})
+    assert response.status_code == 403
+    login = RegistryCredential.objects.get()
+    client.post("/teams/alpha/credentials", {"action": "delete", "credential": login.pk})
+    assert not RegistryCredential.objects.exists()

@@ -1,0 +1,97 @@
+"""`POST /api/v1/merges` refuses bad input before it reads or pushes anything; merges join the
+team's ledger (the registry part is in tests/e2e/test_registry_auth.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from builds import registry
+from builds.models import ManifestRecord
+
+
+@pytest.fixture
+def no_registry(monkeypatch: Any) -> list[tuple[str, ...]]:
+    calls: list[tuple[str, ...]] = []
+
+    def refuse(*args: str, **kwargs: Any) -> bytes:
+        calls.append(args)
+        raise AssertionError("no registry call for refused input")
+
+    monkeypatch.setattr(registry, "imagetools", refuse)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"target": "localhost:5000/alpha/m", "sources": ["a"]}, "give repository:tag"),
+        ({"target": "localhost:5000/alpha/m@sha256:" + "a" * 64, "sources": ["a"]}, "tag"),
+        ({"target": "localhost:5000/alpha/m:v1", "sources": "a"}, "list of image references"),
+        ({"target": "localhost:5000/alpha/m:v1", "sources": []}, "list of image references"),
+        (
+            {"target": "localhost:5000/alpha/m:v1", "sources": ["other.io/alpha/m:amd64"]},
+            "must be in the target's registry",
+        ),
+        (
+            {"target": "localhost:5000/alpha/m:v1", "sources": ["localhost:5000/alpha/m:a"] * 2},
+            "listed twice",
+        ),
+        (
+            {
+                "target": "localhost:5000/alpha/m:v1",
+                "sources": ["localhost:5000/alpha/m:a"],
+                "platforms": {"localhost:5000/alpha/m:b": "linux/arm64"},
+            },
+            "overrides must name given sources",
+        ),
+        ({"target": "localhost:5000/alpha/m:--x", "sources": ["a"]}, "Invalid"),
+    ],
+)
+def test_bad_merges_are_refused_before_the_registry(
+    api: Any, alice: Any, no_registry: list[Any], body: dict[str, Any], why: str
+) -> None:
+    response = api(alice).post("/api/v1/merges", {"team": "alpha"} | body)
+    assert response.status_code == 400 and why in response.json()["error"], response.json()
+    assert no_registry == [] and not ManifestRecord.objects.exists()
+
+
+def test_merges_respect_the_team_prefix_and_membership(
+    api: Any, alice: Any, charlie: Any, no_registry: list[Any]
+) -> None:
+    alice_team = alice.teams.get()
+    alice_team.image_prefix = "localhost:5000/alpha/"
+    alice_team.save()
+    body = {"team": "alpha", "target": "localhost:5000/beta/m:v1", "sources": ["x"]}
+    response = api(alice).post("/api/v1/merges", body)
+    assert response.status_code == 400 and "pushes only below" in response.json()["error"]
+    assert api(charlie).post("/api/v1/merges", body).status_code == 404
+
+
+def test_team_ledger_lists_merges_and_builds(
+    api: Any, alice: Any, charlie: Any, alpha: Any
+) -> None:
+    ManifestRecord.objects.create(
+        kind=ManifestRecord.Kind.MERGE,
+        team=alpha,
+        reference="localhost:5000/alpha/m:v1",
+        digest="sha256:" + "c" * 64,
+        platforms={"linux/amd64": "sha256:" + "1" * 64},
+        sources=[{"reference": "localhost:5000/alpha/m:amd64", "digest": "sha256:" + "1" * 64}],
+        pushed_by=alice,
+    )
+    data = api(alice).get("/api/v1/manifests?team=alpha").json()["manifests"]
+    assert [(m["kind"], m["team"], m["project"]) for m in data] == [("merge", "alpha", None)]
+    assert api(charlie).get("/api/v1/manifests").json()["manifests"] == []
+    from django.test import Client
+
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/teams/alpha/manifests/").content.decode()
+    assert "localhost:5000/alpha/m:v1" in page and "<td>merge</td>" in page
+    csv = client.get("/teams/alpha/manifests/?format=csv").content.decode()
+    assert "merge" in csv and "localhost:5000/alpha/m:amd64" in csv
+    record = ManifestRecord.objects.get()
+    detail = client.get(f"/manifests/{record.pk}/").content.decode()
+    assert "Merged from" in detail and "localhost:5000/alpha/m:amd64" in detail
