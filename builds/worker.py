@@ -50,7 +50,6 @@ NODE_CHECK_POLL = 10.0  # how often the loop asks whether a node check is due
 # A registry's transient server error while pushing (not the project's fault).
 PUSH_RETRIES = 2
 REGISTRY_5XX = re.compile(r"unexpected status from \w+ request to \S+: 50[0-4]\b")
-UNAUTHORIZED = re.compile(r"401 Unauthorized|no basic auth credentials|authorization failed")
 Tick = Callable[[], bool]
 STATUS_EVERY = 0.5
 
@@ -582,7 +581,7 @@ class BuildRun:
     def failure_reason(self, codes: list[int]) -> str:
         """The first run that failed on its own (the others were stopped because of it)."""
         reason = self._first_failure(codes)
-        if UNAUTHORIZED.search(reason):
+        if credentials.UNAUTHORIZED.search(reason):
             registry_host = credentials.registry_of(self.build.project.image)
             who = "the team's login" if self.docker_config else "no login (none saved)"
             return f"the registry {registry_host} refused the push with {who}: {reason}"

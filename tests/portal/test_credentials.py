@@ -113,27 +113,34 @@ def test_a_refused_login_is_named_in_the_reason(project: Any, alice: Any) -> Non
     assert build.reason.startswith("the registry localhost:5000 refused the push with the team's")
 
 
-def test_connection_test_passes_the_password_on_stdin_only(
+def test_connection_test_reads_the_login_from_a_private_config_only(
     project: Any, alice: Any, settings: Any, tmp_path: Path
 ) -> None:
     record = tmp_path / "record"
     script = tmp_path / "docker"
     script.write_text(
-        f'#!/bin/sh\necho "$@" > {record}.argv\nenv > {record}.env\ncat > {record}.stdin\n'
-        'echo "Error response from daemon: login attempt failed with status: 401 Unauthorized" >&2\n'
-        "exit 1\n"
+        f'#!/bin/sh\necho "$@" > {record}.argv\nenv > {record}.env\n'
+        f'cp "$DOCKER_CONFIG/config.json" {record}.config\n'
+        f"cat {tmp_path}/answer >&2\nexit 1\n"
     )
     script.chmod(0o755)
     settings.PORTAL_DOCKER_CLI = str(script)
+    (tmp_path / "answer").write_text(
+        "ERROR: unexpected status from HEAD request to https://r/v2/x: 401 Unauthorized\n"
+    )
     login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
     ok, message = credentials.test_connection(login)
     assert not ok and "401 Unauthorized" in message and CANARY not in message
-    assert Path(f"{record}.stdin").read_text() == CANARY
     assert CANARY not in Path(f"{record}.argv").read_text()
     assert CANARY not in Path(f"{record}.env").read_text()
-    assert "--password-stdin" in Path(f"{record}.argv").read_text()
+    auth = json.loads(Path(f"{record}.config").read_text())["auths"]["localhost:5000"]["auth"]
+    assert base64.b64decode(auth).decode() == f"ci:{CANARY}"
+    # The team's project on that registry is the repository asked about.
+    assert "localhost:5000/alpha/hello:crossport-login-check" in Path(f"{record}.argv").read_text()
     login.refresh_from_db()
     assert login.last_test_ok is False and login.last_tested_at is not None
+    (tmp_path / "answer").write_text("ERROR: localhost:5000/alpha/hello:x: not found\n")
+    assert credentials.test_connection(login) == (True, "login succeeded")
 
 
 def test_registry_grammar() -> None:

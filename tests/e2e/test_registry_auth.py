@@ -1,0 +1,283 @@
+"""Against the registry with htpasswd auth and TLS (scripts/teststack.sh: a CA the engine
+trusts): a team login, a merge of two images built apart, a build pushed with the login, a
+wrong password's clear error, and the password (the canary) nowhere it must not be: log lines,
+pages, API answers, argv of any process while it runs, files left behind."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.cookiejar
+import json
+import os
+import re
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stack import platform_manifests, wait_finished
+
+AUTH = os.environ.get("PORTAL_TEST_AUTH_REGISTRY", "crossport-registry.test:5443")
+USER = os.environ.get("PORTAL_TEST_AUTH_USER", "crossport")
+MIRROR = os.environ.get("PORTAL_BASE_IMAGE_MIRROR", "localhost:5000/library")
+
+
+@pytest.fixture(scope="module")
+def password(stack: None) -> str:
+    path = os.environ.get("PORTAL_TEST_AUTH_PASSWORD_FILE", "")
+    if not path or not Path(path).is_file():
+        pytest.fail("the auth registry's password file is missing (scripts/teststack.sh up)")
+    return Path(path).read_text().strip()
+
+
+def _registry_get(path: str, password: str) -> tuple[str, dict[str, Any]]:
+    """An index straight from the registry, with the login (independent of the portal)."""
+    ca = "/var/lib/crossport-teststack/auth-registry/ca.crt"
+    request = urllib.request.Request(
+        f"https://{AUTH}/v2/{path}",
+        headers={
+            "Accept": "application/vnd.oci.image.index.v1+json",
+            "Authorization": "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode(),
+        },
+    )
+    context = ssl.create_default_context(cafile=ca)
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        body = response.read()
+    return "sha256:" + hashlib.sha256(body).hexdigest(), json.loads(body)
+
+
+def _push_apart(image: str, password: str) -> None:
+    """Two single-platform images built apart: amd64 a plain manifest, arm64 an index with
+    an attestation (what buildx makes by default), as teams have them."""
+    with tempfile.TemporaryDirectory() as work:
+        config = Path(work) / "config"
+        config.mkdir()
+        token = base64.b64encode(f"{USER}:{password}".encode()).decode()
+        (config / "config.json").write_text(json.dumps({"auths": {AUTH: {"auth": token}}}))
+        (Path(work) / "Dockerfile").write_text(
+            f"FROM {MIRROR}/alpine:3.20\nRUN uname -m > /arch\nCMD cat /arch\n"
+        )
+        for platform, tag, extra in (
+            ("linux/amd64", "amd64", ["--provenance=false"]),
+            ("linux/arm64", "arm64", []),
+        ):
+            subprocess.run(
+                [
+                    "docker",
+                    "buildx",
+                    "build",
+                    "--network=host",
+                    f"--platform={platform}",
+                    f"--tag={image}:{tag}",
+                    "--push",
+                    *extra,
+                    work,
+                ],
+                env=os.environ | {"DOCKER_CONFIG": str(config)},
+                check=True,
+                capture_output=True,
+            )
+
+
+class ArgvWatch:
+    """Reads every process's argv (and environment) while running; notes any with the secret."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self.hits: list[str] = []
+        self.scans = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                for name in ("cmdline", "environ"):
+                    try:
+                        data = (proc / name).read_bytes()
+                    except OSError:
+                        continue
+                    if self.secret in data:
+                        self.hits.append(f"{proc.name}/{name}: {data[:200]!r}")
+            self.scans += 1
+            time.sleep(0.05)
+
+    def __enter__(self) -> ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _files_containing(root: Path, secret: bytes) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and secret in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture
+def watch(password: str) -> Iterator[ArgvWatch]:
+    with ArgvWatch(password) as w:
+        yield w
+
+
+def test_logins_merges_and_pushes_without_leaking_the_password(
+    portal: Any, persona: Any, hello_repo: str, password: str, watch: ArgvWatch
+) -> None:
+    token = persona.token
+    seen: list[str] = []  # every API answer and page, searched for the password at the end
+
+    def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, answer = portal.api(method, path, token, body)
+        seen.append(json.dumps(answer) if not isinstance(answer, str) else answer)
+        return status, answer
+
+    # A wrong password first: saved, tested, refused with a clear message.
+    status, login = api(
+        "POST",
+        "/api/v1/credentials",
+        {
+            "team": persona.team,
+            "registry": AUTH,
+            "username": USER,
+            "password": "wrong-" + password[:6],
+        },
+    )
+    assert status == 201, login
+    status, tested = api("POST", f"/api/v1/credentials/{login['id']}/test")
+    assert tested["last_test_ok"] is False and "401" in tested["last_test_message"], tested
+
+    image = f"{AUTH}/e2e/hello-{uuid.uuid4().hex[:8]}"
+    status, project = api(
+        "POST",
+        "/api/v1/projects",
+        {
+            "team": persona.team,
+            "name": f"auth-{uuid.uuid4().hex[:6]}",
+            "language": "go",
+            "git_url": hello_repo,
+            "image": image,
+            "platforms": ["linux/amd64", "linux/arm64"],
+        },
+    )
+    assert status == 201, project
+    status, build = api("POST", f"/api/v1/projects/{project['id']}/builds", {})
+    build = wait_finished(portal, token, build["id"], timeout=300)
+    assert build["state"] == "failed", build
+    assert build["reason"].startswith(f"the registry {AUTH} refused the push with the team's login")
+    assert "401 Unauthorized" in build["reason"]
+
+    # The right password: the connection test passes, the build pushes.
+    status, login = api(
+        "POST",
+        "/api/v1/credentials",
+        {"team": persona.team, "registry": AUTH, "username": USER, "password": password},
+    )
+    status, tested = api("POST", f"/api/v1/credentials/{login['id']}/test")
+    assert tested["last_test_ok"] is True, tested
+    status, build = api("POST", f"/api/v1/projects/{project['id']}/builds", {})
+    build = wait_finished(portal, token, build["id"], timeout=600)
+    assert build["state"] == "succeeded", build["reason"]
+    digest, index = _registry_get(f"{image.split('/', 1)[1]}/manifests/latest", password)
+    assert digest == build["manifest"]["digest"]
+    assert set(platform_manifests(index)) == {"linux/amd64", "linux/arm64"}
+    _, log = api("GET", f"/api/v1/builds/{build['id']}/log")
+    assert any(f"login for {AUTH} (user {USER})" in line["text"] for line in log["lines"])
+
+    # A merge of two images built apart (one of them an index with an attestation).
+    merged = f"{AUTH}/e2e/merge-{uuid.uuid4().hex[:8]}"
+    _push_apart(merged, password)
+    body = {
+        "team": persona.team,
+        "target": f"{merged}:v1",
+        "sources": [f"{merged}:amd64", f"{merged}:arm64"],
+    }
+    status, preview = api("POST", "/api/v1/merges", body | {"dry_run": True})
+    assert status == 200, preview
+    assert {m["platform"]["architecture"] for m in preview["index"]["manifests"]} >= {
+        "amd64",
+        "arm64",
+    }
+    assert preview["commands"][0].startswith("docker manifest create ")
+    status, duplicate = api(
+        "POST",
+        "/api/v1/merges",
+        body
+        | {
+            "sources": [f"{merged}:amd64", f"{merged}:arm64"],
+            "platforms": {f"{merged}:amd64": "linux/arm64"},
+        },
+    )
+    assert status == 400 and "both give linux/arm64" in duplicate["error"], duplicate
+    status, record = api("POST", "/api/v1/merges", body)
+    assert status == 201, record
+    digest, index = _registry_get(f"{merged.split('/', 1)[1]}/manifests/v1", password)
+    assert record["digest"] == digest and record["kind"] == "merge"
+    platforms = platform_manifests(index)
+    assert set(platforms) == {"linux/amd64", "linux/arm64"}
+    assert record["platforms"] == platforms
+    assert any(
+        m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest"
+        for m in index["manifests"]
+    ), "the arm64 source's attestation came along"
+    status, listed = api("GET", f"/api/v1/manifests?team={persona.team}")
+    kinds = {(m["kind"], m["tag"]) for m in listed["manifests"]}
+    assert ("merge", f"{merged}:v1") in kinds and ("build", f"{image}:latest") in kinds
+
+    # Pages, as a browser gets them.
+    session = _login_session(portal, persona)
+    for path in (
+        f"/builds/{build['id']}/",
+        f"/teams/{persona.team}/",
+        f"/manifests/{record['id']}/",
+        f"/teams/{persona.team}/manifests/?format=csv",
+    ):
+        seen.append(session(path))
+
+    secret = password.encode()
+    assert watch.scans > 10, "the argv watch ran during the builds"
+    assert watch.hits == [], watch.hits
+    assert not [text for text in seen if password in text]
+    assert _files_containing(Path(portal.data_dir), secret) == []
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("crossport-*") if p.is_dir()]
+    assert not [p for p in leftovers if _files_containing(p, secret)]
+
+
+def _login_session(portal: Any, persona: Any) -> Any:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(portal.url + "/login/", timeout=30).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    data = urllib.parse.urlencode(
+        {"username": persona.username, "password": persona.password, "csrfmiddlewaretoken": csrf}
+    ).encode()
+    opener.open(
+        urllib.request.Request(
+            portal.url + "/login/", data=data, headers={"Referer": portal.url + "/login/"}
+        ),
+        timeout=30,
+    )
+
+    def get(path: str) -> str:
+        return opener.open(portal.url + path, timeout=60).read().decode()
+
+    return get
