@@ -11,7 +11,13 @@ from django.utils.html import format_html
 
 from builds import builders
 from builds.forms import NodeForm
-from builds.models import Build, BuilderNode, BuildxBuilder, ManifestRecord
+from builds.models import (
+    Build,
+    BuilderNode,
+    BuildxBuilder,
+    ManifestRecord,
+    RegistryCredential,
+)
 from builds.nodes import BINFMT_NAMES, binfmt_image, check_node, install_emulators
 from builds.refs import InvalidValue
 
@@ -229,6 +235,8 @@ class BuildxBuilderAdmin(admin.ModelAdmin):
     def manage_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if request.method == "POST" and not request.user.has_perm("builds.change_buildxbuilder"):
+            raise PermissionDenied  # the actions run buildx
         builder = get_object_or_404(BuildxBuilder, pk=pk)
         results = request.session.pop("builder_results", [])
         if request.method == "POST":
@@ -276,8 +284,17 @@ class BuildAdmin(admin.ModelAdmin):
 class ManifestRecordAdmin(admin.ModelAdmin):
     """Read-only: the ledger is append-only."""
 
-    list_display = ["reference", "digest", "project", "pushed_by", "pushed_at", "source_commit"]
-    list_filter = ["project"]
+    list_display = [
+        "reference",
+        "kind",
+        "digest",
+        "team",
+        "project",
+        "pushed_by",
+        "pushed_at",
+        "source_commit",
+    ]
+    list_filter = ["kind", "team", "project"]
 
     def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         return [f.name for f in ManifestRecord._meta.fields]
@@ -289,4 +306,29 @@ class ManifestRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(RegistryCredential)
+class RegistryCredentialAdmin(admin.ModelAdmin):
+    """Read-only for staff: team admins save logins on their team page (the password is sealed
+    there and never shown again); staff may delete one."""
+
+    list_display = ["team", "registry", "username", "updated_at", "last_test_ok", "last_tested_at"]
+    list_filter = ["team"]
+    readonly_fields = [
+        "team",
+        "registry",
+        "username",
+        "created_by",
+        "updated_at",
+        "last_tested_at",
+        "last_test_ok",
+        "last_test_message",
+    ]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False

@@ -74,7 +74,7 @@ def _run(args: list[str]) -> CommandResult:
 def ensure_context(node: BuilderNode) -> CommandResult:
     """A docker context for the node (recreated, so a changed endpoint or TLS takes effect)."""
     name = context_name(node)
-    _run(["context", "rm", "--force", name])
+    _run(["context", "rm", "--force", "--", name])
     with cert_dir(node.tls()) as certs:
         spec = f"host={node.endpoint}"
         if certs is not None:
@@ -126,10 +126,17 @@ def leave(builder: BuildxBuilder, node: BuilderNode) -> list[CommandResult]:
         f"--name={builder.name}",
         f"--node={builder.name}-{node.name}",
     ]
-    result = _run(args)
-    if result.code == 0:
+    results = [_run(args)]
+    if results[0].code == 0:
         builder.nodes.remove(node)
-    return [result]
+        results += _drop_unused_contexts([node])
+    return results
+
+
+def _drop_unused_contexts(nodes: list[BuilderNode]) -> list[CommandResult]:
+    """A node's context holds a copy of its TLS key: keep it only while a builder uses it."""
+    unused = [n for n in nodes if not n.buildx_builders.exists()]
+    return [_run(["context", "rm", "--force", "--", context_name(n)]) for n in unused]
 
 
 def bootstrap(builder: BuildxBuilder) -> list[CommandResult]:
@@ -142,6 +149,9 @@ def inspect(builder: BuildxBuilder) -> list[CommandResult]:
 
 def remove(builder: BuildxBuilder) -> list[CommandResult]:
     result = _run(["buildx", "rm", "--", builder.name])
+    results = [result]
     if result.code == 0 or "no builder" in result.output.lower():
+        nodes = list(builder.nodes.all())
         builder.delete()
-    return [result]
+        results += _drop_unused_contexts(nodes)
+    return results

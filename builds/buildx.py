@@ -141,10 +141,12 @@ def run(
     fails, the others are interrupted: the build
     has failed, and nothing of it keeps running.
     """
-    processes = [BuildxProcess(s.argv(), s.env(), cwd=s.context) for s in specs]
-    codes: list[int | None] = [None] * len(processes)
-    pipes = {p.proc.stdout.fileno(): i for i, p in enumerate(processes) if p.proc.stdout}
+    processes: list[BuildxProcess] = []
+    codes: list[int | None] = [None] * len(specs)
     try:
+        for spec in specs:  # inside the try: if one cannot start, the started ones are killed
+            processes.append(BuildxProcess(spec.argv(), spec.env(), cwd=spec.context))
+        pipes = {p.proc.stdout.fileno(): i for i, p in enumerate(processes) if p.proc.stdout}
         while pipes:
             ready, _, _ = select.select(list(pipes), [], [], 1.0)
             for fd in ready:

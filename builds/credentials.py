@@ -1,16 +1,18 @@
 """Team registry logins: saved sealed, used only through a temporary DOCKER_CONFIG.
 
 The docker CLI (buildx build and imagetools) reads `auths` from $DOCKER_CONFIG/config.json, so
-a build or merge gets a private folder (mode 0700, the file 0600) holding just the logins it
-needs, inside its workspace, which is removed when it ends, fails, is cancelled or its worker is
-reaped. The password never appears in an argv, an environment variable, a log line, a page or an
-API answer; "test connection" hands it to `docker login --password-stdin`.
+a build or merge gets a private folder (mode 0700, the file 0600) holding the team's login on
+top of the operator's own, inside its workspace, which is removed when it ends, fails, is
+cancelled or its worker is reaped. The password never appears in an argv, an environment
+variable, a log line, a page or an API answer; "test connection" asks the registry for a
+manifest through the same kind of folder.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -66,13 +68,32 @@ def for_image(team_id: int, image: str) -> RegistryCredential | None:
     return RegistryCredential.objects.filter(team_id=team_id, registry=registry_of(image)).first()
 
 
+# The docker CLI keeps Docker Hub's login under this key, not "docker.io".
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"
+
+
+def operator_auths() -> dict[str, Any]:
+    """The logins of the portal's own docker config (e.g. for the base-image mirror)."""
+    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    auths = data.get("auths") if isinstance(data, dict) else None
+    return dict(auths) if isinstance(auths, dict) else {}
+
+
 def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | None = None) -> Path:
-    """A DOCKER_CONFIG folder with these logins; `layer` links a builder config's state in."""
+    """A DOCKER_CONFIG folder: the operator's logins with these on top; `layer` links a
+    builder config's state in."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    auths: dict[str, Any] = {}
+    auths = operator_auths()
     for login in logins:
         token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
-        auths[login.registry] = {"auth": token}
+        key = (
+            DOCKER_HUB_KEY if login.registry in ("docker.io", "index.docker.io") else login.registry
+        )
+        auths[key] = {"auth": token}
     path = folder / "config.json"
     path.touch(mode=0o600)
     path.write_text(json.dumps({"auths": auths}))

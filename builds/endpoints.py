@@ -140,12 +140,13 @@ class TlsMaterial:
 
 
 @contextmanager
-def cert_dir(tls: TlsMaterial | None) -> Iterator[Path | None]:
-    """The material as files (mode 0600) for the length of one connection or build."""
+def cert_dir(tls: TlsMaterial | None, parent: Path | None = None) -> Iterator[Path | None]:
+    """The material as files (mode 0600) for the length of one connection or build; a build
+    puts them in its workspace, which the reaper removes even when its worker was killed."""
     if tls is None:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="crossport-tls-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="crossport-tls-", dir=parent) as tmp:
         folder = Path(tmp)
         for name, text in tls.files().items():
             path = folder / name

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from builds import registry
+from builds import registry, tagging
 from builds.models import ManifestRecord
 from builds.refs import ImageRef, InvalidValue, normalize_platform, parse_reference
 from portal.models import Project, Team, image_allowed
@@ -170,9 +170,15 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
             raise InvalidValue(
                 "source", text, f"sources must be in the target's registry {ref.domain}"
             )
+        # The portal reads (and may copy) sources with its own access: only the team's images.
+        if not image_allowed(source_ref.repository, team.image_prefix):
+            raise InvalidValue(
+                "source", text, f"team {team.slug} reads only images below {team.image_prefix}"
+            )
         refs.append(source_ref)
     if len({r.repository + (r.digest or r.tag or "") for r in refs}) != len(refs):
         raise InvalidValue("sources", sources, "a source is listed twice")
+    _check_immutable(team, ref)
     result = MergePlan(team, ref, ref.tag, [])
     owner: dict[str, str] = {}
     for text, source_ref in zip(sources, refs, strict=True):
@@ -185,6 +191,19 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
             owner[platform] = text
         result.sources.append(source)
     return result
+
+
+def _check_immutable(team: Team, ref: ImageRef) -> None:
+    """A project with immutable versions keeps its x.y.z tags, whoever pushes."""
+    assert ref.tag is not None
+    immutable = Project.objects.filter(
+        team=team, image=ref.repository, immutable_tags=True
+    ).exists()
+    if not immutable or not tagging.FULL_SEMVER_TAG.fullmatch(ref.tag):
+        return
+    recorded = ManifestRecord.objects.filter(reference=f"{ref.repository}:{ref.tag}").exists()
+    if recorded or registry.tag_exists(ref, ref.tag):
+        raise InvalidValue("target", f"{ref.repository}:{ref.tag}", "versions are immutable")
 
 
 def push(merge: MergePlan, user: Any) -> ManifestRecord:
@@ -207,7 +226,9 @@ def push(merge: MergePlan, user: Any) -> ManifestRecord:
     body = registry.imagetools("inspect", "--raw", "--", target_tag)
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     summary = registry.summarize_index(body, digest)
-    if summary.platforms != merge.platforms:
+    # Registries spell some platforms differently (linux/arm64/v8): compare normalised.
+    pushed = {normalize_platform(p): d for p, d in summary.platforms.items()}
+    if pushed != merge.platforms:
         raise registry.RegistryError(
             f"{target_tag} holds {summary.platforms}, expected {merge.platforms}"
         )

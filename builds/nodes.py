@@ -70,7 +70,13 @@ def plan_build(build: Build, dockerfile: str) -> Plan:
             raise PlanError(f"no buildx builder named {name}")
         members = set(builder.nodes.values_list("pk", flat=True))
         nodes = [n for n in nodes if n.pk in members]
-    plan = make_plan(build.strategy, list(build.platforms), nodes, dockerfile)
+    try:
+        plan = make_plan(build.strategy, list(build.platforms), nodes, dockerfile)
+    except PlanError as exc:
+        # A node that is down now may be back in a minute: wait for it rather than fail.
+        if not exc.busy and BuilderNode.objects.filter(enabled=True, reachable=False).exists():
+            raise PlanError(f"{exc} (waiting for unhealthy nodes to recover)", busy=True) from exc
+        raise
     history: dict[tuple[str, str], list[float]] = {}
     past = (
         BuildPlatform.objects.filter(
@@ -112,7 +118,12 @@ def docker_client(node: BuilderNode, certs: Path | None, timeout: int = 15) -> d
     # A fixed API version: "auto" would connect inside the constructor, before trust_env is
     # off, and requests lets REQUESTS_CA_BUNDLE (and proxy variables) override the node's CA.
     client = docker.DockerClient(
-        base_url=base_url, tls=tls, timeout=timeout, version=ENGINE_API_VERSION
+        base_url=base_url,
+        tls=tls,
+        timeout=timeout,
+        version=ENGINE_API_VERSION,
+        # ssh:// through the ssh program (its config and agent), as the docker CLI does.
+        use_ssh_client=node.endpoint.startswith("ssh://"),
     )
     client.api.trust_env = False
     return client
@@ -270,8 +281,21 @@ def check_node(node: BuilderNode, repair: bool = True) -> BuilderNode:
         node.reachable = False
         node.last_error = re.sub(r"\s+", " ", str(exc))[:1000]
         log.warning("node %s unreachable: %s", node.name, node.last_error)
-    node.save()
+    # Only what a check learns: staff may have drained or changed the node meanwhile.
+    node.save(update_fields=HEALTH_FIELDS)
     return node
+
+
+HEALTH_FIELDS = [
+    "reachable",
+    "engine_version",
+    "buildkit_version",
+    "native_platforms",
+    "emulated_platforms",
+    "free_disk_bytes",
+    "last_checked_at",
+    "last_error",
+]
 
 
 # platform -> the name tonistiigi/binfmt's --install takes
@@ -339,5 +363,6 @@ def install_emulators(node: BuilderNode, platforms: list[str]) -> CommandResult:
     if result.code == 0:
         wanted = node.wanted_emulators + [p for p in platforms if p not in node.wanted_emulators]
         node.wanted_emulators = [normalize_platform(p) for p in wanted]
+        node.save(update_fields=["wanted_emulators"])
     check_node(node, repair=False)
     return result

@@ -211,16 +211,9 @@ def staging_tag(build_pk: int, platforms: list[str]) -> str:
     return f"crossport-build-{build_pk}-{slug}"[:128]
 
 
-@dataclass(frozen=True)
-class NodeAddress:
-    endpoint: str
-    tls: bool
-
-
-def equivalent_cli(
-    plan: Plan, image: str, tags: list[str], nodes: dict[str, NodeAddress], build_pk: int
-) -> list[str]:
-    """The commands a person would type to do what this plan does (the article's commands)."""
+def equivalent_cli(plan: Plan, image: str, tags: list[str], build_pk: int) -> list[str]:
+    """The commands a person would type to do what this plan does (the article's commands),
+    with one docker context per node, named as the node (endpoints stay with the admins)."""
     commands: list[str] = []
     emulated = sorted({s.platform for s in plan.steps if s.method != "native"})
     if emulated:
@@ -232,16 +225,15 @@ def equivalent_cli(
     runs = plan.runs
     first = f"{image}:{tags[0]}" if tags else image
     pushed = []
+    builder = builder_name(plan.strategy)
     for steps in runs:
-        node = nodes.get(steps[0].node, NodeAddress("", False))
         platforms = [s.platform for s in steps]
         target = first if len(runs) == 1 else f"{image}:{staging_tag(build_pk, platforms)}"
         pushed.append(target)
-        env = f"DOCKER_HOST={shlex.quote(node.endpoint)} " if node.endpoint else ""
-        if node.tls:
-            env += f"DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=~/.docker/{steps[0].node} "
-        argv = ["docker", "buildx", "build", f"--platform={','.join(platforms)}"]
-        commands.append(env + shlex.join([*argv, f"--tag={target}", "--push", "."]))
+        where = [f"--builder={builder}"] if builder else []
+        argv = ["docker", *([] if builder else [f"--context={steps[0].node}"]), "buildx"]
+        argv += ["build", *where, f"--platform={','.join(platforms)}"]
+        commands.append(shlex.join([*argv, f"--tag={target}", "--push", "."]))
     if len(runs) > 1:
         commands.append(
             shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={first}", *pushed])

@@ -60,23 +60,14 @@ def run(
     timeout: float,
     cwd: Path | None = None,
     tick: Callable[[], bool] | None = None,
-    input: bytes | None = None,  # noqa: A002 (as in subprocess.run)
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group.
-    `input` is fed on stdin (from an unlinked temporary file: never in argv or env)."""
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.TemporaryFile() as stdin,
-    ):
-        if input is not None:
-            stdin.write(input)
-            stdin.seek(0)
+    """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
-            stdin=stdin if input is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,

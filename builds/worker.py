@@ -154,13 +154,16 @@ def claim_next(worker_id: str) -> Build | None:
         Build.objects.filter(state=Build.State.QUEUED)
         .exclude(project__builds__state=Build.State.RUNNING)
         .order_by("created_at", "pk")
-        .values_list("pk", "project_id", "project__team_id")[:50]
+        .values_list("pk", "project_id", "project__team_id")[:500]
     )
     running = Counter(
         Build.objects.filter(state=Build.State.RUNNING).values_list("project__team_id", flat=True)
     )
     queued.sort(key=lambda row: running[row[2]])  # stable: oldest first among equals
+    waiting: set[int] = set()  # projects whose oldest build waits: their later ones wait too
     for pk, project_id, _team in queued:
+        if project_id in waiting:
+            continue
         unplannable = ""
         with transaction.atomic():
             # Evaluated as lists: .exists() and .count() would drop the FOR UPDATE.
@@ -176,6 +179,7 @@ def claim_next(worker_id: str) -> Build | None:
                 plan = plan_build(build, planning_dockerfile(build.project))
             except PlanError as exc:
                 if exc.busy:
+                    waiting.add(project_id)
                     continue  # stays queued until a node has room
                 unplannable = str(exc)
             fields = {"state": Build.State.RUNNING, "worker": worker_id, "started_at": now}
@@ -673,7 +677,13 @@ class BuildRun:
         for spec in specs:
             digest = self.pushed_digest(spec)
             sources.append(digest)
-            expected |= self.backend.read_index(ref, digest, self.heartbeat).platforms
+            try:
+                expected |= self.backend.read_index(ref, digest, self.heartbeat).platforms
+            except registry.RegistryError:
+                # An engine without attestations pushes one platform as a plain manifest.
+                if len(spec.platforms) != 1:
+                    raise
+                expected[spec.platforms[0]] = digest
         tag = self.build.tags[0]
         self.log.say(
             f"merging {len(sources)} pushes into {ref.repository}:{tag} "
@@ -725,7 +735,10 @@ class BuildRun:
                 self.resolve_tags()
                 dockerfile = self.render(workspace, src)
                 # Node TLS material exists as files only while the build runs.
-                certs = {pk: stack.enter_context(cert_dir(n.tls())) for pk, n in self.nodes.items()}
+                certs = {
+                    pk: stack.enter_context(cert_dir(n.tls(), parent=workspace))
+                    for pk, n in self.nodes.items()
+                }
                 specs = self.specs(workspace, src, dockerfile, certs)
                 codes = self.build_all(specs)
                 # Pushed is pushed: a cancel that came after buildx finished still gets recorded.

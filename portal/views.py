@@ -22,8 +22,8 @@ from django_htmx.middleware import HtmxDetails
 import lang_plugins
 from builds import credentials, ledger, lint, merge, registry, services
 from builds.gitsource import SourceError
-from builds.models import Build, BuilderNode
-from builds.planner import NodeAddress, Plan, equivalent_cli
+from builds.models import Build
+from builds.planner import Plan, equivalent_cli
 from builds.refs import InvalidValue, parse_reference
 from portal import teams as services_team
 from portal.access import (
@@ -275,9 +275,8 @@ def build_detail(request: Request, pk: int) -> HttpResponse:
 def _equivalent_cli(build: Build) -> list[str]:
     if not build.plan.get("steps"):
         return []
-    nodes = {n.name: NodeAddress(n.endpoint, bool(n.tls_sealed)) for n in BuilderNode.objects.all()}
     plan = Plan.from_json(build.plan)
-    return equivalent_cli(plan, build.project.image, build.tags, nodes, build.pk)
+    return equivalent_cli(plan, build.project.image, build.tags, build.pk)
 
 
 @login_required

@@ -31,6 +31,17 @@ def test_unreachable_node_is_marked_with_the_reason(db: Any, tmp_path: Any) -> N
     assert node.last_error and node.last_checked_at is not None
 
 
+def test_a_check_keeps_what_staff_changed_meanwhile(db: Any, tmp_path: Any) -> None:
+    node = BuilderNode.objects.create(
+        name="n", endpoint=f"unix://{tmp_path}/gone.sock", enabled=True, max_builds=2
+    )
+    BuilderNode.objects.filter(pk=node.pk).update(enabled=False, max_builds=7)  # staff drains
+    check_node(node)  # a worker's copy from before
+    node.refresh_from_db()
+    assert node.enabled is False and node.max_builds == 7
+    assert node.reachable is False and node.last_error
+
+
 def test_due_checks_skip_recently_checked_nodes(db: Any, tmp_path: Any) -> None:
     fresh = BuilderNode.objects.create(
         name="fresh", endpoint=f"unix://{tmp_path}/a.sock", last_checked_at=timezone.now()

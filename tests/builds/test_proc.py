@@ -76,3 +76,44 @@ def test_buildx_is_interrupted_then_killed_after_the_grace(tmp_path: Path, setti
     assert marker.exists(), "buildx first gets SIGINT, so it can cancel the solve cleanly"
     assert code == -9 and 1.0 <= elapsed < 8
     assert b"".join(seen).strip() == b"{}"
+
+
+def test_several_runs_one_failure_interrupts_the_others(settings: Any, tmp_path: Path) -> None:
+    """buildx.run with two processes: the first fails, the second gets SIGINT at once (it
+    would otherwise run for a minute); output is told apart by index, exits in order."""
+    marker = tmp_path / "interrupted"
+    script = tmp_path / "fake-docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *y:bad*) sleep 1; echo "ERROR: failed to solve: boom"; exit 1 ;;\n'
+        # A loop of builtins (no child for SIGINT to kill first), as buildx waits on its solve.
+        f"  *) trap 'touch {marker}; exit 130' INT; echo started; while :; do :; done ;;\n"
+        "esac\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    settings.PORTAL_DOCKER_CLI = str(script)
+
+    def spec(tag: str) -> buildx.BuildSpec:
+        return buildx.BuildSpec(
+            context=tmp_path,
+            dockerfile=tmp_path / "Dockerfile",
+            platforms=["linux/amd64"],
+            tags=[f"localhost:5000/x/y:{tag}"],
+            metadata_file=tmp_path / f"{tag}.json",
+        )
+
+    seen: dict[int, bytes] = {0: b"", 1: b""}
+    exits: list[tuple[int, int]] = []
+
+    def output(index: int, chunk: bytes) -> None:
+        seen[index] += chunk
+
+    started = time.monotonic()
+    codes = buildx.run(
+        [spec("bad"), spec("slow")], output, lambda: False, 5.0, lambda i, c: exits.append((i, c))
+    )
+    assert time.monotonic() - started < 10, "the slow run was stopped, not waited for"
+    assert codes == [1, 130] and exits == [(0, 1), (1, 130)]
+    assert marker.exists(), "the other run got SIGINT first"
+    assert b"boom" in seen[0] and b"boom" not in seen[1] and b"started" in seen[1]

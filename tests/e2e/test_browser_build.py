@@ -114,6 +114,14 @@ def test_register_build_and_watch_live_in_the_browser(
     )
     for platform in PLATFORMS:
         expect(page.locator(f"[data-platform='{platform}']")).to_contain_text("done")
+    # The plan (the Go plugin compiles on the build platform: foreign targets are "cross") and
+    # the same build as commands to type.
+    expect(page.locator("[data-plan-platform='linux/amd64']")).to_contain_text("native")
+    expect(page.locator("[data-plan-platform='linux/arm64']")).to_contain_text("cross")
+    expect(page.locator("[data-platform='linux/arm64'] .seconds")).to_contain_text(" s")
+    expect(page.locator("#cli pre")).to_contain_text(
+        "docker --context=local buildx build --platform=linux/amd64,linux/arm64,linux/arm/v7"
+    )
 
     page.click("text=" + "hello-browser")
     page.click("text=Pushed manifests")

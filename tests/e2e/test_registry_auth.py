@@ -92,8 +92,8 @@ def _push_apart(image: str, password: str) -> None:
 class ArgvWatch:
     """Reads every process's argv (and environment) while running; notes any with the secret."""
 
-    def __init__(self, secret: str) -> None:
-        self.secret = secret.encode()
+    def __init__(self, *secrets: str) -> None:
+        self.secrets = [s.encode() for s in secrets]
         self.hits: list[str] = []
         self.scans = 0
         self._stop = threading.Event()
@@ -109,7 +109,7 @@ class ArgvWatch:
                         data = (proc / name).read_bytes()
                     except OSError:
                         continue
-                    if self.secret in data:
+                    if any(secret in data for secret in self.secrets):
                         self.hits.append(f"{proc.name}/{name}: {data[:200]!r}")
             self.scans += 1
             time.sleep(0.05)
@@ -136,7 +136,8 @@ def _files_containing(root: Path, secret: bytes) -> list[str]:
 
 @pytest.fixture
 def watch(password: str) -> Iterator[ArgvWatch]:
-    with ArgvWatch(password) as w:
+    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
+    with ArgvWatch(password, token) as w:
         yield w
 
 
@@ -243,8 +244,22 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
     kinds = {(m["kind"], m["tag"]) for m in listed["manifests"]}
     assert ("merge", f"{merged}:v1") in kinds and ("build", f"{image}:latest") in kinds
 
-    # Pages, as a browser gets them.
+    # The same merge from the team's merge page: htmx preview, then push.
     session = _login_session(portal, persona)
+    form = {
+        "target": f"{merged}:v2",
+        "sources": f"{merged}:amd64\n{merged}:arm64",
+        "platforms": "",
+    }
+    preview_html = session(f"/teams/{persona.team}/merge/", form | {"action": "preview"}, htmx=True)
+    assert 'id="merge-index"' in preview_html and "docker manifest annotate" in preview_html
+    assert "<html" not in preview_html, "htmx gets the partial only"
+    pushed_html = session(f"/teams/{persona.team}/merge/", form | {"action": "push"})
+    assert f"{merged}:v2" in pushed_html and "Merged from" in pushed_html
+    assert _registry_get(f"{merged.split('/', 1)[1]}/manifests/v2", password)[0] == digest
+    seen += [preview_html, pushed_html]
+
+    # Pages, as a browser gets them.
     for path in (
         f"/builds/{build['id']}/",
         f"/teams/{persona.team}/",
@@ -253,13 +268,15 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
     ):
         seen.append(session(path))
 
-    secret = password.encode()
+    # As typed, and as a docker config holds it (base64 of user:password).
+    token = base64.b64encode(f"{USER}:{password}".encode()).decode()
     assert watch.scans > 10, "the argv watch ran during the builds"
     assert watch.hits == [], watch.hits
-    assert not [text for text in seen if password in text]
-    assert _files_containing(Path(portal.data_dir), secret) == []
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("crossport-*") if p.is_dir()]
-    assert not [p for p in leftovers if _files_containing(p, secret)]
+    assert not [text for text in seen if password in text or token in text]
+    for secret in (password.encode(), token.encode()):
+        assert _files_containing(Path(portal.data_dir), secret) == []
+        leftovers = [p for p in Path(tempfile.gettempdir()).glob("crossport-*") if p.is_dir()]
+        assert not [p for p in leftovers if _files_containing(p, secret)]
 
 
 def _login_session(portal: Any, persona: Any) -> Any:
@@ -277,7 +294,16 @@ def _login_session(portal: Any, persona: Any) -> Any:
         timeout=30,
     )
 
-    def get(path: str) -> str:
-        return opener.open(portal.url + path, timeout=60).read().decode()
+    def get(path: str, form: dict[str, str] | None = None, htmx: bool = False) -> str:
+        """GET, or POST a form with the session's CSRF token (as the page's form does)."""
+        if form is None:
+            return opener.open(portal.url + path, timeout=60).read().decode()
+        token = next(c.value for c in jar if c.name == "csrftoken")
+        headers = {"Referer": portal.url + path, "X-CSRFToken": token}
+        if htmx:
+            headers["HX-Request"] = "true"
+        body = urllib.parse.urlencode(form | {"csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(portal.url + path, data=body, headers=headers)
+        return opener.open(request, timeout=120).read().decode()
 
     return get

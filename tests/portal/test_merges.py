@@ -46,7 +46,7 @@ def no_registry(monkeypatch: Any) -> list[tuple[str, ...]]:
             },
             "overrides must name given sources",
         ),
-        ({"target": "localhost:5000/alpha/m:--x", "sources": ["a"]}, "Invalid"),
+        ({"target": "localhost:5000/alpha/m:--x", "sources": ["a"]}, "Invalid image reference"),
     ],
 )
 def test_bad_merges_are_refused_before_the_registry(
@@ -67,6 +67,13 @@ def test_merges_respect_the_team_prefix_and_membership(
     response = api(alice).post("/api/v1/merges", body)
     assert response.status_code == 400 and "pushes only below" in response.json()["error"]
     assert api(charlie).post("/api/v1/merges", body).status_code == 404
+    # Sources too: the portal reads and copies them with its own access.
+    stolen = body | {
+        "target": "localhost:5000/alpha/m:v1",
+        "sources": ["localhost:5000/beta/private:v1"],
+    }
+    response = api(alice).post("/api/v1/merges", stolen | {"dry_run": True})
+    assert response.status_code == 400 and "reads only images below" in response.json()["error"]
 
 
 def test_team_ledger_lists_merges_and_builds(
