@@ -7,7 +7,8 @@ one run, the build cache of every engine pruned before every build:
 - emulate: one node (the local engine) builds all platforms in one buildx run;
 - native:  one run per platform, spread over two nodes (the local engine and a second engine
            started here on 127.0.0.1 with mutual TLS, as in tests/e2e/test_fleet.py), merged
-           with `docker buildx imagetools create`.
+           with `docker buildx imagetools create`;
+- auto:    the planner's choice on the same two nodes (platforms grouped per node: two runs).
 
 Both engines run on this one 2-core machine, so native here shows the cost of the plan
 (more runs, a merge) rather than the gain of more hardware: with each node on its own machine,
@@ -118,7 +119,7 @@ def main() -> None:
             language="go",
             options={},
         )
-        times: dict[str, list[float]] = {"emulate": [], "native": []}
+        times: dict[str, list[float]] = {"emulate": [], "native": [], "auto": []}
         layout: dict[str, str] = {}
         for _ in range(args.repeat):
             for strategy in times:  # alternated, so drift hits both alike

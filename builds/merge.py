@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from builds import registry, tagging
-from builds.models import ManifestRecord
+from builds.models import Build, ManifestRecord
 from builds.refs import ImageRef, InvalidValue, normalize_platform, parse_reference
 from portal.models import Project, Team, image_allowed
 
@@ -179,6 +179,14 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
     if len({r.repository + (r.digest or r.tag or "") for r in refs}) != len(refs):
         raise InvalidValue("sources", sources, "a source is listed twice")
     _check_immutable(team, ref)
+    running = Build.objects.filter(
+        project__image=ref.repository, state=Build.State.RUNNING
+    ).select_related("project")
+    if (build := running.first()) is not None:
+        # Its push would race this one for the tag (and the ledger's previous digest).
+        raise InvalidValue(
+            "target", target, f"build {build.pk} of {build.project} is pushing there; try after it"
+        )
     result = MergePlan(team, ref, ref.tag, [])
     owner: dict[str, str] = {}
     for text, source_ref in zip(sources, refs, strict=True):

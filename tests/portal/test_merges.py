@@ -76,6 +76,22 @@ def test_merges_respect_the_team_prefix_and_membership(
     assert response.status_code == 400 and "reads only images below" in response.json()["error"]
 
 
+def test_a_merge_waits_for_a_build_pushing_to_the_same_repository(
+    api: Any, alice: Any, queued_build: Any, no_registry: list[Any]
+) -> None:
+    from builds.models import Build
+
+    Build.objects.filter(pk=queued_build.pk).update(state=Build.State.RUNNING)
+    body = {
+        "team": "alpha",
+        "target": f"{queued_build.project.image}:v1",
+        "sources": [f"{queued_build.project.image}:amd64"],
+    }
+    response = api(alice).post("/api/v1/merges", body)
+    assert response.status_code == 400 and "is pushing there" in response.json()["error"]
+    assert no_registry == []
+
+
 def test_team_ledger_lists_merges_and_builds(
     api: Any, alice: Any, charlie: Any, alpha: Any
 ) -> None:
