@@ -70,6 +70,8 @@ def plan_build(build: Build, dockerfile: str) -> Plan:
             raise PlanError(f"no buildx builder named {name}")
         members = set(builder.nodes.values_list("pk", flat=True))
         nodes = [n for n in nodes if n.pk in members]
+        if len(nodes) < len(members):  # buildx would send work to the unhealthy one too
+            raise PlanError(f"builder {name} has unhealthy or drained nodes", busy=True)
     try:
         plan = make_plan(build.strategy, list(build.platforms), nodes, dockerfile)
     except PlanError as exc:

@@ -149,13 +149,17 @@ def make_plan(
     plan = Plan(strategy=strategy)
     room = [n for n in nodes if n.has_room]
     if (name := builder_name(strategy)) is not None:
-        # A named buildx builder spreads platforms over its own nodes; one run through it.
-        if not room:
+        # A named buildx builder spreads platforms over its own nodes (buildx decides where);
+        # one run through it. It needs room on every member, and the build counts on each.
+        if not nodes or len(room) < len(nodes):
             raise PlanError(
                 f"builder {name}: its nodes are unhealthy or at their limit", busy=bool(nodes)
             )
-        node = min(room, key=lambda n: (n.running, n.name))
-        plan.steps = [Step(p, f"builder {name}", node.pk, "builder", 0) for p in platforms]
+        members = sorted(room, key=lambda n: n.name)
+        plan.steps = [
+            Step(p, f"builder {name}", members[i % len(members)].pk, "builder", 0)
+            for i, p in enumerate(platforms)
+        ]
         return plan
     used: dict[int, int] = {}
 

@@ -111,3 +111,13 @@ def test_strategy_grammar() -> None:
     assert validate_strategy("native") == "native"
     with pytest.raises(InvalidValue, match="expected one of auto, emulate, native"):
         validate_strategy("--fast")
+
+
+def test_a_named_builder_needs_room_on_every_member() -> None:
+    plan = make_plan("builder:fleet", THREE, [AMD, AMD2])
+    assert {s.node_id for s in plan.steps} == {1, 2}, "the build counts on both members"
+    assert len(plan.runs) == 1 and {s.method for s in plan.steps} == {"builder"}
+    full = NodeInfo(2, "amd2", AMD2.native, AMD2.emulated, running=2, max_builds=2)
+    with pytest.raises(PlanError) as caught:
+        make_plan("builder:fleet", THREE, [AMD, full])
+    assert caught.value.busy
