@@ -7,6 +7,7 @@ the one place that knows them for the node's default builder.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import docker
 from django.conf import settings
@@ -120,12 +122,7 @@ def docker_client(node: BuilderNode, certs: Path | None, timeout: int = 15) -> d
     # A fixed API version: "auto" would connect inside the constructor, before trust_env is
     # off, and requests lets REQUESTS_CA_BUNDLE (and proxy variables) override the node's CA.
     client = docker.DockerClient(
-        base_url=base_url,
-        tls=tls,
-        timeout=timeout,
-        version=ENGINE_API_VERSION,
-        # ssh:// through the ssh program (its config and agent), as the docker CLI does.
-        use_ssh_client=node.endpoint.startswith("ssh://"),
+        base_url=base_url, tls=tls, timeout=timeout, version=ENGINE_API_VERSION
     )
     client.api.trust_env = False
     return client
@@ -230,13 +227,38 @@ def _local(node: BuilderNode) -> bool:
         return False
 
 
-def _probe(node: BuilderNode, certs: Path | None) -> None:
+def _cli_json(node: BuilderNode, certs: Path | None, *args: str) -> dict[str, Any]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+    proc = subprocess.run(
+        [settings.PORTAL_DOCKER_CLI, *args],
+        env=env | docker_env(node, certs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip() or f"docker {args[0]} exited {proc.returncode}")
+    data = json.loads(proc.stdout)
+    return data if isinstance(data, dict) else {}
+
+
+def engine_facts(node: BuilderNode, certs: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(version, info) of the node's engine. ssh:// goes through the docker CLI, which uses the
+    ssh program with the operator's ssh config as it is (docker-py would need paramiko and
+    overrides the configured port); the others through docker-py."""
+    if node.endpoint.startswith("ssh://"):
+        version = _cli_json(node, certs, "version", "--format={{json .Server}}")
+        return version, _cli_json(node, certs, "info", "--format={{json .}}")
     client = docker_client(node, certs)
     try:
-        version = client.version()
-        info = client.info()
+        return client.version(), client.info()
     finally:
         client.close()
+
+
+def _probe(node: BuilderNode, certs: Path | None) -> None:
+    version, info = engine_facts(node, certs)
     node.engine_version = str(version.get("Version", ""))
     native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
     inspect = buildx_inspect(docker_env(node, certs))
@@ -344,23 +366,24 @@ def install_emulators(node: BuilderNode, platforms: list[str]) -> CommandResult:
             raise InvalidValue("platform", item, "no emulator is known for it")
         if BINFMT_NAMES[platform] not in names:
             names.append(BINFMT_NAMES[platform])
-    image = binfmt_image()
-    args = ["--install", ",".join(names)]
-    command = shlex.join(["docker", "run", "--privileged", "--rm", "--network=none", image, *args])
+    # The operator's image and validated names: nothing a user typed. The docker CLI runs it,
+    # so what the admin sees is the argv that ran, on any kind of endpoint.
+    argv = ["run", "--privileged", "--rm", "--network=none", binfmt_image()]
+    argv += ["--install", ",".join(names)]
+    command = shlex.join(["docker", *argv])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
     try:
         with cert_dir(node.tls()) as certs:
-            client = docker_client(node, certs, timeout=300)
-            try:
-                out = client.containers.run(
-                    image, args, privileged=True, remove=True, network_mode="none"
-                )
-                result = CommandResult(command, 0, out.decode(errors="replace"))
-            finally:
-                client.close()
-    except docker.errors.ContainerError as exc:
-        stderr = exc.stderr.decode(errors="replace") if exc.stderr else ""
-        result = CommandResult(command, exc.exit_status, stderr or str(exc))
-    except docker.errors.DockerException as exc:
+            proc = subprocess.run(
+                [settings.PORTAL_DOCKER_CLI, *argv],
+                env=env | docker_env(node, certs),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        result = CommandResult(command, proc.returncode, (proc.stdout + proc.stderr).strip())
+    except (OSError, subprocess.TimeoutExpired) as exc:
         result = CommandResult(command, 1, str(exc))
     if result.code == 0:
         wanted = node.wanted_emulators + [p for p in platforms if p not in node.wanted_emulators]

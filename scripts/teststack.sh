@@ -124,7 +124,7 @@ os_codename() {
 # handle .tar.xz contexts; fonts-liberation gives chromium legible text in
 # screenshots (we skip Recommends, which would drag in far more).
 BASE_PACKAGES=(docker-registry qemu-user-static binfmt-support chromium fonts-liberation
-    apache2-utils git ca-certificates curl busybox-static jq xz-utils
+    apache2-utils git ca-certificates curl busybox-static jq xz-utils openssh-server
     mmdebstrap arch-test)  # debian_rootfs; arch-test is mmdebstrap's foreign-arch check
 # Packages that must be new enough for multi-platform builds (containerd image
 # store): docker.io >= 26 and buildx. On bookworm they come from trixie.

@@ -48,8 +48,10 @@ def platform_manifests(index: dict[str, Any]) -> dict[str, str]:
     return result
 
 
-def go_project(portal: Any, persona: Any, repo: str, name: str) -> tuple[int, str]:
-    """Register a Go project for the three platforms through the API: (id, image)."""
+def go_project(
+    portal: Any, persona: Any, repo: str, name: str, platforms: list[str] = PLATFORMS
+) -> tuple[int, str]:
+    """Register a Go project (for the three platforms) through the API: (id, image)."""
     image = unique_image(name)
     status, project = portal.api(
         "POST",
@@ -61,7 +63,7 @@ def go_project(portal: Any, persona: Any, repo: str, name: str) -> tuple[int, st
             "language": "go",
             "git_url": repo,
             "image": image,
-            "platforms": PLATFORMS,
+            "platforms": platforms,
         },
     )
     assert status == 201, project
@@ -204,3 +206,81 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class SshNode:
+    """An sshd made by the test on 127.0.0.1:<port>, its own host and client keys, in front of
+    this machine's engine: what `ssh://user@host` nodes look like. The portal reaches it as
+    the operator would set it up, through the ssh client's config: a `Host` block (between
+    markers in ~/.ssh/config, removed by stop()) with the key and the known host key."""
+
+    ALIAS = "crossport-ssh-e2e"
+    BEGIN = f"# >>> {ALIAS} (tests/stack.py)"
+    END = f"# <<< {ALIAS}"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.config = Path.home() / ".ssh" / "config"
+
+    @property
+    def endpoint(self) -> str:
+        return f"ssh://root@{self.ALIAS}"
+
+    def start(self, timeout: float = 30) -> None:
+        for name in ("host_key", "client_key"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / name)],
+                check=True,
+            )
+        (self.root / "authorized_keys").write_text((self.root / "client_key.pub").read_text())
+        host_pub = (self.root / "host_key.pub").read_text().split()
+        (self.root / "known_hosts").write_text(f"{self.ALIAS} {host_pub[0]} {host_pub[1]}\n")
+        (self.root / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {self.root / 'host_key'}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPidFile {self.root / 'pid'}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+            "StrictModes no\n"
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self._write_client_config()
+        deadline = time.monotonic() + timeout
+        while subprocess.run(
+            ["ssh", self.ALIAS, "-l", "root", "true"], capture_output=True, timeout=30
+        ).returncode:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.root / "sshd.log").read_text()[-2000:])
+            time.sleep(0.3)
+
+    def _write_client_config(self) -> None:
+        self.config.parent.mkdir(mode=0o700, exist_ok=True)
+        block = (
+            f"{self.BEGIN}\nHost {self.ALIAS}\n  HostName 127.0.0.1\n  Port {self.port}\n"
+            f"  IdentityFile {self.root / 'client_key'}\n  IdentitiesOnly yes\n"
+            f"  HostKeyAlias {self.ALIAS}\n  UserKnownHostsFile {self.root / 'known_hosts'}\n"
+            f"  StrictHostKeyChecking yes\n  BatchMode yes\n{self.END}\n"
+        )
+        self.config.write_text(block + self._without_block())
+        self.config.chmod(0o600)
+
+    def _without_block(self) -> str:
+        text = self.config.read_text() if self.config.exists() else ""
+        if self.BEGIN in text:
+            head, _, rest = text.partition(self.BEGIN)
+            text = head + rest.partition(self.END + "\n")[2]
+        return text
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+        if self.config.exists():
+            self.config.write_text(self._without_block())
