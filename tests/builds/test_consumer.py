@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from builds import events
 from builds.models import Build, LogLine
@@ -16,6 +17,14 @@ from portal.asgi import application
 from portal.models import ApiToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_the_sync_threads_connection() -> Any:
+    """The consumer reaches the database from asgiref's sync thread; close that connection
+    after each test, or dropping the PostgreSQL test database finds it still in use."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 def _communicator(build: Build, token: str, query: str = "format=json") -> WebsocketCommunicator:
