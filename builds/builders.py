@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -22,17 +21,11 @@ from python_on_whales.utils import run
 
 from builds.endpoints import cert_dir
 from builds.models import BuilderNode, BuildxBuilder
+from builds.nodes import CommandResult
 from builds.refs import InvalidValue
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DRIVER = "docker-container"
-
-
-@dataclass
-class CommandResult:
-    command: str  # as an admin would type it
-    code: int
-    output: str
 
 
 def validate_name(value: object) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from builds.proc import die_with_parent, kill_group
+from builds.proc import die_with_parent, docker_cli_env, kill_group
 
 
 @dataclass(frozen=True)
@@ -62,18 +62,7 @@ class BuildSpec:
         return argv
 
     def env(self) -> dict[str, str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root"),
-            "LC_ALL": "C.UTF-8",
-        }
-        if self.docker_config:
-            env["DOCKER_CONFIG"] = self.docker_config
-        elif "DOCKER_CONFIG" in os.environ:
-            env["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
-        for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # the operator's trust for registry TLS
-            if name in os.environ:
-                env[name] = os.environ[name]
+        env = docker_cli_env(self.docker_config) | {"LC_ALL": "C.UTF-8"}
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         if self.cert_path is not None:

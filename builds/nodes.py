@@ -26,6 +26,7 @@ from django.utils import timezone
 from builds.endpoints import cert_dir, parse_endpoint
 from builds.models import Build, BuilderNode, BuildPlatform, BuildxBuilder
 from builds.planner import NodeInfo, Plan, PlanError, builder_name, estimate, make_plan
+from builds.proc import docker_cli_env
 from builds.refs import InvalidValue, normalize_platform
 
 log = logging.getLogger(__name__)
@@ -143,17 +144,22 @@ def _platforms(text: str) -> list[str]:
     return result
 
 
-def buildx_inspect(node_env: dict[str, str]) -> dict[str, object]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
-    env |= node_env
-    proc = subprocess.run(
-        [settings.PORTAL_DOCKER_CLI, "buildx", "inspect", "--bootstrap"],
-        env=env,
+def node_cli(
+    node: BuilderNode, certs: Path | None, args: list[str], timeout: int = 60
+) -> subprocess.CompletedProcess[str]:
+    """The docker CLI against the node: its endpoint and TLS files, an argv list."""
+    return subprocess.run(
+        [settings.PORTAL_DOCKER_CLI, *args],
+        env=docker_cli_env() | docker_env(node, certs),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+def buildx_inspect(node: BuilderNode, certs: Path | None) -> dict[str, object]:
+    proc = node_cli(node, certs, ["buildx", "inspect", "--bootstrap"])
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"buildx inspect exited {proc.returncode}")
     info: dict[str, object] = {}
@@ -228,15 +234,7 @@ def _local(node: BuilderNode) -> bool:
 
 
 def _cli_json(node: BuilderNode, certs: Path | None, *args: str) -> dict[str, Any]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
-    proc = subprocess.run(
-        [settings.PORTAL_DOCKER_CLI, *args],
-        env=env | docker_env(node, certs),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = node_cli(node, certs, list(args))
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"docker {args[0]} exited {proc.returncode}")
     data = json.loads(proc.stdout)
@@ -261,7 +259,7 @@ def _probe(node: BuilderNode, certs: Path | None) -> None:
     version, info = engine_facts(node, certs)
     node.engine_version = str(version.get("Version", ""))
     native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
-    inspect = buildx_inspect(docker_env(node, certs))
+    inspect = buildx_inspect(node, certs)
     node.buildkit_version = str(inspect.get("buildkit", ""))
     targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
     family = native.split("/")[1]
@@ -371,17 +369,9 @@ def install_emulators(node: BuilderNode, platforms: list[str]) -> CommandResult:
     argv = ["run", "--privileged", "--rm", "--network=none", binfmt_image()]
     argv += ["--install", ",".join(names)]
     command = shlex.join(["docker", *argv])
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
     try:
         with cert_dir(node.tls()) as certs:
-            proc = subprocess.run(
-                [settings.PORTAL_DOCKER_CLI, *argv],
-                env=env | docker_env(node, certs),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            proc = node_cli(node, certs, argv, timeout=300)
         result = CommandResult(command, proc.returncode, (proc.stdout + proc.stderr).strip())
     except (OSError, subprocess.TimeoutExpired) as exc:
         result = CommandResult(command, 1, str(exc))

@@ -40,6 +40,21 @@ def die_with_parent() -> None:
         _signal(signal.SIGINT, _SIG_DFL)
 
 
+def docker_cli_env(docker_config: str = "") -> dict[str, str]:
+    """The environment every docker CLI call gets: PATH and HOME, the docker config folder
+    (the given one, else the operator's), and the operator's TLS trust for registries."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+    }
+    if docker_config or "DOCKER_CONFIG" in os.environ:
+        env["DOCKER_CONFIG"] = docker_config or os.environ["DOCKER_CONFIG"]
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
 class ProcessTimeout(Exception):
     pass
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from builds.proc import ProcessTimeout, run
+from builds.proc import ProcessTimeout, docker_cli_env, run
 from builds.refs import ImageRef
 
 Tick = Callable[[], bool] | None
@@ -60,17 +59,7 @@ class IndexSummary:
 
 def imagetools(*args: str, env: dict[str, str] | None = None, tick: Tick = None) -> bytes:
     cmd = [settings.PORTAL_DOCKER_CLI, "buildx", "imagetools", *args]
-    base = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/root"),
-    }
-    if config := DOCKER_CONFIG.get():
-        base["DOCKER_CONFIG"] = config
-    elif "DOCKER_CONFIG" in os.environ:
-        base["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
-    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # the operator's trust for registry TLS
-        if name in os.environ:
-            base[name] = os.environ[name]
+    base = docker_cli_env(DOCKER_CONFIG.get())
     try:
         proc = run(cmd, env={**base, **(env or {})}, timeout=TIMEOUT, tick=tick)
     except ProcessTimeout as exc:

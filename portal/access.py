@@ -31,6 +31,10 @@ def get_team_for_user(user: Any, slug: str, *, admin: bool = False) -> Team:
     return team
 
 
+def is_team_admin(user: Any, team: Team) -> bool:
+    return team.memberships.filter(user_id=user.pk, role=Membership.Role.ADMIN).exists()
+
+
 def get_project_for_user(user: Any, pk: int) -> Project:
     project = projects_for(user).filter(pk=pk).first()
     if project is None:

@@ -23,12 +23,13 @@ from portal.access import (
     get_build_for_user,
     get_project_for_user,
     get_team_for_user,
+    is_team_admin,
     manifests_for,
     projects_for,
     teams_for,
 )
 from portal.forms import ProjectForm
-from portal.models import ApiToken, Membership, Team
+from portal.models import ApiToken, Team
 from portal.openapi import openapi_document
 
 MAX_BODY = 256 * 1024
@@ -367,9 +368,7 @@ def _team_admin(request: HttpRequest, slug: object) -> Team | HttpResponse:
     if not isinstance(slug, str) or not slug:
         return error(400, "team must be a team slug")
     team = get_team_for_user(request.user, slug)  # 404 outside the team
-    if not team.memberships.filter(
-        user__username=request.user.get_username(), role=Membership.Role.ADMIN
-    ).exists():
+    if not is_team_admin(request.user, team):
         return error(403, "registry logins are managed by team admins")
     return team
 

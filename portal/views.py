@@ -30,12 +30,13 @@ from portal.access import (
     get_build_for_user,
     get_project_for_user,
     get_team_for_user,
+    is_team_admin,
     manifests_for,
     projects_for,
     teams_for,
 )
 from portal.forms import OPTION_PREFIX, MembershipForm, ProjectForm, TokenForm
-from portal.models import ApiToken, Membership
+from portal.models import ApiToken
 
 
 class Request(HttpRequest):
@@ -380,7 +381,7 @@ def manifest_detail(request: Request, pk: int) -> HttpResponse:
 def team_detail(request: Request, slug: str) -> HttpResponse:
     """Members of a team; its admins add members, change roles and remove them."""
     team = get_team_for_user(request.user, slug)
-    is_admin = team.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists()
+    is_admin = is_team_admin(request.user, team)
     form = MembershipForm(request.POST or None, team=team)
     if request.method == "POST":
         if not is_admin:
@@ -456,7 +457,7 @@ def team_merge(request: Request, slug: str) -> HttpResponse:
 def team_credentials(request: Request, slug: str) -> HttpResponse:
     """Team admins save, test and delete registry logins; the password is never shown."""
     team = get_team_for_user(request.user, slug)
-    if not team.memberships.filter(user=request.user, role=Membership.Role.ADMIN).exists():
+    if not is_team_admin(request.user, team):
         return HttpResponse("only team admins manage registry logins", status=403)
     action = request.POST.get("action")
     if action == "save":
