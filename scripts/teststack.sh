@@ -325,18 +325,24 @@ http:
     X-Content-Type-Options: [nosniff]
 EOF
     mv "$REGISTRY_CONFIG.tmp" "$REGISTRY_CONFIG"
-    if registry_up; then
-        pid_alive "$RUN_DIR/registry.pid" ||
-            log "warning: something not started by this script already serves $REGISTRY_URL; using it"
-        log "registry: already running"
+    serve_registry registry "$REGISTRY_CONFIG" registry_up "$REGISTRY_URL"
+}
+
+# serve_registry NAME CONFIG CHECK WHERE: run docker-registry with CONFIG (pid and log named
+# NAME) unless CHECK already passes; wait until CHECK passes.
+serve_registry() {
+    local name=$1 config=$2 check=$3 where=$4
+    if "$check"; then
+        pid_alive "$RUN_DIR/$name.pid" ||
+            log "warning: something not started by this script already serves $where; using it"
+        log "$name: already running"
         return 0
     fi
-    log "registry: starting on $REGISTRY_ADDR (log: $LOG_DIR/registry.log)"
-    daemonize "$RUN_DIR/registry.pid" "$LOG_DIR/registry.log" \
-        /usr/bin/docker-registry serve "$REGISTRY_CONFIG"
-    if ! wait_for "$TIMEOUT" "registry" "$RUN_DIR/registry.pid" registry_up; then
-        tail -n 20 "$LOG_DIR/registry.log" >&2
-        die "registry did not answer $REGISTRY_URL/v2/ (port taken?); see $LOG_DIR/registry.log"
+    log "$name: starting on $where (log: $LOG_DIR/$name.log)"
+    daemonize "$RUN_DIR/$name.pid" "$LOG_DIR/$name.log" /usr/bin/docker-registry serve "$config"
+    if ! wait_for "$TIMEOUT" "$name" "$RUN_DIR/$name.pid" "$check"; then
+        tail -n 20 "$LOG_DIR/$name.log" >&2
+        die "$name did not answer on $where (port taken?); see $LOG_DIR/$name.log"
     fi
 }
 
@@ -415,17 +421,8 @@ auth:
     realm: crossport-teststack
     path: $AUTH_DIR/htpasswd
 EOF
-    if auth_registry_up; then
-        log "auth registry: already running"
-        return 0
-    fi
-    log "auth registry: starting on 127.0.0.1:$AUTH_PORT ($AUTH_ADDR) with TLS and htpasswd (log: $LOG_DIR/auth-registry.log)"
-    daemonize "$RUN_DIR/auth-registry.pid" "$LOG_DIR/auth-registry.log" \
-        /usr/bin/docker-registry serve "$AUTH_DIR/registry.yml"
-    if ! wait_for "$TIMEOUT" "auth registry" "$RUN_DIR/auth-registry.pid" auth_registry_up; then
-        tail -n 20 "$LOG_DIR/auth-registry.log" >&2
-        die "the auth registry did not answer https://$AUTH_ADDR/v2/; see $LOG_DIR/auth-registry.log"
-    fi
+    serve_registry auth-registry "$AUTH_DIR/registry.yml" auth_registry_up \
+        "https://$AUTH_ADDR (127.0.0.1:$AUTH_PORT, TLS and htpasswd)"
 }
 
 # ---------------------------------------------------------------- 4. QEMU
