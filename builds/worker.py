@@ -51,6 +51,7 @@ NODE_CHECK_POLL = 10.0  # how often the loop asks whether a node check is due
 PUSH_RETRIES = 2
 REGISTRY_5XX = re.compile(r"unexpected status from \w+ request to \S+: 50[0-4]\b")
 Tick = Callable[[], bool]
+Outcome = tuple[str, str, str]  # state, reason, fault
 STATUS_EVERY = 0.5
 
 
@@ -714,14 +715,19 @@ class BuildRun:
         )
         events.publish_status(self.build)
 
-    def _finish_stopped(self) -> None:
+    def _stopped(self) -> Outcome:
         if self._timed_out:
             limit = settings.PORTAL_BUILD_TIMEOUT_SECONDS
-            self.finish(Build.State.FAILED, f"timed out after {limit}s", Build.Fault.USER)
-        else:
-            self.finish(Build.State.CANCELLED, "cancelled on request")
+            return Build.State.FAILED, f"timed out after {limit}s", Build.Fault.USER
+        return Build.State.CANCELLED, "cancelled on request", Build.Fault.NONE
 
     def execute(self) -> None:
+        # The verdict is published only after the workspace is gone: whoever sees a finished
+        # build finds nothing of it left on disk.
+        if outcome := self._execute():
+            self.finish(*outcome)
+
+    def _execute(self) -> Outcome | None:
         workspace = Path(tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=_workspace_root()))
         try:
             with ExitStack() as stack:
@@ -730,8 +736,7 @@ class BuildRun:
                     stack.enter_context(registry.using_config(config))
                 src = self.checkout(workspace)
                 if self.heartbeat(force=True):
-                    self._finish_stopped()
-                    return
+                    return self._stopped()
                 self.resolve_tags()
                 dockerfile = self.render(workspace, src)
                 # Node TLS material exists as files only while the build runs.
@@ -743,26 +748,26 @@ class BuildRun:
                 codes = self.build_all(specs)
                 # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
                 if any(codes) and self.heartbeat(force=True):
-                    self._finish_stopped()
-                    return
+                    return self._stopped()
                 if any(codes):
                     if lost := self.lost_nodes(codes):
                         reason = f"{self.failure_reason(codes)} (node {', '.join(lost)} is lost)"
                         raise BuildFailed(reason, Build.Fault.SYSTEM)
                     raise BuildFailed(self.failure_reason(codes))
                 self.verify_and_record(specs)
-            self.finish(Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}")
+            return Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}", Build.Fault.NONE
         except LeaseLost:
             log.warning("build %s: lease lost, stopping", self.build.pk)
+            return None
         except ProcessStopped:
-            self._finish_stopped()
+            return self._stopped()
         except BuildFailed as exc:
-            self.finish(Build.State.FAILED, exc.reason, exc.fault)
+            return Build.State.FAILED, exc.reason, exc.fault
         except SealError as exc:
-            self.finish(Build.State.FAILED, str(exc), Build.Fault.SYSTEM)
+            return Build.State.FAILED, str(exc), Build.Fault.SYSTEM
         except Exception as exc:
             log.exception("build %s: internal error", self.build.pk)
-            self.finish(
+            return (
                 Build.State.FAILED,
                 f"internal error: {type(exc).__name__}: {exc}",
                 Build.Fault.SYSTEM,

@@ -85,7 +85,7 @@ def test_index_with_wrong_platforms_fails_the_build(queued_build: Build) -> None
     assert not ManifestRecord.objects.exists()
 
 
-def test_cancel_interrupts_a_running_build(queued_build: Build) -> None:
+def test_cancel_interrupts_a_running_build(queued_build: Build, settings: Any) -> None:
     def cancel_on_third_chunk(n: int) -> None:
         if n == 2:
             Build.objects.filter(pk=queued_build.pk).update(cancel_requested=True)
@@ -93,6 +93,15 @@ def test_cancel_interrupts_a_running_build(queued_build: Build) -> None:
     backend = FakeBackend(on_chunk=cancel_on_third_chunk, chunk_size=400)
     run = BuildRun(claim_next("w1"), backend, "w1")  # type: ignore[arg-type]
     run._last_beat = -1e9
+    # Whoever sees the verdict must find the workspace already gone.
+    on_disk_at_finish: list[list[Path]] = []
+    publish = run.finish
+
+    def finish(*verdict: str) -> None:
+        on_disk_at_finish.append(list(Path(settings.PORTAL_WORKSPACE_DIR).iterdir()))
+        publish(*verdict)
+
+    run.finish = finish  # type: ignore[method-assign]
     import builds.worker as worker
 
     worker.HEARTBEAT_EVERY, saved = 0.0, worker.HEARTBEAT_EVERY
@@ -103,6 +112,7 @@ def test_cancel_interrupts_a_running_build(queued_build: Build) -> None:
     build = Build.objects.get(pk=queued_build.pk)
     assert backend.stopped
     assert build.state == Build.State.CANCELLED and build.reason == "cancelled on request"
+    assert on_disk_at_finish == [[]]
 
 
 def test_cancel_before_start_needs_no_worker(queued_build: Build, api: Any, alice: Any) -> None:
