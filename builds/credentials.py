@@ -25,6 +25,7 @@ from django.utils import timezone
 from builds import registry
 from builds.models import RegistryCredential
 from builds.refs import InvalidValue, parse_reference
+from portal.sealing import SealError
 
 _REGISTRY = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
@@ -45,14 +46,25 @@ def validate_registry(value: object) -> str:
         raise InvalidValue("registry", value, "give the host[:port] only, without scheme or path")
     if not _REGISTRY.fullmatch(host):
         raise InvalidValue("registry", value, "not a host[:port]")
-    return host
+    return registry_key(host)
+
+
+# Docker Hub answers under several names; image references call it docker.io.
+DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def registry_key(host: str) -> str:
+    """How a login's registry is stored and looked up: host names are case-insensitive, and
+    Docker Hub is docker.io whichever of its names was typed."""
+    host = host.lower()
+    return "docker.io" if host in DOCKER_HUB_ALIASES else host
 
 
 def validate_login(username: object, password: object) -> tuple[str, str]:
     if not isinstance(username, str) or not username or len(username) > 255:
         raise InvalidValue("username", "(hidden)", "give a user name of at most 255 characters")
     if any(c in username for c in ":\r\n\0"):
-        raise InvalidValue("username", username, "no ':' or control characters")
+        raise InvalidValue("username", "(hidden)", "no ':' or control characters")
     if not isinstance(password, str) or not password or len(password) > 4096:
         raise InvalidValue("password", "(hidden)", "give a password or token (at most 4096)")
     if any(c in password for c in "\r\n\0"):
@@ -61,7 +73,7 @@ def validate_login(username: object, password: object) -> tuple[str, str]:
 
 
 def registry_of(image: str) -> str:
-    return parse_reference(image).domain
+    return registry_key(parse_reference(image).domain)
 
 
 def for_image(team_id: int, image: str) -> RegistryCredential | None:
@@ -72,31 +84,47 @@ def for_image(team_id: int, image: str) -> RegistryCredential | None:
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
-def operator_auths() -> dict[str, Any]:
-    """The logins of the portal's own docker config (e.g. for the base-image mirror)."""
+# What a build or merge keeps of the operator's docker config: logins (inline, per-registry
+# helpers, a store) and proxies. Not currentContext: its context store is not in the folder.
+OPERATOR_KEYS = ("auths", "credHelpers", "credsStore", "proxies")
+
+
+def operator_config() -> dict[str, Any]:
+    """The portal's own docker config (e.g. logins for the base-image mirror, build proxies)."""
     folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
     try:
         data = json.loads((Path(folder) / "config.json").read_text())
     except (OSError, ValueError):
         return {}
-    auths = data.get("auths") if isinstance(data, dict) else None
-    return dict(auths) if isinstance(auths, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: data[k] for k in OPERATOR_KEYS if isinstance(data.get(k), dict | str)}
 
 
 def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | None = None) -> Path:
     """A DOCKER_CONFIG folder: the operator's logins with these on top; `layer` links a
     builder config's state in."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    auths = operator_auths()
+    config = operator_config()
+    auths = dict(config.get("auths") or {})
+    helpers = dict(config.get("credHelpers") or {})
     for login in logins:
         token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
-        key = (
-            DOCKER_HUB_KEY if login.registry in ("docker.io", "index.docker.io") else login.registry
-        )
+        key = DOCKER_HUB_KEY if registry_key(login.registry) == "docker.io" else login.registry
         auths[key] = {"auth": token}
+        # The CLI asks a helper or a store before `auths`: the team's login must win.
+        for name in {key, login.registry}:
+            helpers.pop(name, None)
+    if logins:
+        config.pop("credsStore", None)
+    config["auths"] = auths
+    if helpers:
+        config["credHelpers"] = helpers
+    else:
+        config.pop("credHelpers", None)
     path = folder / "config.json"
     path.touch(mode=0o600)
-    path.write_text(json.dumps({"auths": auths}))
+    path.write_text(json.dumps(config))
     if layer is not None:
         for name in BUILDX_STATE:
             if (layer / name).exists() and not (folder / name).exists():
@@ -113,17 +141,18 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
     project = login.team.projects.filter(image__startswith=f"{login.registry}/").first()
     repository = project.image if project else f"{login.registry}/crossport/login-check"
     with tempfile.TemporaryDirectory(prefix="crossport-login-") as tmp:
-        config = write_config(Path(tmp) / "docker", [login])
         try:
+            config = write_config(Path(tmp) / "docker", [login])
             with registry.using_config(str(config)):
                 registry.imagetools("inspect", "--raw", "--", f"{repository}:crossport-login-check")
-            ok, out = True, "login succeeded"
+            ok, message = True, "login succeeded"
+        except SealError as exc:
+            ok, message = False, str(exc)
         except registry.RegistryError as exc:
             text = str(exc)
             refused = UNAUTHORIZED.search(text)
             ok = not refused and bool(NOT_FOUND.search(text))
-            out = "login succeeded" if ok else text
-    message = _clean(out, login.password)
+            message = "login succeeded" if ok else _clean(text, login.password)
     login.last_tested_at, login.last_test_ok, login.last_test_message = timezone.now(), ok, message
     login.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
     return ok, message

@@ -19,6 +19,8 @@ from django.conf import settings
 from builds.proc import ProcessTimeout, run
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+# git's record of what a fetch got: "<sha>\t\ttag 'v1.2.3' of <url>" (or "branch 'main' of").
+_FETCHED_TAG = re.compile(r"^[0-9a-f]+\t[^\t]*\ttag '([^']+)' of ", re.MULTILINE)
 Tick = Callable[[], bool] | None
 
 
@@ -86,3 +88,14 @@ def fetch(url: str, ref: str, dest: Path, tick: Tick = None) -> str:
     else:
         _git("checkout", "--quiet", "--detach", "FETCH_HEAD", cwd=dest)
     return _git("rev-parse", "HEAD", cwd=dest).strip()
+
+
+def fetched_tag(dest: Path) -> str | None:
+    """The git tag a `fetch` into `dest` checked out, or None for a branch or a commit: a
+    branch that happens to be called v1.2.3 is not a release."""
+    try:
+        record = (dest / ".git" / "FETCH_HEAD").read_text(errors="replace")
+    except OSError:
+        return None
+    match = _FETCHED_TAG.match(record)
+    return match.group(1) if match else None

@@ -17,8 +17,10 @@ FILTERS = ("team", "project", "tag", "person", "since", "until")
 CSV_FIELDS = [
     "pushed_at",
     "kind",
+    "team",
     "tag",
     "digest",
+    "media_type",
     "platforms",
     "attestations",
     "previous_digest",
@@ -79,8 +81,10 @@ def to_csv(records: QuerySet[ManifestRecord]) -> str:
                 for key, value in {
                     "pushed_at": row["pushed_at"],
                     "kind": row["kind"],
+                    "team": row["team"] or "",
                     "tag": row["tag"],
                     "digest": row["digest"],
+                    "media_type": row["media_type"],
                     "platforms": json.dumps(row["platforms"], sort_keys=True),
                     "attestations": len(row["attestations"]),
                     "previous_digest": row["previous_digest"] or "",

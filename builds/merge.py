@@ -121,8 +121,10 @@ def read_source(reference: str, ref: ImageRef, override: str | None) -> Source:
             if annotations.get("vnd.docker.reference.type") == registry.ATTESTATION_TYPE:
                 source.attestations.append(entry)
                 continue
-            platform = registry.platform_of(entry)
-            source.manifests[normalize_platform(platform)] = entry
+            platform = normalize_platform(registry.platform_of(entry))
+            if platform in source.manifests:
+                raise InvalidValue("source", reference, f"the index gives {platform} twice")
+            source.manifests[platform] = entry
         return source
     if override:
         platform = normalize_platform(override)
@@ -175,10 +177,12 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
             raise InvalidValue(
                 "source", text, f"team {team.slug} reads only images below {team.image_prefix}"
             )
+        _check_not_foreign(team, "source", text, source_ref)
         refs.append(source_ref)
-    if len({r.repository + (r.digest or r.tag or "") for r in refs}) != len(refs):
+    if len({(r.repository, r.digest or r.tag or "latest") for r in refs}) != len(refs):
         raise InvalidValue("sources", sources, "a source is listed twice")
-    _check_immutable(team, ref)
+    _check_not_foreign(team, "target", target, ref)
+    _check_immutable(ref)
     running = Build.objects.filter(
         project__image=ref.repository, state=Build.State.RUNNING
     ).select_related("project")
@@ -201,12 +205,17 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
     return result
 
 
-def _check_immutable(team: Team, ref: ImageRef) -> None:
+def _check_not_foreign(team: Team, name: str, text: str, ref: ImageRef) -> None:
+    """A repository another team's project builds is that team's, prefix or not."""
+    other = Project.objects.filter(image=ref.repository).exclude(team=team).first()
+    if other is not None:
+        raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.team.slug}")
+
+
+def _check_immutable(ref: ImageRef) -> None:
     """A project with immutable versions keeps its x.y.z tags, whoever pushes."""
     assert ref.tag is not None
-    immutable = Project.objects.filter(
-        team=team, image=ref.repository, immutable_tags=True
-    ).exists()
+    immutable = Project.objects.filter(image=ref.repository, immutable_tags=True).exists()
     if not immutable or not tagging.FULL_SEMVER_TAG.fullmatch(ref.tag):
         return
     recorded = ManifestRecord.objects.filter(reference=f"{ref.repository}:{ref.tag}").exists()

@@ -354,11 +354,17 @@ class ManifestRecord(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("the manifest ledger is append-only")
 
+    @property
+    def team_slug(self) -> str | None:
+        if self.team_id and self.team:
+            return self.team.slug
+        return self.project.team.slug if self.project else None
+
     def to_api(self) -> dict[str, Any]:
         return {
             "id": self.pk,
             "kind": self.kind,
-            "team": self.team.slug if self.team_id and self.team else None,
+            "team": self.team_slug,
             "project": self.project_id,
             "build": self.build_id,
             "sources": self.sources,

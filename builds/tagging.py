@@ -1,7 +1,7 @@
 """Tag templates, as teams know them from CI: `{branch}`, `{short_sha}`, `{sha}`, `{semver}`
-(v1.2.3 -> 1.2.3, 1.2, 1), `{latest}` (latest, only when building the default ref) and
-literal tags. Templates are checked when saved; they are expanded after the checkout, when the
-commit is known."""
+(git tag v1.2.3 -> 1.2.3, 1.2, 1; a branch of that name gives none), `{latest}` (latest, only
+when building the default branch) and literal tags. Templates are checked when saved; they
+are expanded after the checkout, when the commit is known."""
 
 from __future__ import annotations
 
@@ -59,15 +59,19 @@ def _fill(template: str, *, ref: str, commit: str) -> str:
     return _VARIABLE.sub(lambda m: values[m.group(1)], template)
 
 
-def expand(templates: Iterable[str], *, ref: str, commit: str, default_ref: str) -> list[str]:
-    """The tags for one build; templates that do not apply (semver on a branch) give none."""
+def expand(
+    templates: Iterable[str], *, ref: str, commit: str, default_ref: str, git_tag: str | None
+) -> list[str]:
+    """The tags for one build; templates that do not apply (semver on a branch) give none.
+    `git_tag` is the tag the checkout found, if `ref` named one."""
     tags: list[str] = []
     for template in templates:
         if template == "{semver}":
-            match = SEMVER.fullmatch(ref.removeprefix("refs/tags/"))
+            match = SEMVER.fullmatch(git_tag) if git_tag else None
             new = [".".join(match.groups()[:n]) for n in (3, 2, 1)] if match else []
         elif template == "{latest}":
-            new = ["latest"] if ref == default_ref else []
+            default = default_ref.removeprefix("refs/heads/")
+            new = ["latest"] if not git_tag and ref.removeprefix("refs/heads/") == default else []
         else:
             new = [_fill(template, ref=ref, commit=commit)]
         for tag in new:
@@ -75,3 +79,8 @@ def expand(templates: Iterable[str], *, ref: str, commit: str, default_ref: str)
             if tag not in tags:
                 tags.append(tag)
     return tags
+
+
+def version(tags: list[str]) -> str:
+    """The OCI version of an image with these tags: its x.y.z if it has one."""
+    return next((t for t in tags if FULL_SEMVER_TAG.fullmatch(t)), tags[0])

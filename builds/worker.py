@@ -292,6 +292,7 @@ class BuildRun:
         self.platforms: dict[str, BuildPlatform] = {}
         self.nodes: dict[int, BuilderNode] = {}
         self.docker_config = ""  # set when the team has a login for the image's registry
+        self.git_tag: str | None = None  # set by the checkout when the ref is a git tag
         self._last_beat = 0.0
         self._last_status = 0.0
         self._cancel = False
@@ -365,7 +366,10 @@ class BuildRun:
             raise BuildFailed(str(exc)) from exc
         self.build.commit = commit
         self.build.save(update_fields=["commit"])
-        self.log.say(f"checked out commit {commit}")
+        self.git_tag = gitsource.fetched_tag(src)
+        self.log.say(
+            f"checked out commit {commit}" + (f" (tag {self.git_tag})" if self.git_tag else "")
+        )
         return src
 
     def resolve_tags(self) -> None:
@@ -373,7 +377,11 @@ class BuildRun:
         build, project = self.build, self.build.project
         try:
             tags = tagging.expand(
-                build.tags, ref=build.ref, commit=build.commit, default_ref=project.ref
+                build.tags,
+                ref=build.ref,
+                commit=build.commit,
+                default_ref=project.ref,
+                git_tag=self.git_tag,
             )
         except InvalidValue as exc:
             raise BuildFailed(f"tags: {exc}") from exc
@@ -469,7 +477,7 @@ class BuildRun:
             "org.opencontainers.image.source": project.git_url,
             "org.opencontainers.image.revision": build.commit,
             "org.opencontainers.image.title": project.name,
-            "org.opencontainers.image.version": build.tags[0],
+            "org.opencontainers.image.version": tagging.version(build.tags),
             "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
         }
 

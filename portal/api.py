@@ -31,6 +31,7 @@ from portal.access import (
 from portal.forms import ProjectForm
 from portal.models import ApiToken, Team
 from portal.openapi import openapi_document
+from portal.sealing import SealError
 
 MAX_BODY = 256 * 1024
 MAX_LOG_LINES = 5000
@@ -75,6 +76,8 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return view(request, body, *args, **kwargs)
             except Http404 as exc:
                 return error(404, str(exc) or "not found")
+            except SealError as exc:  # a saved secret the current key cannot open
+                return error(409, str(exc))
 
         return wrapper
 
@@ -309,11 +312,14 @@ def merges(request: HttpRequest, body: Any) -> HttpResponse:
     if not isinstance(body.get("team"), str):
         return error(400, "team must be a team slug")
     team = get_team_for_user(request.user, body["team"])
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        return error(400, "dry_run must be true or false")
     try:
         with registry_logins.using_login(team.pk, body.get("target")):
             plan = merge.plan(team, body.get("target"), body.get("sources"), body.get("platforms"))
             preview = {"index": plan.index(), "commands": plan.commands()}
-            if body.get("dry_run"):
+            if dry_run:
                 return JsonResponse(preview)
             record = merge.push(plan, request.user)
     except InvalidValue as exc:

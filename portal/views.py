@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -37,6 +38,7 @@ from portal.access import (
 )
 from portal.forms import OPTION_PREFIX, MembershipForm, ProjectForm, TokenForm
 from portal.models import ApiToken
+from portal.sealing import SealError
 
 
 class Request(HttpRequest):
@@ -368,7 +370,7 @@ def manifest_detail(request: Request, pk: int) -> HttpResponse:
     try:
         with credentials.using_login(team_id, record.reference):
             current = registry.current_digest(parse_reference(repository), tag)
-    except (registry.RegistryError, InvalidValue) as exc:
+    except (registry.RegistryError, InvalidValue, SealError) as exc:
         error = str(exc)
     return render(
         request,
@@ -387,7 +389,7 @@ def team_detail(request: Request, slug: str) -> HttpResponse:
         if not is_admin:
             return HttpResponse("only team admins manage members", status=403)
         if "membership" in request.POST:  # a row's role select or remove button
-            membership = get_object_or_404(team.memberships, pk=request.POST.get("membership"))
+            membership = get_object_or_404(team.memberships, pk=_posted_pk(request, "membership"))
             try:
                 services_team.change_membership(
                     team, membership, remove="remove" in request.POST, role=request.POST.get("role")
@@ -443,7 +445,7 @@ def team_merge(request: Request, slug: str) -> HttpResponse:
                     record = merge.push(plan, request.user)
                     messages.success(request, f"pushed {record.reference} ({record.digest})")
                     return redirect("manifest", record.pk)
-        except (InvalidValue, registry.RegistryError) as exc:
+        except (InvalidValue, registry.RegistryError, SealError) as exc:
             context["error"] = str(exc)
         if context.get("index"):
             context["index_json"] = json.dumps(context["index"], indent=2)
@@ -452,6 +454,13 @@ def team_merge(request: Request, slug: str) -> HttpResponse:
     return render(request, "portal/team_merge.html", context)
 
 
+def _posted_pk(request: Request, name: str) -> int:
+    """A row id from a form (0, which matches nothing, when it is not a number)."""
+    value = request.POST.get(name, "")
+    return int(value) if value.isascii() and value.isdecimal() else 0
+
+
+@sensitive_post_parameters("password")
 @login_required
 @require_POST
 def team_credentials(request: Request, slug: str) -> HttpResponse:
@@ -473,7 +482,7 @@ def team_credentials(request: Request, slug: str) -> HttpResponse:
         except InvalidValue as exc:
             messages.error(request, str(exc))
     else:
-        login = get_object_or_404(team.credentials, pk=request.POST.get("credential") or 0)
+        login = get_object_or_404(team.credentials, pk=_posted_pk(request, "credential"))
         if action == "test":
             ok, message = credentials.test_connection(login)
             (messages.success if ok else messages.error)(request, f"{login.registry}: {message}")

@@ -20,6 +20,8 @@ PLATFORM_DIGESTS = {
     "linux/arm/v7": "sha256:" + "33" * 32,
 }
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# The fake repository's git tags; every other ref is a branch.
+GIT_TAGS = ("v1.0.0", "v1.1.0", "v2.5.0")
 
 
 def write_hello(dest: Path) -> None:
@@ -66,6 +68,10 @@ class FakeBackend:
 
             raise ProcessStopped()
         write_hello(dest)
+        # What `git fetch` records, which the worker reads to tell tags from branches.
+        kind = "tag" if ref in GIT_TAGS else "branch"
+        (dest / ".git").mkdir(exist_ok=True)
+        (dest / ".git" / "FETCH_HEAD").write_text(f"{COMMIT}\t\t{kind} '{ref}' of {url}\n")
         return COMMIT
 
     def build(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from builds.gitsource import SourceError, fetch
+from builds.gitsource import SourceError, fetch, fetched_tag
 from fakes import write_hello
 
 GIT = ["git", "-c", "user.name=T", "-c", "user.email=t@example.invalid"]
@@ -42,6 +42,27 @@ def test_fetch_branch_tag_and_commit(repo: tuple[Path, list[str]], tmp_path: Pat
     assert fetch(f"file://{path}", "v1.0.0", tmp_path / "b") == second
     assert fetch(f"file://{path}", first[:10], tmp_path / "c") == first
     assert not (tmp_path / "c" / "NOTES").exists()
+
+
+def test_the_checkout_knows_a_tag_from_a_branch_named_like_one(
+    repo: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, (first, second) = repo
+    subprocess.run([*GIT, "-C", str(path), "branch", "v9.9.9", first], check=True)
+    subprocess.run([*GIT, "-C", str(path), "tag", "-a", "-m", "rel", "v2.0.0", first], check=True)
+    url = f"file://{path}"
+    cases = {
+        "v1.0.0": "v1.0.0",  # lightweight tag
+        "v2.0.0": "v2.0.0",  # annotated tag
+        "refs/tags/v1.0.0": "v1.0.0",
+        "v9.9.9": None,  # a branch
+        "main": None,
+        first[:10]: None,  # a commit
+    }
+    for n, (ref, tag) in enumerate(cases.items()):
+        fetch(url, ref, tmp_path / str(n))
+        assert fetched_tag(tmp_path / str(n)) == tag, ref
+    assert fetched_tag(tmp_path / "never-fetched") is None
 
 
 def test_unknown_ref_is_the_projects_fault(repo: tuple[Path, list[str]], tmp_path: Path) -> None:

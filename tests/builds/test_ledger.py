@@ -63,6 +63,9 @@ def test_filters_and_csv_export(project: Any, alice: Any, bob: Any, api: Any) ->
     rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
     assert exported["Content-Type"].startswith("text/csv") and len(rows) == 2
     assert {r["pushed_by"] for r in rows} == {"alice", "bob"}
+    assert {(r["team"], r["kind"], r["media_type"]) for r in rows} == {
+        ("alpha", "build", ManifestRecord.objects.first().media_type)  # type: ignore[union-attr]
+    }
     assert all(r["digest"] == INDEX_DIGEST and "linux/arm/v7" in r["platforms"] for r in rows)
 
 

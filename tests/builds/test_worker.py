@@ -35,7 +35,7 @@ def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -
         "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS build"
         in backend.dockerfile
     )
-    assert backend.context_files == ["go.mod", "main.go"]
+    assert backend.context_files == [".git", "go.mod", "main.go"]  # as a git checkout
     assert build.dockerfile == backend.dockerfile
     assert not list(Path(settings.PORTAL_WORKSPACE_DIR).iterdir()), "workspace left behind"
 
@@ -333,6 +333,28 @@ def test_tag_templates_expand_after_the_checkout(project: Any, alice: Any) -> No
     assert sorted(ManifestRecord.objects.values_list("reference", flat=True)) == sorted(
         f"localhost:5000/alpha/hello:{t}" for t in build.tags
     )
+
+
+def test_semver_tags_come_from_git_tags_only(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    project.tag_templates = ["{branch}", "{semver}"]
+    project.immutable_tags = True
+    project.save()
+    branch = queue_build(project, alice, ref="v9.9.9")  # a branch named like a release
+    work_once("w1", FakeBackend())
+    branch.refresh_from_db()
+    assert branch.state == Build.State.SUCCEEDED, branch.reason
+    assert branch.tags == ["v9.9.9"]
+    release = queue_build(project, alice, ref="v2.5.0")  # a tag of the fake repository
+    backend = FakeBackend()
+    work_once("w1", backend)
+    release.refresh_from_db()
+    assert release.tags == ["v2.5.0", "2.5.0", "2.5", "2"]
+    # The OCI version is the release's x.y.z, not the first tag.
+    argv = backend.spec.argv()  # type: ignore[union-attr]
+    assert "--annotation=index:org.opencontainers.image.version=2.5.0" in argv
+    assert "--label=org.opencontainers.image.version=2.5.0" in argv
 
 
 def test_no_applicable_tag_fails_clearly(project: Any, alice: Any) -> None:

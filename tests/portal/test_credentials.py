@@ -50,7 +50,7 @@ def test_only_team_admins_manage_logins(api: Any, alice: Any, bob: Any, charlie:
         ("https://r.example.com", "u", CANARY, "without scheme"),
         ("r.example.com/path", "u", CANARY, "without scheme or path"),
         ("r.exa mple.com", "u", CANARY, "not a host"),
-        ("r.example.com", "a:b", CANARY, "no ':'"),
+        ("r.example.com", f"ci:{CANARY}", CANARY, "no ':'"),  # a pasted user:token
         ("r.example.com", "u", "", "give a password"),
         ("r.example.com", "u", CANARY + "\nbreak", "no line breaks"),
     ],
@@ -149,6 +149,97 @@ def test_registry_grammar() -> None:
         credentials.validate_registry("")
 
 
+@pytest.mark.parametrize(
+    ("typed", "image", "key"),
+    [
+        ("index.docker.io", "alice/app", credentials.DOCKER_HUB_KEY),
+        ("Registry-1.Docker.io", "docker.io/alice/app", credentials.DOCKER_HUB_KEY),
+        ("registry.example.com", "Registry.Example.com/alice/app", "registry.example.com"),
+    ],
+)
+def test_a_login_is_found_whichever_name_of_its_registry_was_typed(
+    alpha: Any, alice: Any, tmp_path: Path, typed: str, image: str, key: str
+) -> None:
+    credentials.save_login(alpha, typed, "ci", CANARY, alice)
+    login = credentials.for_image(alpha.pk, image)
+    assert login is not None
+    config = json.loads((credentials.write_config(tmp_path, [login]) / "config.json").read_text())
+    assert base64.b64decode(config["auths"][key]["auth"]).decode() == f"ci:{CANARY}"
+
+
+def test_the_operators_config_is_kept_and_the_teams_login_wins(
+    project: Any, alice: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    operator = tmp_path / "operator"
+    operator.mkdir()
+    mirror = {"auth": base64.b64encode(b"mirror:secret").decode()}
+    (operator / "config.json").write_text(
+        json.dumps(
+            {
+                "auths": {"mirror.example.com": mirror, "localhost:5000": {"auth": "b2xkOm9sZA=="}},
+                "credHelpers": {"localhost:5000": "pass", "ecr.example.com": "ecr-login"},
+                "credsStore": "desktop",
+                "proxies": {"default": {"httpProxy": "http://127.0.0.1:3128"}},
+                "currentContext": "remote",
+            }
+        )
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(operator))
+    login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
+    written = json.loads(
+        (credentials.write_config(tmp_path / "team", [login]) / "config.json").read_text()
+    )
+    assert written["auths"]["mirror.example.com"] == mirror
+    assert base64.b64decode(written["auths"]["localhost:5000"]["auth"]) == f"ci:{CANARY}".encode()
+    # A helper or a store would be asked before `auths`: not for the team's registry.
+    assert written["credHelpers"] == {"ecr.example.com": "ecr-login"}
+    assert "credsStore" not in written
+    assert written["proxies"] == {"default": {"httpProxy": "http://127.0.0.1:3128"}}
+    # The operator's context store is not in the folder: its current context would not resolve.
+    assert "currentContext" not in written
+    # Without team logins nothing is taken away.
+    plain = json.loads(
+        (credentials.write_config(tmp_path / "plain", []) / "config.json").read_text()
+    )
+    assert plain["credsStore"] == "desktop" and "localhost:5000" in plain["credHelpers"]
+
+
+def test_a_login_the_key_cannot_open_is_reported_not_crashed_on(
+    api: Any, alice: Any, project: Any, settings: Any
+) -> None:
+    from django.test import Client
+
+    login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
+    settings.PORTAL_ENCRYPTION_KEY = "a key other than the one that sealed it"
+    body = {
+        "team": "alpha",
+        "target": f"{project.image}:v1",
+        "sources": [f"{project.image}:amd64"],
+        "dry_run": True,
+    }
+    response = api(alice).post("/api/v1/merges", body)
+    assert response.status_code == 409 and "enter the secret again" in response.json()["error"]
+    tested = api(alice).post(f"/api/v1/credentials/{login.pk}/test")
+    assert tested.status_code == 200 and tested.json()["last_test_ok"] is False
+    assert "enter the secret again" in tested.json()["last_test_message"]
+    client = Client()
+    client.force_login(alice)
+    page = client.post(
+        "/teams/alpha/merge/",
+        {"target": body["target"], "sources": body["sources"][0], "action": "preview"},
+    )
+    assert page.status_code == 200 and "enter the secret again" in page.content.decode()
+
+
+def test_merge_dry_run_must_be_a_boolean(api: Any, alice: Any, project: Any) -> None:
+    body = {"team": "alpha", "target": f"{project.image}:v1", "sources": [f"{project.image}:a"]}
+    response = api(alice).post("/api/v1/merges", body | {"dry_run": "false"})
+    assert (
+        response.status_code == 400 and "dry_run must be true or false" in response.json()["error"]
+    )
+    assert not ManifestRecord.objects.exists()
+
+
 def test_team_page_manages_logins_without_showing_the_password(
     alice: Any, bob: Any, project: Any
 ) -> None:
@@ -168,5 +259,8 @@ def test_team_page_manages_logins_without_showing_the_password(
     response = other.post("/teams/alpha/credentials", {"action": "save", "registry": "x.io"})
     assert response.status_code == 403
     login = RegistryCredential.objects.get()
+    for junk in ("abc", "", "1.5"):
+        answer = client.post("/teams/alpha/credentials", {"action": "delete", "credential": junk})
+        assert answer.status_code == 404
     client.post("/teams/alpha/credentials", {"action": "delete", "credential": login.pk})
     assert not RegistryCredential.objects.exists()

@@ -3,6 +3,9 @@ team's ledger (the registry part is in tests/e2e/test_registry_auth.py)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from typing import Any
 
 import pytest
@@ -36,6 +39,13 @@ def no_registry(monkeypatch: Any) -> list[tuple[str, ...]]:
         ),
         (
             {"target": "localhost:5000/alpha/m:v1", "sources": ["localhost:5000/alpha/m:a"] * 2},
+            "listed twice",
+        ),
+        (
+            {
+                "target": "localhost:5000/alpha/m:v1",
+                "sources": ["localhost:5000/alpha/m", "localhost:5000/alpha/m:latest"],
+            },
             "listed twice",
         ),
         (
@@ -76,6 +86,71 @@ def test_merges_respect_the_team_prefix_and_membership(
     assert response.status_code == 400 and "reads only images below" in response.json()["error"]
 
 
+def test_a_repository_of_another_teams_project_is_neither_target_nor_source(
+    api: Any, charlie: Any, project: Any, no_registry: list[Any]
+) -> None:
+    """beta has no image prefix, yet alpha's project repository (immutable versions and
+    all) stays alpha's: beta can neither move its tags nor read its images."""
+    project.immutable_tags = True
+    project.save()
+    own = "localhost:5000/beta/m"
+    for body in (
+        {"target": f"{project.image}:1.2.3", "sources": [f"{own}:amd64"]},
+        {"target": f"{own}:v1", "sources": [f"{project.image}:amd64"]},
+    ):
+        response = api(charlie).post("/api/v1/merges", {"team": "beta"} | body)
+        assert response.status_code == 400, response.json()
+        assert f"{project.image} belongs to team alpha" in response.json()["error"]
+    assert no_registry == [] and not ManifestRecord.objects.exists()
+
+
+def test_registry_reference_keys_do_not_collide(api: Any, alice: Any, monkeypatch: Any) -> None:
+    """app:1 and app1 are two sources (a joined key once called them the same)."""
+    read: list[str] = []
+
+    def fake_read(reference: str, ref: Any, override: Any) -> Any:
+        read.append(reference)
+        return merge.Source(reference, ref, "sha256:" + "0" * 64, "x")
+
+    from builds import merge
+
+    monkeypatch.setattr(merge, "read_source", fake_read)
+    sources = ["localhost:5000/alpha/app:1", "localhost:5000/alpha/app1"]
+    body = {"team": "alpha", "target": "localhost:5000/alpha/app:v1", "sources": sources}
+    response = api(alice).post("/api/v1/merges", body | {"dry_run": True})
+    assert response.status_code == 200, response.json()
+    assert read == sources
+
+
+def test_an_index_giving_one_platform_twice_is_refused(monkeypatch: Any) -> None:
+    from builds import merge
+    from builds.refs import InvalidValue, parse_reference
+
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "size": 1,
+    }
+    index = {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            entry
+            | {
+                "digest": "sha256:" + "1" * 64,
+                "platform": {"os": "linux", "architecture": "arm64"},
+            },
+            entry
+            | {
+                "digest": "sha256:" + "2" * 64,
+                "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+            },
+        ],
+    }
+    monkeypatch.setattr(registry, "imagetools", lambda *a, **k: json.dumps(index).encode())
+    text = "localhost:5000/alpha/m:multi"
+    with pytest.raises(InvalidValue, match="gives linux/arm64 twice"):
+        merge.read_source(text, parse_reference(text), None)
+
+
 def test_a_merge_waits_for_a_build_pushing_to_the_same_repository(
     api: Any, alice: Any, queued_build: Any, no_registry: list[Any]
 ) -> None:
@@ -113,8 +188,11 @@ def test_team_ledger_lists_merges_and_builds(
     client.force_login(alice)
     page = client.get("/teams/alpha/manifests/").content.decode()
     assert "localhost:5000/alpha/m:v1" in page and "<td>merge</td>" in page
-    csv = client.get("/teams/alpha/manifests/?format=csv").content.decode()
-    assert "merge" in csv and "localhost:5000/alpha/m:amd64" in csv
+    exported = client.get("/teams/alpha/manifests/?format=csv").content.decode()
+    (row,) = csv.DictReader(io.StringIO(exported))
+    # A merge has no project: the team column ties it to its team.
+    assert (row["kind"], row["team"], row["project"]) == ("merge", "alpha", "")
+    assert row["sources"] == "localhost:5000/alpha/m:amd64"
     record = ManifestRecord.objects.get()
     detail = client.get(f"/manifests/{record.pk}/").content.decode()
     assert "Merged from" in detail and "localhost:5000/alpha/m:amd64" in detail
