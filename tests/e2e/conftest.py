@@ -248,13 +248,16 @@ def persona(portal: Portal) -> Persona:
 
 @pytest.fixture(scope="session")
 def hello_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The seed article's Go hello world in a real git repository, reached over file://."""
+    """The seed article's Go hello world in a real git repository, reached over file://, with
+    a release tag v1.0.0 and a branch named like another release (v9.9.9)."""
     work = tmp_path_factory.mktemp("hello-src")
     write_hello(work)
     git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
     subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "hello"], check=True)
+    subprocess.run([*git, "-C", str(work), "tag", "-a", "-m", "release", "v1.0.0"], check=True)
+    subprocess.run([*git, "-C", str(work), "branch", "v9.9.9"], check=True)
     return f"file://{work}"
 
 

@@ -195,12 +195,27 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
     )
     status, tested = api("POST", f"/api/v1/credentials/{login['id']}/test")
     assert tested["last_test_ok"] is True, tested
-    status, build = api("POST", f"/api/v1/projects/{project['id']}/builds", {})
+    # A release: the git tag v1.0.0 gives the version tags and the OCI version.
+    status, build = api(
+        "POST",
+        f"/api/v1/projects/{project['id']}/builds",
+        {"ref": "v1.0.0", "tags": ["{semver}", "{branch}", "{latest}"]},
+    )
     build = wait_finished(portal, token, build["id"], timeout=600)
     assert build["state"] == "succeeded", build["reason"]
-    digest, index = _registry_get(f"{image.split('/', 1)[1]}/manifests/latest", password)
+    assert build["tags"] == ["1.0.0", "1.0", "1", "v1.0.0"]  # no latest: not the default branch
+    digest, index = _registry_get(f"{image.split('/', 1)[1]}/manifests/1.0.0", password)
     assert digest == build["manifest"]["digest"]
     assert set(platform_manifests(index)) == {"linux/amd64", "linux/arm64"}
+    assert index["annotations"]["org.opencontainers.image.version"] == "1.0.0"
+    # A branch named like a release is no release.
+    status, branch = api(
+        "POST",
+        f"/api/v1/projects/{project['id']}/builds",
+        {"ref": "v9.9.9", "tags": ["{semver}"]},
+    )
+    branch = wait_finished(portal, token, branch["id"], timeout=120)
+    assert branch["state"] == "failed" and "no tag applies to ref v9.9.9" in branch["reason"]
     _, log = api("GET", f"/api/v1/builds/{build['id']}/log")
     assert any(f"login for {AUTH} (user {USER})" in line["text"] for line in log["lines"])
 
@@ -242,7 +257,7 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
     ), "the arm64 source's attestation came along"
     status, listed = api("GET", f"/api/v1/manifests?team={persona.team}")
     kinds = {(m["kind"], m["tag"]) for m in listed["manifests"]}
-    assert ("merge", f"{merged}:v1") in kinds and ("build", f"{image}:latest") in kinds
+    assert ("merge", f"{merged}:v1") in kinds and ("build", f"{image}:1.0.0") in kinds
 
     # The same merge from the team's merge page: htmx preview, then push.
     session = _login_session(portal, persona)
