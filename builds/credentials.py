@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from builds import registry
 from builds.models import RegistryCredential
-from builds.refs import InvalidValue, parse_reference
+from builds.refs import DEFAULT_DOMAIN, InvalidValue, canonical_domain, parse_reference
 from portal.sealing import SealError
 
 _REGISTRY = re.compile(
@@ -46,18 +46,7 @@ def validate_registry(value: object) -> str:
         raise InvalidValue("registry", value, "give the host[:port] only, without scheme or path")
     if not _REGISTRY.fullmatch(host):
         raise InvalidValue("registry", value, "not a host[:port]")
-    return registry_key(host)
-
-
-# Docker Hub answers under several names; image references call it docker.io.
-DOCKER_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
-
-
-def registry_key(host: str) -> str:
-    """How a login's registry is stored and looked up: host names are case-insensitive, and
-    Docker Hub is docker.io whichever of its names was typed."""
-    host = host.lower()
-    return "docker.io" if host in DOCKER_HUB_ALIASES else host
+    return canonical_domain(host)
 
 
 def validate_login(username: object, password: object) -> tuple[str, str]:
@@ -73,7 +62,7 @@ def validate_login(username: object, password: object) -> tuple[str, str]:
 
 
 def registry_of(image: str) -> str:
-    return registry_key(parse_reference(image).domain)
+    return parse_reference(image).domain
 
 
 def for_image(team_id: int, image: str) -> RegistryCredential | None:
@@ -98,7 +87,10 @@ def operator_config() -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: data[k] for k in OPERATOR_KEYS if isinstance(data.get(k), dict | str)}
+    kept = {k: data[k] for k in OPERATOR_KEYS if isinstance(data.get(k), dict)}
+    if isinstance(data.get("credsStore"), str):
+        kept["credsStore"] = data["credsStore"]
+    return kept
 
 
 def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | None = None) -> Path:
@@ -110,18 +102,15 @@ def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | N
     helpers = dict(config.get("credHelpers") or {})
     for login in logins:
         token = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
-        key = DOCKER_HUB_KEY if registry_key(login.registry) == "docker.io" else login.registry
+        key = DOCKER_HUB_KEY if login.registry == DEFAULT_DOMAIN else login.registry
         auths[key] = {"auth": token}
-        # The CLI asks a helper or a store before `auths`: the team's login must win.
-        for name in {key, login.registry}:
-            helpers.pop(name, None)
-    if logins:
-        config.pop("credsStore", None)
+        # The CLI asks credHelpers[host], else credsStore, before `auths`; an empty helper
+        # name sends it to `auths` for this host only, so the operator's store still serves
+        # the others (e.g. the base-image mirror).
+        helpers[key] = ""
     config["auths"] = auths
     if helpers:
         config["credHelpers"] = helpers
-    else:
-        config.pop("credHelpers", None)
     path = folder / "config.json"
     path.touch(mode=0o600)
     path.write_text(json.dumps(config))

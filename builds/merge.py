@@ -207,8 +207,10 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
 
 def _check_not_foreign(team: Team, name: str, text: str, ref: ImageRef) -> None:
     """A repository another team's project builds is that team's, prefix or not."""
-    other = Project.objects.filter(image=ref.repository).exclude(team=team).first()
-    if other is not None:
+    owners = Project.objects.filter(image=ref.repository)
+    if owners.filter(team=team).exists():
+        return
+    if (other := owners.select_related("team").first()) is not None:
         raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.team.slug}")
 
 

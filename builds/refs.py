@@ -78,6 +78,8 @@ _DIGEST_ENCODED = {
 NAME_TOTAL_LENGTH_MAX = 255
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+# Docker Hub answers under several names; references call it docker.io.
+DOCKER_HUB_ALIASES = (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, "registry-1.docker.io")
 OFFICIAL_REPO_PREFIX = "library/"
 
 
@@ -107,9 +109,11 @@ class ImageRef:
 def parse_reference(text: str) -> ImageRef:
     """Parse `[domain[:port]/]path[:tag][@digest]` into a normalised `ImageRef`.
 
-    One deliberate difference from distribution: a first component with uppercase letters
+    Deliberate differences from distribution: a first component with uppercase letters
     but no "." or ":" ("Alice/app") is refused as an uppercase repository name instead of
-    being taken as a registry host called "Alice".
+    being taken as a registry host called "Alice"; and the host is made canonical (lowercase,
+    Docker Hub's other names as docker.io), so one repository has one spelling wherever the
+    portal compares repositories (team prefixes, project owners, immutable versions, logins).
     """
     kind = "image reference"
     _check_text(kind, text, 4096)
@@ -153,8 +157,7 @@ def _split_domain(kind: str, text: str, name: str) -> tuple[str, str]:
         domain, path = first, rest
         if not _DOMAIN_AND_PORT.fullmatch(domain):
             raise InvalidValue(kind, text, f"{domain!r} is not a valid registry host[:port]")
-        if domain == LEGACY_DEFAULT_DOMAIN:
-            domain = DEFAULT_DOMAIN
+        domain = canonical_domain(domain)
     else:
         domain, path = DEFAULT_DOMAIN, name
     if domain == DEFAULT_DOMAIN and "/" not in path:
@@ -164,6 +167,12 @@ def _split_domain(kind: str, text: str, name: str) -> tuple[str, str]:
             raise InvalidValue(kind, text, "the repository name must be lowercase")
         raise InvalidValue(kind, text, _PATH_RULE)
     return domain, path
+
+
+def canonical_domain(host: str) -> str:
+    """Host names are case-insensitive; Docker Hub is docker.io whichever name was used."""
+    host = host.lower()
+    return DEFAULT_DOMAIN if host in DOCKER_HUB_ALIASES else host
 
 
 _PATH_RULE = (

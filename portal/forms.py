@@ -133,6 +133,10 @@ class ProjectForm(forms.Form):
         team, name, image = cleaned.get("team"), cleaned.get("name"), cleaned.get("image")
         if team and image and not image_allowed(image, team.image_prefix):
             self.add_error("image", f"Team {team.slug} pushes only below {team.image_prefix}")
+        elif team and image:
+            other = Project.objects.filter(image=image).exclude(team=team).first()
+            if other is not None:
+                self.add_error("image", f"{image} is built by team {other.team.slug}.")
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
         language = cleaned.get("language")

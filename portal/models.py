@@ -13,6 +13,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from builds.refs import canonical_domain
+
 TOKEN_PREFIX = "cp_"
 
 slug_validator = RegexValidator(
@@ -61,6 +63,9 @@ def image_allowed(image: str, prefix: str) -> bool:
     """Whether a team with this image prefix may push to this repository ("" allows all).
     Compared by path segments: prefix registry.example.com/web admits .../web/app only."""
     prefix = prefix.rstrip("/")
+    host, slash, rest = prefix.partition("/")
+    if slash and (host == "localhost" or "." in host or ":" in host):
+        prefix = f"{canonical_domain(host)}/{rest}"  # as references spell it
     return not prefix or image == prefix or image.startswith(prefix + "/")
 
 

@@ -31,7 +31,10 @@ SHA = "sha256:" + "a" * 64
         ("localhost:5000/team/app:latest", "localhost:5000", "team/app", "latest", None),
         ("127.0.0.1:5000/app", "127.0.0.1:5000", "app", None, None),
         ("[::1]:5000/app:x", "[::1]:5000", "app", "x", None),
-        ("Registry.Example.COM/a/b/c", "Registry.Example.COM", "a/b/c", None, None),
+        # Hosts are case-insensitive: one repository, one spelling.
+        ("Registry.Example.COM/a/b/c", "registry.example.com", "a/b/c", None, None),
+        ("Registry-1.Docker.IO/alice/app", "docker.io", "alice/app", None, None),
+        ("Index.Docker.io/alpine", "docker.io", "library/alpine", None, None),
         ("ghcr.io/org/my-app__x.y", "ghcr.io", "org/my-app__x.y", None, None),
         ("ghcr.io/org/a---b", "ghcr.io", "org/a---b", None, None),
         (f"alpine@{SHA}", "docker.io", "library/alpine", None, SHA),

@@ -209,6 +209,30 @@ def test_tag_templates_are_validated_and_stored(alice: Any, api: Any) -> None:
     assert good.json()["tags"] == ["{semver}", "{branch}"] and good.json()["immutable_tags"] is True
 
 
+def test_a_repository_belongs_to_one_teams_projects(
+    alice: Any, charlie: Any, api: Any, alpha: Any
+) -> None:
+    assert api(alice).post("/api/v1/projects", GOOD).status_code == 201
+    # beta has no prefix, yet alpha's repository (in any spelling of its host) is not beta's.
+    for image in (GOOD["image"], GOOD["image"].replace("localhost", "LOCALHOST")):
+        body = {**GOOD, "team": "beta", "image": image}
+        response = api(charlie).post("/api/v1/projects", body)
+        assert response.status_code == 400
+        assert "is built by team alpha" in str(response.json()["fields"]["image"])
+    assert Project.objects.count() == 1
+    # The team itself may keep several projects on one repository (say, two Dockerfiles).
+    second = api(alice).post("/api/v1/projects", {**GOOD, "name": "hello-2"})
+    assert second.status_code == 201
+
+
+def test_the_prefix_host_is_compared_like_references_spell_it(alice: Any, alpha: Any) -> None:
+    from portal.models import image_allowed
+
+    assert image_allowed("registry.example.com/web/app", "Registry.Example.com/web/")
+    assert image_allowed("docker.io/web/app", "index.docker.io/web")
+    assert not image_allowed("registry.example.com/other/app", "Registry.Example.com/web/")
+
+
 def test_image_prefix_is_compared_by_path_segment_and_rechecked_at_build(
     alice: Any, api: Any, alpha: Any, project: Project
 ) -> None:

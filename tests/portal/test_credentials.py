@@ -191,9 +191,10 @@ def test_the_operators_config_is_kept_and_the_teams_login_wins(
     )
     assert written["auths"]["mirror.example.com"] == mirror
     assert base64.b64decode(written["auths"]["localhost:5000"]["auth"]) == f"ci:{CANARY}".encode()
-    # A helper or a store would be asked before `auths`: not for the team's registry.
-    assert written["credHelpers"] == {"ecr.example.com": "ecr-login"}
-    assert "credsStore" not in written
+    # A helper or the store would be asked before `auths`: an empty helper sends the CLI to
+    # `auths` for the team's registry only (checked against the real CLI: see README).
+    assert written["credHelpers"] == {"ecr.example.com": "ecr-login", "localhost:5000": ""}
+    assert written["credsStore"] == "desktop"
     assert written["proxies"] == {"default": {"httpProxy": "http://127.0.0.1:3128"}}
     # The operator's context store is not in the folder: its current context would not resolve.
     assert "currentContext" not in written
@@ -264,3 +265,37 @@ def test_team_page_manages_logins_without_showing_the_password(
         assert answer.status_code == 404
     client.post("/teams/alpha/credentials", {"action": "delete", "credential": login.pk})
     assert not RegistryCredential.objects.exists()
+
+
+def test_older_logins_and_images_are_rewritten_to_canonical_hosts(
+    alpha: Any, alice: Any, project: Any
+) -> None:
+    import importlib
+    from datetime import timedelta
+
+    from django.apps import apps
+    from django.utils import timezone
+
+    from portal.models import Project
+
+    now = timezone.now()
+    for host, user, age in (
+        ("Index.Docker.io", "old", 2),
+        ("docker.io", "new", 1),
+        ("Registry.Example.com", "ci", 1),
+    ):
+        login = RegistryCredential(team=alpha, registry=host, username=user)
+        login.set_password(CANARY)
+        login.updated_at = now - timedelta(days=age)
+        login.save()
+    Project.objects.filter(pk=project.pk).update(image="LOCALHOST:5000/alpha/hello")
+
+    importlib.import_module("builds.migrations.0008_canonical_login_hosts").canonical_hosts(
+        apps, None
+    )
+    importlib.import_module("portal.migrations.0006_canonical_image_hosts").canonical_images(
+        apps, None
+    )
+    logins = RegistryCredential.objects.order_by("registry").values_list("registry", "username")
+    assert list(logins) == [("docker.io", "new"), ("registry.example.com", "ci")]
+    assert Project.objects.get(pk=project.pk).image == "localhost:5000/alpha/hello"

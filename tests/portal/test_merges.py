@@ -196,3 +196,37 @@ def test_team_ledger_lists_merges_and_builds(
     record = ManifestRecord.objects.get()
     detail = client.get(f"/manifests/{record.pk}/").content.decode()
     assert "Merged from" in detail and "localhost:5000/alpha/m:amd64" in detail
+
+
+def test_another_spelling_of_the_registry_is_the_same_repository(
+    api: Any, charlie: Any, project: Any, no_registry: list[Any]
+) -> None:
+    project.immutable_tags = True
+    project.save()
+    target = project.image.replace("localhost:5000", "LOCALHOST:5000") + ":1.2.3"
+    body = {"team": "beta", "target": target, "sources": ["localhost:5000/beta/m:a"]}
+    response = api(charlie).post("/api/v1/merges", body)
+    assert response.status_code == 400
+    assert f"{project.image} belongs to team alpha" in response.json()["error"]
+
+
+def test_a_team_keeps_its_repository_when_another_team_registered_it_too(
+    api: Any, alice: Any, charlie: Any, project: Any, beta: Any, monkeypatch: Any
+) -> None:
+    """Projects made before images were unique across teams: each team keeps reaching its
+    own repository; neither locks the other out."""
+    from builds import merge
+    from portal.models import Project
+
+    Project.objects.create(
+        team=beta, name="copy", git_url=project.git_url, image=project.image, language="go"
+    )
+    monkeypatch.setattr(
+        merge,
+        "read_source",
+        lambda text, ref, override: merge.Source(text, ref, "sha256:" + "0" * 64, "x"),
+    )
+    for user, team in ((alice, "alpha"), (charlie, "beta")):
+        body = {"team": team, "target": f"{project.image}:v1", "sources": [f"{project.image}:a"]}
+        response = api(user).post("/api/v1/merges", body | {"dry_run": True})
+        assert response.status_code == 200, response.json()
