@@ -73,9 +73,10 @@ def for_image(team_id: int, image: str) -> RegistryCredential | None:
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
-# What a build or merge keeps of the operator's docker config: logins (inline, per-registry
-# helpers, a store) and proxies. Not currentContext: its context store is not in the folder.
-OPERATOR_KEYS = ("auths", "credHelpers", "credsStore", "proxies")
+# What a build or merge keeps of the operator's docker config, with the type each must have:
+# logins (inline, per-registry helpers, a store) and proxies. Not currentContext: its context
+# store is not in the folder.
+OPERATOR_KEYS = {"auths": dict, "credHelpers": dict, "credsStore": str, "proxies": dict}
 
 
 def operator_config() -> dict[str, Any]:
@@ -87,10 +88,7 @@ def operator_config() -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    kept = {k: data[k] for k in OPERATOR_KEYS if isinstance(data.get(k), dict)}
-    if isinstance(data.get("credsStore"), str):
-        kept["credsStore"] = data["credsStore"]
-    return kept
+    return {k: data[k] for k, kind in OPERATOR_KEYS.items() if isinstance(data.get(k), kind)}
 
 
 def write_config(folder: Path, logins: list[RegistryCredential], layer: Path | None = None) -> Path:

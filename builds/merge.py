@@ -27,7 +27,7 @@ from django.utils import timezone
 from builds import registry, tagging
 from builds.models import Build, ManifestRecord
 from builds.refs import ImageRef, InvalidValue, normalize_platform, parse_reference
-from portal.models import Project, Team, image_allowed
+from portal.models import Project, Team, image_allowed, other_owner
 
 MAX_SOURCES = 16
 
@@ -207,11 +207,8 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
 
 def _check_not_foreign(team: Team, name: str, text: str, ref: ImageRef) -> None:
     """A repository another team's project builds is that team's, prefix or not."""
-    owners = Project.objects.filter(image=ref.repository)
-    if owners.filter(team=team).exists():
-        return
-    if (other := owners.select_related("team").first()) is not None:
-        raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.team.slug}")
+    if (other := other_owner(ref.repository, team)) is not None:
+        raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.slug}")
 
 
 def _check_immutable(ref: ImageRef) -> None:

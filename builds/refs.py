@@ -149,11 +149,15 @@ def _check_digest(kind: str, text: str, digest: str) -> None:
         raise InvalidValue(kind, text, f"the {algorithm} digest has the wrong length or case")
 
 
+def is_registry_host(first: str) -> bool:
+    """normalize.go splitDockerDomain: a name's first component is a registry host when it is
+    "localhost" or contains "." or ":"; otherwise the name is on Docker Hub."""
+    return first == "localhost" or "." in first or ":" in first
+
+
 def _split_domain(kind: str, text: str, name: str) -> tuple[str, str]:
-    # normalize.go splitDockerDomain: the first component is a registry host when it is
-    # "localhost" or contains "." or ":"; otherwise the name is on Docker Hub.
     first, slash, rest = name.partition("/")
-    if slash and (first == "localhost" or "." in first or ":" in first):
+    if slash and is_registry_host(first):
         domain, path = first, rest
         if not _DOMAIN_AND_PORT.fullmatch(domain):
             raise InvalidValue(kind, text, f"{domain!r} is not a valid registry host[:port]")

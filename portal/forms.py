@@ -18,7 +18,14 @@ from builds.refs import (
     validate_git_url,
 )
 from portal.access import teams_for
-from portal.models import Membership, Project, Team, image_allowed, name_validator
+from portal.models import (
+    Membership,
+    Project,
+    Team,
+    image_allowed,
+    name_validator,
+    other_owner,
+)
 
 COMMON_PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 OPTION_PREFIX = "opt_"
@@ -133,10 +140,8 @@ class ProjectForm(forms.Form):
         team, name, image = cleaned.get("team"), cleaned.get("name"), cleaned.get("image")
         if team and image and not image_allowed(image, team.image_prefix):
             self.add_error("image", f"Team {team.slug} pushes only below {team.image_prefix}")
-        elif team and image:
-            other = Project.objects.filter(image=image).exclude(team=team).first()
-            if other is not None:
-                self.add_error("image", f"{image} is built by team {other.team.slug}.")
+        elif team and image and (other := other_owner(image, team)) is not None:
+            self.add_error("image", f"{image} is built by team {other.slug}.")
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
         language = cleaned.get("language")

@@ -13,7 +13,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from builds.refs import canonical_domain
+from builds.refs import canonical_domain, is_registry_host
 
 TOKEN_PREFIX = "cp_"
 
@@ -64,7 +64,7 @@ def image_allowed(image: str, prefix: str) -> bool:
     Compared by path segments: prefix registry.example.com/web admits .../web/app only."""
     prefix = prefix.rstrip("/")
     host, slash, rest = prefix.partition("/")
-    if slash and (host == "localhost" or "." in host or ":" in host):
+    if slash and is_registry_host(host):
         prefix = f"{canonical_domain(host)}/{rest}"  # as references spell it
     return not prefix or image == prefix or image.startswith(prefix + "/")
 
@@ -156,6 +156,16 @@ class Project(models.Model):
             "immutable_tags": self.immutable_tags,
             "created_at": self.created_at.isoformat(),
         }
+
+
+def other_owner(image: str, team: Team) -> Team | None:
+    """The team whose project builds this repository, when that is not `team`: a repository
+    is its builders' (a team that builds it too, from before this rule, keeps reaching it)."""
+    owners = Project.objects.filter(image=image)
+    if owners.filter(team=team).exists():
+        return None
+    other = owners.select_related("team").first()
+    return other.team if other else None
 
 
 def _hash_token(raw: str) -> str:
