@@ -37,6 +37,7 @@ class BuildSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    push_once: bool = False  # the engine keeps its images in containerd (see argv)
 
     def argv(self) -> list[str]:
         argv = [
@@ -44,7 +45,13 @@ class BuildSpec:
             "buildx",
             "build",
             "--progress=rawjson",
-            "--push",
+            # An engine that keeps its images in containerd pushes from BuildKit itself, and
+            # buildx before 0.21 (docker/buildx#3023) then pushes every tag again through the
+            # engine, which PUTs each platform's manifest to the tag at once: the tag names one
+            # platform meanwhile, and a filesystem registry answers a HEAD racing those PUTs
+            # with 500. BuildKit reads an empty `push=` as true; buildx repeats only a push
+            # whose value parses as true.
+            "--output=type=image,push=" if self.push_once else "--push",
             f"--platform={','.join(self.platforms)}",
             f"--file={self.dockerfile}",
             f"--metadata-file={self.metadata_file}",

@@ -38,6 +38,11 @@ class BuilderNode(models.Model):
     reachable = models.BooleanField(default=False)
     engine_version = models.CharField(max_length=100, blank=True)
     buildkit_version = models.CharField(max_length=100, blank=True)
+    image_store = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="containerd, or the engine's classic storage driver (overlay2, ...)",
+    )
     native_platforms = models.JSONField(default=list, blank=True)
     emulated_platforms = models.JSONField(default=list, blank=True)
     free_disk_bytes = models.BigIntegerField(null=True, blank=True)
@@ -95,6 +100,7 @@ class BuilderNode(models.Model):
             "reachable": self.reachable,
             "engine_version": self.engine_version,
             "buildkit_version": self.buildkit_version,
+            "image_store": self.image_store,
             "native_platforms": self.native_platforms,
             "emulated_platforms": self.emulated_platforms,
             "missing_emulators": self.missing_emulators,

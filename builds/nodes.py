@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "unix:///var/run/docker.sock"
 ENGINE_API_VERSION = "1.41"  # Docker 20.10 and newer
+# What `docker info` calls an engine that keeps its images in containerd.
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
 
 
 def ensure_local_node() -> BuilderNode | None:
@@ -255,12 +257,22 @@ def engine_facts(node: BuilderNode, certs: Path | None) -> tuple[dict[str, Any],
         client.close()
 
 
+def image_store(info: dict[str, Any]) -> str:
+    """ "containerd" when the engine keeps its images in containerd (`docker info` then names
+    the snapshotter as DriverStatus driver-type), else its classic storage driver."""
+    status = info.get("DriverStatus") or []
+    if ["driver-type", CONTAINERD_SNAPSHOTTER] in [list(pair) for pair in status]:
+        return "containerd"
+    return str(info.get("Driver", ""))
+
+
 def _probe(node: BuilderNode, certs: Path | None) -> None:
     version, info = engine_facts(node, certs)
     node.engine_version = str(version.get("Version", ""))
     native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
     inspect = buildx_inspect(node, certs)
     node.buildkit_version = str(inspect.get("buildkit", ""))
+    node.image_store = image_store(info)
     targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
     family = native.split("/")[1]
     node.native_platforms = [p for p in targets if p.split("/")[1] == family] or [native]
@@ -312,6 +324,7 @@ HEALTH_FIELDS = [
     "reachable",
     "engine_version",
     "buildkit_version",
+    "image_store",
     "native_platforms",
     "emulated_platforms",
     "free_disk_bytes",

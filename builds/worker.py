@@ -464,6 +464,7 @@ class BuildRun:
                     # The same OCI facts on every image config and on the index itself.
                     labels=self.oci_annotations(),
                     annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
+                    push_once=not builder and node.image_store == "containerd",
                 )
             )
             # Single-platform runs name no platform in their steps.
@@ -580,8 +581,8 @@ class BuildRun:
             hiccup = any(self._registry_hiccup(i, seen[i]) for i in failed)
             if not failed or not hiccup or self.heartbeat(force=True):
                 break
-            # The engine PUTs several manifests to the tag at once and a filesystem
-            # registry rewrites the tag's link in place: a HEAD racing that gets a 500.
+            # Registries answer 5xx now and then (a filesystem registry rewrites a tag's
+            # link in place, so a HEAD racing a PUT to that tag gets 500).
             self.log.say("the registry answered 500 during the push; pushing again")
             which = failed
             seen = [len(s.tracker.errors) for s in self.streams]

@@ -35,6 +35,10 @@ REGISTRY_ADDR=127.0.0.1:5000
 REGISTRY_URL="http://$REGISTRY_ADDR"
 MIRROR=localhost:5000/library
 PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7
+# One push, from BuildKit. `--push` on the containerd image store makes buildx 0.13 push every
+# tag again through the engine, which PUTs each platform's manifest to the tag at once; the
+# registry answers a HEAD racing those PUTs with 500 (see builds/buildx.py).
+PUSH=--output=type=image,push=
 # docker platform -> Debian architecture, in the order of PLATFORMS; the
 # folder name in a seed context is TARGETARCH+TARGETVARIANT (amd64, arm64, armv7).
 declare -A DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [armv7]=armhf)
@@ -659,7 +663,7 @@ build_seed() {
     local name=${image%%:*}
     log "seed: building and pushing $MIRROR/$image for $PLATFORMS (log: $LOG_DIR/seed-$name.log)"
     if ! docker buildx build --builder default --network host \
-            --platform "$PLATFORMS" --push --progress=plain \
+            --platform "$PLATFORMS" "$PUSH" --progress=plain \
             -f "$HELPERS/$name/Dockerfile" -t "$MIRROR/$image" "$@" "$ctx" \
             >"$LOG_DIR/seed-$name.log" 2>&1; then
         tail -n 30 "$LOG_DIR/seed-$name.log" >&2
@@ -849,7 +853,7 @@ cmd_selftest() {
     cp "$HELPERS/hello/"* "$dir/"
     log "selftest: building localhost:5000/test/hello:latest for $PLATFORMS"
     if ! docker buildx build --builder default --network host --no-cache \
-            --platform "$PLATFORMS" --push --progress=plain \
+            --platform "$PLATFORMS" "$PUSH" --progress=plain \
             -t localhost:5000/test/hello:latest "$dir" >"$LOG_DIR/selftest.log" 2>&1; then
         tail -n 30 "$LOG_DIR/selftest.log" >&2
         die "selftest build failed; see $LOG_DIR/selftest.log"

@@ -8,7 +8,13 @@ from typing import Any
 from django.utils import timezone
 
 from builds.models import BuilderNode
-from builds.nodes import candidate_nodes, check_due_nodes, check_node, ensure_local_node
+from builds.nodes import (
+    candidate_nodes,
+    check_due_nodes,
+    check_node,
+    ensure_local_node,
+    image_store,
+)
 
 
 def test_local_node_is_registered_once(db: Any, monkeypatch: Any) -> None:
@@ -82,3 +88,15 @@ def test_binfmt_platforms_need_enabled_handlers_with_the_f_flag(tmp_path: Any) -
     (tmp_path / "qemu-s390x").write_text("disabled\nflags: F\n")
     (tmp_path / "qemu-riscv64").write_text("enabled\nflags: F\n")
     assert binfmt_platforms(tmp_path) == ["linux/arm64", "linux/riscv64"]
+
+
+def test_image_store_names_containerd_or_the_classic_driver() -> None:
+    containerd = {
+        "Driver": "overlayfs",
+        "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
+    }
+    assert image_store(containerd) == "containerd"
+    classic = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]]}
+    assert image_store(classic) == "overlay2"
+    assert image_store({"Driver": "vfs", "DriverStatus": None}) == "vfs"
+    assert image_store({}) == ""

@@ -26,7 +26,7 @@ def second_node(**extra: Any) -> BuilderNode:
 
 
 def test_a_native_build_runs_each_platform_apart_and_merges(project: Any, alice: Any) -> None:
-    second_node()
+    second_node(image_store="containerd")
     build = queue_build(project, alice, strategy="native")
     assert build.plan["preview"] and len(build.plan["steps"]) == 3
     backend = FakeBackend()
@@ -39,6 +39,13 @@ def test_a_native_build_runs_each_platform_apart_and_merges(project: Any, alice:
     ]
     hosts = {s.docker_host for s in backend.specs}
     assert hosts == {"unix:///var/run/docker.sock", "tcp://127.0.0.1:9"}
+    # BuildKit pushes by itself where the engine keeps images in containerd, so buildx must
+    # not push again; an engine with a classic storage driver pushes through buildx.
+    pushes = {s.docker_host: [a for a in s.argv() if "push" in a] for s in backend.specs}
+    assert pushes == {
+        "tcp://127.0.0.1:9": ["--output=type=image,push="],
+        "unix:///var/run/docker.sock": ["--push"],
+    }
     assert backend.merged == [(f"{project.image}:latest", [run_digest(i) for i in range(3)])]
     assert build.digest == INDEX_DIGEST and "preview" not in build.plan
     rows = {r.platform: r for r in build.platform_states.select_related("node")}
@@ -159,6 +166,7 @@ def test_a_named_builder_gets_one_run_through_it(
     with pytest.raises(InvalidValue, match="or builder:<name>"):
         queue_build(project, alice, strategy="builder:-x")
     assert not Build.objects.exists()
+    BuilderNode.objects.update(image_store="containerd")  # not what a named builder uses
     BuildxBuilder.objects.create(name="fleet").nodes.set(BuilderNode.objects.all())
     build = queue_build(project, alice, strategy="builder:fleet")
     backend = FakeBackend()
@@ -167,5 +175,6 @@ def test_a_named_builder_gets_one_run_through_it(
     assert build.state == Build.State.SUCCEEDED, build.reason
     [spec] = backend.specs
     assert "--builder=fleet" in spec.argv() and spec.docker_host == ""
+    assert "--push" in spec.argv() and "--output=type=image,push=" not in spec.argv()
     assert spec.env()["DOCKER_CONFIG"] == str(tmp_path / "docker")
     assert {s["method"] for s in build.plan["steps"]} == {"builder"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -93,6 +94,10 @@ def test_go_hello_world_three_platforms_through_the_api(
         (ln["seq"], ln["text"]) for ln in lines
     ]
     assert {"linux/amd64", "linux/arm64", "linux/arm/v7"} <= {ln["platform"] for ln in lines}
+    # BuildKit pushed the tag, and buildx did not push it a second time through the engine.
+    texts = [ln["text"] for ln in lines]
+    assert [t for t in texts if re.search(r"pushing manifest for \S+:v1@sha256:\w+ .*done", t)]
+    assert not [t for t in texts if "with docker" in t]
 
     # The registry's index holds exactly the requested platforms, attestations aside.
     manifest = result["manifest"]

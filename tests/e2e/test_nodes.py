@@ -19,6 +19,7 @@ def test_local_node_reports_engine_buildkit_and_platforms(stack: None, db: Any) 
     assert node.reachable, node.last_error
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", node.engine_version), node.engine_version
     assert re.search(r"\d+\.\d+", node.buildkit_version), node.buildkit_version
+    assert node.image_store == "containerd"  # teststack turns on the containerd image store
     assert node.native_platforms[0] == "linux/amd64"
     assert {"linux/arm64", "linux/arm/v7"} <= set(node.emulated_platforms)
     assert node.last_checked_at is not None and node.last_error == ""

@@ -79,7 +79,7 @@ def _push_apart(image: str, password: str) -> None:
                     "--network=host",
                     f"--platform={platform}",
                     f"--tag={image}:{tag}",
-                    "--push",
+                    "--output=type=image,push=",  # one push, as builds.buildx explains
                     *extra,
                     work,
                 ],

@@ -34,7 +34,7 @@ seed_binfmt() {
             "$(hex_escape "$magic")" "$(hex_escape "$mask")" "$name" >"$ctx/binfmt.d/$name"
     done
     log "seed: building and pushing $MIRROR/binfmt:latest for linux/amd64 (log: $LOG_DIR/seed-binfmt.log)"
-    if ! docker buildx build --builder default --network host --platform linux/amd64 --push \
+    if ! docker buildx build --builder default --network host --platform linux/amd64 "$PUSH" \
             --progress=plain --build-arg "MIRROR=$MIRROR" -f "$HELPERS/binfmt/Dockerfile" \
             -t "$MIRROR/binfmt:latest" "$ctx" >"$LOG_DIR/seed-binfmt.log" 2>&1; then
         tail -n 30 "$LOG_DIR/seed-binfmt.log" >&2

@@ -133,7 +133,7 @@ java_build_seed() {
     shift 3
     log "seed: building and pushing $MIRROR/$image for $PLATFORMS (log: $LOG_DIR/seed-java-$target.log)"
     if ! docker buildx build --builder default --network host \
-            --platform "$PLATFORMS" --push --progress=plain --target "$target" \
+            --platform "$PLATFORMS" "$PUSH" --progress=plain --target "$target" \
             -f "$HELPERS/java/Dockerfile" -t "$MIRROR/$image" "$@" "$ctx" \
             >"$LOG_DIR/seed-java-$target.log" 2>&1; then
         tail -n 30 "$LOG_DIR/seed-java-$target.log" >&2

@@ -28,7 +28,7 @@ static_build_seed() {
     shift 3
     log "seed: building and pushing $MIRROR/$image for $PLATFORMS (log: $LOG_DIR/seed-$name.log)"
     if ! docker buildx build --builder default --network host \
-            --platform "$PLATFORMS" --push --progress=plain \
+            --platform "$PLATFORMS" "$PUSH" --progress=plain \
             -f "$file" -t "$MIRROR/$image" "$@" "$ctx" \
             >"$LOG_DIR/seed-$name.log" 2>&1; then
         tail -n 30 "$LOG_DIR/seed-$name.log" >&2
