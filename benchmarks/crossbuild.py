@@ -66,6 +66,28 @@ SAMPLE_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
+def render_sample(key: str, work: Path) -> Path:
+    """The plugin's Dockerfile (and .dockerignore) for its sample app, written into `work`, as
+    when a team registers the sample: the detected options, plus the offline mirrors."""
+    plugin = lang_plugins.get_plugin(key)
+    detection = plugin.detect(SAMPLES / key)
+    detected = detection.options if detection else {}
+    options = plugin.clean_options({**detected, **SAMPLE_OPTIONS.get(key, {})})
+    rendered = plugin.render(options, mirror=MIRROR)
+    dockerfile = work / "Dockerfile"
+    dockerfile.write_text(rendered.dockerfile)
+    (work / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+    return dockerfile
+
+
+def run_spec(spec: buildx.BuildSpec) -> tuple[float, int, bytes]:
+    """One run through the portal's buildx runner: (seconds, exit code, output)."""
+    output: list[bytes] = []
+    started = time.monotonic()
+    [code] = buildx.run([spec], lambda _, chunk: output.append(chunk), lambda: False, grace=10)
+    return time.monotonic() - started, code, b"".join(output)
+
+
 def prune() -> None:
     subprocess.run(["docker", "buildx", "prune", "-af"], capture_output=True, check=True)
 
@@ -88,15 +110,8 @@ def timed_build(
             push_once=PUSH_ONCE,
         )
         for _attempt in range(3):
-            output: list[bytes] = []
-            started = time.monotonic()
-            [code] = buildx.run(
-                [spec], lambda _, chunk, out=output: out.append(chunk), lambda: False, grace=10
-            )
-            elapsed = time.monotonic() - started
-            if code == 0 or not REGISTRY_5XX.search(
-                b"".join(output)[-4000:].decode(errors="replace")
-            ):
+            elapsed, code, output = run_spec(spec)
+            if code == 0 or not REGISTRY_5XX.search(output[-4000:].decode(errors="replace")):
                 break
             # The local registry's push race (see builds.worker): time the clean attempt.
             print(
@@ -105,23 +120,15 @@ def timed_build(
             if cold:
                 prune()
     if code != 0:
-        tail = b"".join(output)[-3000:].decode(errors="replace")
+        tail = output[-3000:].decode(errors="replace")
         raise SystemExit(f"{key}/{variant} failed ({code}):\n{tail}")
     return elapsed
 
 
 def bench(key: str, repeat: int) -> dict[str, float]:
-    plugin = lang_plugins.get_plugin(key)
     context = SAMPLES / key
-    # As when a team registers the sample: the detected options, plus the offline mirrors.
-    detection = plugin.detect(context)
-    detected = detection.options if detection else {}
-    options = plugin.clean_options({**detected, **SAMPLE_OPTIONS.get(key, {})})
     with tempfile.TemporaryDirectory() as work:
-        dockerfile = Path(work) / "Dockerfile"
-        rendered = plugin.render(options, mirror=MIRROR)
-        dockerfile.write_text(rendered.dockerfile)
-        (Path(work) / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+        dockerfile = render_sample(key, Path(work))
         runs: dict[str, list[float]] = {"multi": [], "warm": [], "single": [], "naive": []}
         for _ in range(repeat):
             runs["multi"].append(timed_build(key, "multi", dockerfile, context, ALL))

@@ -23,29 +23,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-
-import django  # noqa: E402
-
-django.setup()
-
-import lang_plugins  # noqa: E402
-from builds import buildx  # noqa: E402
-from builds.worker import REGISTRY_5XX  # noqa: E402
-
-SAMPLE = ROOT / "tests" / "e2e" / "samples" / "go"
-OUT = ROOT / "benchmarks" / "out"
-PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
-MIRROR = os.environ.get("PORTAL_BASE_IMAGE_MIRROR", "localhost:5000/library")
-REGISTRY = os.environ.get("PORTAL_TEST_REGISTRY", "localhost:5000")
+from crossbuild import ALL, OUT, REGISTRY, REGISTRY_5XX, SAMPLES, buildx, render_sample, run_spec
 
 
 def push(dockerfile: Path, once: bool) -> tuple[float, bool, str]:
@@ -53,20 +36,16 @@ def push(dockerfile: Path, once: bool) -> tuple[float, bool, str]:
     tag = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory() as work:
         spec = buildx.BuildSpec(
-            context=SAMPLE,
+            context=SAMPLES / "go",
             dockerfile=dockerfile,
-            platforms=PLATFORMS,
+            platforms=ALL,
             tags=[f"{REGISTRY}/bench/push:{tag}", f"{REGISTRY}/bench/push:{tag}-b"],
             metadata_file=Path(work) / "metadata.json",
             network=os.environ.get("PORTAL_BUILD_NETWORK", "host"),
             push_once=once,
         )
-        output: list[bytes] = []
-        started = time.monotonic()
-        [code] = buildx.run([spec], lambda _, chunk: output.append(chunk), lambda: False, grace=10)
-        elapsed = time.monotonic() - started
-    tail = b"".join(output)[-3000:].decode(errors="replace")
-    return elapsed, code == 0, tail
+        elapsed, code, output = run_spec(spec)
+    return elapsed, code == 0, output[-3000:].decode(errors="replace")
 
 
 def main() -> None:
@@ -75,12 +54,8 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    plugin = lang_plugins.get_plugin("go")
-    detection = plugin.detect(SAMPLE)
-    options = plugin.clean_options(detection.options if detection else {})
     with tempfile.TemporaryDirectory() as work:
-        dockerfile = Path(work) / "Dockerfile"
-        dockerfile.write_text(plugin.render(options, mirror=MIRROR).dockerfile)
+        dockerfile = render_sample("go", Path(work))
         push(dockerfile, once=True)  # build once: what follows is export and push
         times: dict[str, list[float]] = {"push": [], "once": []}
         failed = {"push": 0, "once": 0}
