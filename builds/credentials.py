@@ -22,9 +22,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from builds import registry
+from builds import outbound, registry
 from builds.models import RegistryCredential
 from builds.refs import DEFAULT_DOMAIN, InvalidValue, canonical_domain, parse_reference
+from builds.registry import registry_address
 from portal.sealing import SealError
 
 _REGISTRY = re.compile(
@@ -32,7 +33,7 @@ _REGISTRY = re.compile(
     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 )
 BUILDX_STATE = ("buildx", "contexts")
-UNAUTHORIZED = re.compile(r"401 Unauthorized|no basic auth credentials|authorization failed")
+UNAUTHORIZED = re.compile(r"unauthorized", re.IGNORECASE)  # registry.imagetools' plain words
 NOT_FOUND = re.compile(
     r"not found|manifest unknown|404", re.IGNORECASE
 )  # kept when a named builder's config is layered
@@ -124,7 +125,8 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
     the same buildx CLI the builds use: an answer other than "unauthorized" means the login
     works. (`docker login` would go through the engine, which treats registries on loopback as
     insecure and retries over plain HTTP, turning a refused login into "400 Bad Request".)
-    Records and returns the result."""
+    Records and returns the result; a registry the outbound guard refuses is recorded as such
+    and raises outbound.Refused (nothing was contacted)."""
     project = login.team.projects.filter(image__startswith=f"{login.registry}/").first()
     repository = project.image if project else f"{login.registry}/crossport/login-check"
     with tempfile.TemporaryDirectory(prefix="crossport-login-") as tmp:
@@ -135,14 +137,21 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
             ok, message = True, "login succeeded"
         except SealError as exc:
             ok, message = False, str(exc)
+        except outbound.Refused as exc:
+            _record(login, False, str(exc))
+            raise
         except registry.RegistryError as exc:
             text = str(exc)
             refused = UNAUTHORIZED.search(text)
             ok = not refused and bool(NOT_FOUND.search(text))
             message = "login succeeded" if ok else _clean(text, login.password)
+    _record(login, ok, message)
+    return ok, message
+
+
+def _record(login: RegistryCredential, ok: bool, message: str) -> None:
     login.last_tested_at, login.last_test_ok, login.last_test_message = timezone.now(), ok, message
     login.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
-    return ok, message
 
 
 def _clean(output: str, secret: str) -> str:
@@ -157,6 +166,8 @@ def save_login(
     """Create or replace the team's login for a registry (validated first; nothing saved on
     bad input)."""
     host = validate_registry(registry)
+    if outbound.refused_without_lookup(*registry_address(host)):
+        raise outbound.Refused("registry", host)
     name, secret = validate_login(username, password)
     login = RegistryCredential.objects.filter(team=team, registry=host).first()
     login = login or RegistryCredential(team=team, registry=host)

@@ -3,32 +3,111 @@
 URLs and refs were validated by `builds.refs` when they were saved; here they are still passed
 only as separate argv values after `--`, with transports other than https, ssh and file refused
 by git itself (GIT_ALLOW_PROTOCOL), no prompts, no hooks and none of the portal's own git
-configuration.
+configuration. The host goes through the outbound guard first, and git connects to the address
+the guard checked: curl's resolve table for https (redirects off, so no second host), ssh's
+HostName for ssh. Errors name what went wrong in the project's terms, never the raw transport
+text (which tells open ports from closed ones); the raw text goes to the portal's log.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from builds import outbound
 from builds.proc import ProcessTimeout, run
+from builds.refs import InvalidValue
+
+logger = logging.getLogger(__name__)
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 # git's record of what a fetch got: "<sha>\t\ttag 'v1.2.3' of <url>" (or "branch 'main' of").
 _FETCHED_TAG = re.compile(r"^[0-9a-f]+\t[^\t]*\ttag '([^']+)' of ", re.MULTILINE)
 Tick = Callable[[], bool] | None
+DEFAULT_PORTS = {"https": 443, "ssh": 22}
+SSH_OPTIONS = ["-oBatchMode=yes", "-oStrictHostKeyChecking=accept-new"]
+# What git printed, mapped to what the project page says (first match wins).
+_FAILURES = [
+    (
+        re.compile(
+            r"couldn't find remote ref|not our ref|unadvertised object|did not match|"
+            r"unknown revision",
+            re.I,
+        ),
+        "ref",
+    ),
+    (
+        re.compile(
+            r"not found|authentication failed|could not read (username|password)|"
+            r"permission denied|returned error: 40[134]|access denied|does not appear to be",
+            re.I,
+        ),
+        "access",
+    ),
+    (re.compile(r"certificate|ssl|tls|gnutls|host key verification", re.I), "trust"),
+]
+_MESSAGES = {
+    "ref": "the repository has no branch, tag or commit {ref}",
+    "access": "the repository was not found, or the portal may not read it",
+    "trust": "the git server's identity could not be verified (TLS certificate or host key)",
+    None: "the git server could not be reached, or did not answer as a git server",
+}
 
 
 class SourceError(Exception):
     """The repository or ref could not be fetched (the project's fault, shown to the user)."""
 
 
-def _git_env() -> dict[str, str]:
+def destination(url: str) -> outbound.Destination | None:
+    """The checked address to fetch an https:// or ssh:// URL from (None for file://).
+    Raises outbound.Refused."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return None
+    host = parts.hostname or ""
+    return outbound.resolve(
+        host, parts.port or DEFAULT_PORTS.get(scheme, 443), kind="git URL", shown=url
+    )
+
+
+def check_url(url: str) -> None:
+    """The checks that need no network, for when a git URL is saved: file:// roots, and hosts
+    refused whatever DNS says (localhost, literal internal addresses)."""
+    try:
+        check_file_url(url)
+    except SourceError as exc:
+        raise InvalidValue("git URL", url, str(exc)) from None
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme != "file":
+        port = parts.port or DEFAULT_PORTS.get(scheme, 443)
+        if outbound.refused_without_lookup(parts.hostname or "", port):
+            raise outbound.Refused("git URL", url)
+
+
+def _pinning(url: str, where: outbound.Destination | None) -> tuple[list[str], list[str]]:
+    """git -c options and ssh options that make git connect to the checked address."""
+    if where is None:
+        return [], []
+    if urlsplit(url).scheme.lower() == "ssh":
+        return [], [f"-oHostName={where.address}", f"-oHostKeyAlias={where.host}"]
+    config = ["-c", "http.followRedirects=false"]
+    if where.address != where.host:  # a name, not a literal address
+        address = f"[{where.address}]" if ":" in where.address else where.address
+        config += ["-c", f"http.curloptResolve={where.host}:{where.port}:{address}"]
+    return config, []
+
+
+def _git_env(ssh_options: list[str] | None = None) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
@@ -38,20 +117,32 @@ def _git_env() -> dict[str, str]:
         # The portal's own git configuration (credential helpers, URL rewrites) is not lent
         # to every team's build.
         "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_SSH_COMMAND": "ssh -oBatchMode=yes -oStrictHostKeyChecking=accept-new",
+        # git runs this through a shell: every word is quoted (the address comes from the
+        # resolver, the host passed the URL grammar).
+        "GIT_SSH_COMMAND": shlex.join(["ssh", *SSH_OPTIONS, *(ssh_options or [])]),
         "LC_ALL": "C",
     }
 
 
-def _git(*args: str, cwd: Path | None = None, tick: Tick = None, timeout: int = 600) -> str:
-    cmd = [settings.PORTAL_GIT_CLI, "-c", "core.hooksPath=/dev/null", *args]
+def _git(
+    *args: str,
+    cwd: Path | None = None,
+    tick: Tick = None,
+    timeout: int = 600,
+    config: list[str] | None = None,
+    ssh_options: list[str] | None = None,
+    ref: str = "",
+) -> str:
+    cmd = [settings.PORTAL_GIT_CLI, "-c", "core.hooksPath=/dev/null", *(config or []), *args]
     try:
-        proc = run(cmd, cwd=cwd, env=_git_env(), timeout=timeout, tick=tick)
+        proc = run(cmd, cwd=cwd, env=_git_env(ssh_options), timeout=timeout, tick=tick)
     except ProcessTimeout as exc:
         raise SourceError(f"git {args[0]}: {exc}") from exc
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        raise SourceError(f"git {args[0]} failed: {detail[-1] if detail else proc.returncode}")
+        detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+        logger.info("git %s failed (exit %s): %s", args[0], proc.returncode, detail[-2000:])
+        kind = next((kind for pattern, kind in _FAILURES if pattern.search(detail)), None)
+        raise SourceError(f"git {args[0]} failed: " + _MESSAGES[kind].format(ref=ref))
     return proc.stdout.decode(errors="replace")
 
 
@@ -71,20 +162,23 @@ def check_file_url(url: str) -> None:
 
 def fetch(url: str, ref: str, dest: Path, tick: Tick = None) -> str:
     """Check out `ref` (branch, tag or commit) of `url` into `dest`; return the commit SHA.
-    Raises SourceError, or proc.ProcessStopped when `tick` asks to stop."""
+    Raises SourceError, outbound.Refused (an InvalidValue) for a destination the guard refuses,
+    or proc.ProcessStopped when `tick` asks to stop."""
     check_file_url(url)
+    config, ssh_options = _pinning(url, destination(url))
+    remote = functools.partial(_git, config=config, ssh_options=ssh_options, tick=tick, ref=ref)
     dest.mkdir(parents=True, exist_ok=True)
     _git("init", "--quiet", "--", str(dest))
     try:
         # A shallow fetch is enough for branches, tags and (on servers that allow it) SHAs.
-        _git("fetch", "--quiet", "--depth=1", "--no-tags", "--", url, ref, cwd=dest, tick=tick)
+        remote("fetch", "--quiet", "--depth=1", "--no-tags", "--", url, ref, cwd=dest)
     except SourceError:
         if not SHA_RE.match(ref):
             raise
         # Abbreviated or unadvertised commits need the full history to resolve.
         everything = "+refs/heads/*:refs/remotes/origin/*"
-        _git("fetch", "--quiet", "--no-tags", "--", url, everything, cwd=dest, tick=tick)
-        _git("checkout", "--quiet", "--detach", ref, "--", cwd=dest)
+        remote("fetch", "--quiet", "--no-tags", "--", url, everything, cwd=dest)
+        _git("checkout", "--quiet", "--detach", ref, "--", cwd=dest, ref=ref)
     else:
         _git("checkout", "--quiet", "--detach", "FETCH_HEAD", cwd=dest)
     return _git("rev-parse", "HEAD", cwd=dest).strip()

@@ -2,14 +2,21 @@
 
 Registry access goes through the docker CLI (`docker buildx imagetools`), the same choke point
 as the build itself: it uses the same credentials (DOCKER_CONFIG) and registry settings, and no
-registry-supplied URL (auth realms, redirects) is fetched by the portal's own code. The digest
-of every body is verified, so what the ledger records is what the registry serves.
+registry-supplied URL (auth realms, redirects) is fetched by the portal's own code. Every
+reference's registry passes the outbound guard before the CLI runs, and the CLI reaches
+registries through the portal's egress proxy (`builds.egress`), which checks every connection it
+makes (realms and redirects too) and pins it to the checked address. Failures are reported in a
+few plain words (not found, unauthorized, unreachable), never the CLI's transport text; that goes
+to the portal's log. The digest of every body is verified, so what the ledger records is what
+the registry serves.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,10 +25,12 @@ from typing import Any
 
 from django.conf import settings
 
+from builds import egress, outbound
 from builds.proc import ProcessTimeout, docker_cli_env, run
-from builds.refs import ImageRef
+from builds.refs import DEFAULT_DOMAIN, ImageRef, parse_reference
 
 Tick = Callable[[], bool] | None
+log = logging.getLogger(__name__)
 
 INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -33,6 +42,48 @@ TIMEOUT = 120
 
 class RegistryError(Exception):
     pass
+
+
+# The CLI's last error line, mapped to what a team is told (first match wins). The words
+# "not found" and "unauthorized" are what callers test for.
+_FAILURES = [
+    (re.compile(r"not found|manifest unknown|name unknown|\b404\b", re.I), "not found"),
+    (
+        re.compile(
+            r"401 Unauthorized|no basic auth credentials|authorization failed|unauthorized|"
+            r"denied|\b403\b",
+            re.I,
+        ),
+        "unauthorized: the registry refused the login (or anonymous access)",
+    ),
+    (
+        re.compile(r"x509|certificate|tls:", re.I),
+        "the registry's TLS certificate is not trusted by the portal",
+    ),
+]
+UNREACHABLE = "the registry could not be reached, or did not answer as a registry"
+
+
+def registry_address(domain: str) -> tuple[str, int]:
+    """Where a reference's domain is served: Docker Hub's API host, else host[:port]."""
+    if domain == DEFAULT_DOMAIN:
+        return "registry-1.docker.io", 443
+    host, port = outbound.split_host_port(domain)
+    return host, port or 443
+
+
+def check_destinations(args: tuple[str, ...]) -> None:
+    """Every reference an imagetools call names (after `--`, and `--tag=`) passes the guard."""
+    positional = args[args.index("--") + 1 :] if "--" in args else ()
+    tags = [a.removeprefix("--tag=") for a in args if a.startswith("--tag=")]
+    for text in [*positional, *tags]:
+        check_registry(parse_reference(text).domain, shown=text)
+
+
+def check_registry(domain: str, shown: str = "") -> None:
+    """The registry serving `domain` passes the outbound guard (raises outbound.Refused)."""
+    host, port = registry_address(domain)
+    outbound.resolve(host, port, kind="image reference", shown=shown or domain)
 
 
 # The DOCKER_CONFIG folder (with a team's registry logins) for the build or merge running in
@@ -58,17 +109,21 @@ class IndexSummary:
 
 
 def imagetools(*args: str, env: dict[str, str] | None = None, tick: Tick = None) -> bytes:
+    """Run `docker buildx imagetools ARGS`. Raises outbound.Refused before running it when a
+    reference's registry is not allowed, RegistryError when it fails."""
+    check_destinations(args)
     cmd = [settings.PORTAL_DOCKER_CLI, "buildx", "imagetools", *args]
-    base = docker_cli_env(DOCKER_CONFIG.get())
+    base = docker_cli_env(DOCKER_CONFIG.get()) | egress.proxy_env()
     try:
         proc = run(cmd, env={**base, **(env or {})}, timeout=TIMEOUT, tick=tick)
     except ProcessTimeout as exc:
         raise RegistryError(f"imagetools {args[0]}: {exc}") from exc
     if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RegistryError(
-            f"imagetools {args[0]} failed: {detail[-1] if detail else proc.returncode}"
-        )
+        detail = proc.stderr.decode(errors="replace").strip()
+        log.info("imagetools %s failed (exit %s): %s", args[0], proc.returncode, detail[-2000:])
+        last = detail.splitlines()[-1] if detail else ""
+        said = next((text for pattern, text in _FAILURES if pattern.search(last)), UNREACHABLE)
+        raise RegistryError(f"imagetools {args[0]} failed: {said}")
     return proc.stdout
 
 

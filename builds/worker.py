@@ -30,7 +30,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 import lang_plugins
-from builds import builders, buildx, credentials, events, gitsource, registry, services, tagging
+from builds import (
+    builders,
+    buildx,
+    credentials,
+    events,
+    gitsource,
+    outbound,
+    registry,
+    services,
+    tagging,
+)
 from builds.endpoints import cert_dir
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRecord
 from builds.nodes import check_due_nodes, check_node, plan_build
@@ -81,6 +91,8 @@ class Backend(Protocol):
 
     def check(self, node: BuilderNode) -> BuilderNode: ...
 
+    def check_push(self, ref: ImageRef) -> None: ...
+
 
 class DockerBackend:
     def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
@@ -112,6 +124,11 @@ class DockerBackend:
 
     def check(self, node: BuilderNode) -> BuilderNode:
         return check_node(node)
+
+    def check_push(self, ref: ImageRef) -> None:
+        # BuildKit pushes from the node: the portal cannot pin that connection, but it does
+        # not start a build towards a registry the outbound guard refuses.
+        registry.check_registry(ref.domain)
 
 
 class BuildFailed(Exception):
@@ -741,6 +758,7 @@ class BuildRun:
         try:
             with ExitStack() as stack:
                 self.start()
+                self.backend.check_push(parse_reference(self.build.project.image))
                 if config := self.registry_login(workspace):
                     stack.enter_context(registry.using_config(config))
                 src = self.checkout(workspace)
@@ -774,6 +792,8 @@ class BuildRun:
             return Build.State.FAILED, exc.reason, exc.fault
         except SealError as exc:
             return Build.State.FAILED, str(exc), Build.Fault.SYSTEM
+        except outbound.Refused as exc:  # a git or registry host the guard does not allow
+            return Build.State.FAILED, str(exc), Build.Fault.USER
         except Exception as exc:
             log.exception("build %s: internal error", self.build.pk)
             return (

@@ -357,7 +357,10 @@ def credential_test(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
     login = _login(request, pk)
     if isinstance(login, HttpResponse):
         return login
-    registry_logins.test_connection(login)
+    try:
+        registry_logins.test_connection(login)
+    except InvalidValue as exc:  # the outbound guard refused the registry
+        return error(400, str(exc))
     return JsonResponse(login.to_api())
 
 

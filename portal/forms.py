@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse_lazy
 
 import lang_plugins
-from builds import tagging
+from builds import gitsource, outbound, registry, tagging
 from builds.refs import (
+    ImageRef,
     InvalidValue,
     normalize_platforms,
     parse_repository,
@@ -106,7 +107,12 @@ class ProjectForm(forms.Form):
         ]
 
     def clean_git_url(self) -> str:
-        return _grammar(validate_git_url, self.cleaned_data["git_url"])
+        url = _grammar(validate_git_url, self.cleaned_data["git_url"])
+        try:  # what is refused whatever DNS says is refused now; the rest at each fetch
+            gitsource.check_url(url)
+        except InvalidValue as exc:
+            raise ValidationError(str(exc)) from exc
+        return url
 
     def clean_ref(self) -> str:
         return _grammar(validate_git_ref, self.cleaned_data["ref"] or "main")
@@ -120,7 +126,11 @@ class ProjectForm(forms.Form):
             raise ValidationError(str(exc)) from exc
 
     def clean_image(self) -> str:
-        return str(_grammar(parse_repository, self.cleaned_data["image"]))
+        image = cast(ImageRef, _grammar(parse_repository, self.cleaned_data["image"]))
+        host, port = registry.registry_address(image.domain)
+        if outbound.refused_without_lookup(host, port):
+            raise ValidationError(str(outbound.Refused("image repository", str(image))))
+        return str(image)
 
     def raw_options(self) -> dict[str, Any]:
         """API clients send {"options": {...}}; the page sends opt_<name> fields."""

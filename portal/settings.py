@@ -146,6 +146,9 @@ PORTAL_BASE_IMAGE_MIRROR = env.str("PORTAL_BASE_IMAGE_MIRROR", default="")
 PORTAL_BUILD_NETWORK = env.str("PORTAL_BUILD_NETWORK", default="")
 PORTAL_DOCKER_CLI = env.str("PORTAL_DOCKER_CLI", default="docker")
 PORTAL_GIT_CLI = env.str("PORTAL_GIT_CLI", default="git")
+# Hosts users name (git URLs, registries) must resolve to public addresses, unless listed here:
+# host, host:port or CIDR, comma-separated (builds/outbound.py).
+PORTAL_OUTBOUND_ALLOW = env.list("PORTAL_OUTBOUND_ALLOW", default=[])
 # file:// git URLs read this machine's disk: allowed only below these folders (none by default).
 PORTAL_GIT_FILE_ROOTS = env.list("PORTAL_GIT_FILE_ROOTS", default=[])
 PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR / "workspaces")))

@@ -484,7 +484,10 @@ def team_credentials(request: Request, slug: str) -> HttpResponse:
     else:
         login = get_object_or_404(team.credentials, pk=_posted_pk(request, "credential"))
         if action == "test":
-            ok, message = credentials.test_connection(login)
+            try:
+                ok, message = credentials.test_connection(login)
+            except InvalidValue as exc:  # the outbound guard refused the registry
+                ok, message = False, str(exc)
             (messages.success if ok else messages.error)(request, f"{login.registry}: {message}")
         elif action == "delete":
             login.delete()

@@ -760,6 +760,8 @@ export PORTAL_BINFMT_IMAGE=$MIRROR/binfmt:latest
 export PORTAL_TEST_AUTH_REGISTRY=$AUTH_ADDR
 export PORTAL_TEST_AUTH_USER=$AUTH_USER
 export PORTAL_TEST_AUTH_PASSWORD_FILE=$AUTH_DIR/password
+# The portal may contact the stack's own registries, nothing else on this machine.
+export PORTAL_OUTBOUND_ALLOW=localhost:5000,$AUTH_ADDR
 EOF
 }
 

@@ -20,6 +20,10 @@ from portal.models import ApiToken, Membership, Project, Team
 def _isolated_settings(settings: Any, tmp_path: Path) -> None:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
     settings.PORTAL_BASE_IMAGE_MIRROR = "localhost:5000/library"
+    # As the test stack does for its own registry: nothing else internal is allowed.
+    settings.PORTAL_OUTBOUND_ALLOW = ["localhost:5000"]
+    # Where the test projects' file:// repositories live (tests that check refusals narrow it).
+    settings.PORTAL_GIT_FILE_ROOTS = ["/srv/git"]
     if settings.REDIS_URL:
         # The scale-out run exercises channels-redis itself, on a prefix of its own.
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"

@@ -145,5 +145,14 @@ class FakeBackend:
             node.save()
         return node
 
+    refused_registries: set[str] = set()
+
+    def check_push(self, ref: ImageRef) -> None:
+        """The outbound guard's answer for the push registry: registries listed here refuse."""
+        from builds.outbound import Refused
+
+        if ref.domain in self.refused_registries:
+            raise Refused("image reference", ref.domain)
+
     def exists(self, ref: ImageRef, tag: str, tick: Callable[[], bool]) -> bool:
         return f"{ref.repository}:{tag}" in self.existing
