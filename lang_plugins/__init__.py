@@ -10,8 +10,9 @@ Third-party plugins are installed packages that declare an entry point in the gr
     [project.entry-points."crossport.lang_plugins"]
     rust = "crossport_rust:RustPlugin"
 
-A third-party plugin that fails to load, or tries to take a built-in key, is skipped: it is logged
-and listed by :func:`plugin_errors`, and never stops the portal.
+A third-party plugin that fails to load, or tries to take a built-in key, is left out: it is logged
+and listed by :func:`plugin_errors`, which the portal's system check ``crossport.E001`` reports, so
+``manage.py check`` (and ``serve``) fail until the operator fixes, uninstalls or silences it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,115 +72,13 @@ venv
 **/*~
 """
 
-# Runs with the build stage's Python (same version as the runtime) on the build platform, once
-# per target platform. A constant: options reach it only as arguments from a fixed set.
-PLAN_SCRIPT = r'''
-import json, os, shutil, subprocess, sys
-from pathlib import Path
-
-mode, target = sys.argv[1], os.environ.get("TARGETPLATFORM", "?")
-arch = {"amd64": "x86_64", "arm64": "aarch64", "armv7": "armv7l"}.get(
-    os.environ.get("TARGETARCH", "") + os.environ.get("TARGETVARIANT", ""))
-if arch is None:
-    sys.exit(f"crossport: no manylinux wheels exist for {target}")
-# The slim runtimes are Debian with glibc >= 2.36. pip wants every accepted tag spelled out;
-# manylinux2014 also admits manylinux1/2010 wheels on x86_64.
-tags = [f"manylinux_2_{m}_{arch}" for m in range(36, 16, -1)]
-tags += [f"manylinux2014_{arch}", f"linux_{arch}"]
-TARGET = ["--only-binary=:all:", "--implementation=cp",
-          "--python-version=%d.%d" % sys.version_info[:2], *("--platform=" + t for t in tags)]
-OUT, PLAN_DIR = Path("/install"), Path("/plan")
-OUT.mkdir()
-PLAN_DIR.mkdir()
-
-
-def pip(*args, quiet=False):
-    run = subprocess.run([sys.executable, "-m", "pip", *args],
-                         stdout=subprocess.DEVNULL if quiet else None,
-                         stderr=subprocess.DEVNULL if quiet else None)
-    return run.returncode == 0
-
-
-def say(text):
-    print(f"crossport: {target}: {text}", flush=True)
-    with open(PLAN_DIR / "plan.txt", "a") as fh:
-        fh.write(text + "\n")
-
-
-def built_wheel(spec, n):
-    """Build spec into a wheel here; its path if pure Python (fits every platform)."""
-    out = Path(f"/tmp/built/{n}")
-    if not pip("wheel", "--no-deps", f"--wheel-dir={out}", spec):
-        return None
-    wheels = sorted(out.glob("*.whl"))
-    return wheels[0] if wheels and wheels[0].name.endswith("-none-any.whl") else None
-
-
-reqs, project = [], None
-if mode == "pyproject":
-    if not pip("wheel", "--no-deps", "--wheel-dir=/tmp/project", "."):
-        sys.exit("crossport: building the project's own wheel failed (see above)")
-    project = next(Path("/tmp/project").glob("*.whl"))
-    reqs.append(str(project))
-if Path("requirements.txt").is_file():
-    reqs += ["-r", "requirements.txt"]
-(PLAN_DIR / "emulated.txt").touch()
-if not reqs:
-    say("nothing to install (no requirements.txt)")
-    sys.exit(0)
-if pip("install", f"--target={OUT}", *TARGET, *reqs):
-    say(f"every package is a wheel for {arch}; nothing is installed under emulation")
-    sys.exit(0)
-
-say(f"some packages have no {arch} wheel (pip's errors above): planning package by package")
-shutil.rmtree(OUT)
-OUT.mkdir()
-# Resolve on the build platform (environment markers are evaluated here, as pip --platform
-# does too), then look for a target wheel of each pinned package.
-if not pip("install", "--dry-run", "--ignore-installed", "--quiet",
-           "--report=/tmp/report.json", *reqs):
-    sys.exit("crossport: pip could not resolve the requirements (see above)")
-wheels, emulated = [], []
-for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["install"]):
-    name, info = item["metadata"]["name"], item["download_info"]
-    if not item.get("is_direct"):
-        spec = f"{name}=={item['metadata']['version']}"
-    elif "vcs_info" in info:
-        spec = f"{name} @ {info['vcs_info']['vcs']}+{info['url']}@{info['vcs_info']['commit_id']}"
-    else:
-        spec = f"{name} @ {info['url']}"
-    # A local folder "downloads" without error and without a wheel: look for the file.
-    probe = Path(f"/tmp/probe/{n}")
-    if pip("download", "--no-deps", f"--dest={probe}", *TARGET, spec, quiet=True) and any(
-            probe.glob("*.whl")):
-        wheels.append(spec)
-    elif (pure := built_wheel(spec, n)) is not None:
-        say(f"{spec}: no {arch} wheel; built a pure-Python wheel here")
-        wheels.append(str(pure))
-    else:
-        say(f"{spec}: no {arch} wheel and it compiles code: left to the fallback stage")
-        is_project = project is not None and info["url"] == project.as_uri()
-        emulated.append("/src" if is_project else spec)
-if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheels):
-    sys.exit("crossport: installing the target wheels failed (see above)")
-(PLAN_DIR / "emulated.txt").write_text("".join(spec + "\n" for spec in emulated))
-say(f"{len(wheels)} packages installed here, {len(emulated)} left for emulation")
-'''
-
-FALLBACK_SCRIPT = """\
-set -eu
-mkdir -p /install
-if [ -s /plan/emulated.txt ]; then
-    how="UNDER EMULATION"
-    [ "$TARGETPLATFORM" != "$BUILDPLATFORM" ] || how="natively (the build platform)"
-    echo "crossport: $TARGETPLATFORM: installing $how: $(tr '\\n' ' ' </plan/emulated.txt)"
-    hint="if a package needs a compiler, set the option fallback=full (python with gcc)"
-    python -m pip install --target=/install --no-deps -r /plan/emulated.txt || {
-        echo "crossport: $TARGETPLATFORM: installing under emulation failed; $hint" >&2
-        exit 1
-    }
-fi
-"""
+# The build plan's two programs are files beside the plugin (read once, linted like the rest):
+# the deps stage runs python_plan.py on the build platform, once per target platform; the
+# fallback stage runs python_fallback.sh on the target platform. Both are constants: options reach
+# them only as arguments from a fixed set.
+_SCRIPTS = resources.files("lang_plugins") / "scripts"
+PLAN_SCRIPT = (_SCRIPTS / "python_plan.py").read_text(encoding="utf-8")
+FALLBACK_SCRIPT = (_SCRIPTS / "python_fallback.sh").read_text(encoding="utf-8")
 
 PIP_ENV = "PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off"
 _CACHE = "--mount=type=cache,target=/root/.cache/pip"
@@ -269,7 +168,8 @@ ARG TARGETPLATFORM TARGETARCH TARGETVARIANT PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV {PIP_ENV}
 WORKDIR /src
 RUN --mount=type=bind,target=/src,rw {_CACHE} \\
-    python - {opts["install"]} <<'END_OF_PLAN'{PLAN_SCRIPT}END_OF_PLAN
+    python - {opts["install"]} <<'END_OF_PLAN'
+{PLAN_SCRIPT}END_OF_PLAN
 
 FROM {fallback} AS fallback
 ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST

@@ -235,7 +235,7 @@ def test_render_default_structure() -> None:
     plan, fallback_run = (c for c in commands if c.cmd == "RUN")
     assert "--mount=type=cache,target=/root/.cache/pip" in plan.flags
     assert plan.value == ("python - requirements <<'END_OF_PLAN'",)
-    assert [(h.name, h.content) for h in plan.heredocs] == [("END_OF_PLAN", PLAN_SCRIPT[1:])]
+    assert [(h.name, h.content) for h in plan.heredocs] == [("END_OF_PLAN", PLAN_SCRIPT)]
     assert [(h.name, h.content) for h in fallback_run.heredocs] == [
         ("END_OF_FALLBACK", FALLBACK_SCRIPT)
     ]

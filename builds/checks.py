@@ -1,0 +1,62 @@
+"""System checks for secrets at rest: node TLS keys and registry logins (``manage.py check``).
+
+Both are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
+their own, rotating the secret key (a routine step after a leak) silently loses every stored
+secret; with a key that changed, they cannot be opened and every build that needs them fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.db import DatabaseError
+
+from portal.sealing import SealError, unseal
+
+from .models import BuilderNode, RegistryCredential
+
+
+def _sealed_samples() -> list[tuple[str, str]]:
+    """One stored secret of each kind, as (what, token); none when tables do not exist yet."""
+    samples = []
+    try:
+        node = BuilderNode.objects.exclude(tls_sealed="").order_by("pk").first()
+        login = RegistryCredential.objects.exclude(password_sealed="").order_by("pk").first()
+    except DatabaseError:  # not migrated yet (migrate runs the checks first)
+        return []
+    if node is not None:
+        samples.append((f"builder node {node.name!r} TLS key", node.tls_sealed))
+    if login is not None:
+        samples.append((f"registry login for {login.registry}", login.password_sealed))
+    return samples
+
+
+@checks.register(checks.Tags.security)
+def check_sealed_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    samples = _sealed_samples()
+    messages: list[checks.CheckMessage] = []
+    for what, token in samples:
+        try:
+            unseal(token)
+        except SealError:
+            messages.append(
+                checks.Error(
+                    f"The stored {what} cannot be decrypted with the current key.",
+                    hint="Set PORTAL_ENCRYPTION_KEY back to the key it was saved with, or enter "
+                    "the secrets again (admin: builder nodes; team pages: registry logins).",
+                    id="crossport.E002",
+                )
+            )
+    if samples and not settings.PORTAL_ENCRYPTION_KEY:
+        messages.append(
+            checks.Warning(
+                "Secrets are stored but PORTAL_ENCRYPTION_KEY is not set: they are sealed with the "
+                "secret key, so rotating SECRET_KEY makes them unreadable.",
+                hint="Set PORTAL_ENCRYPTION_KEY to the current secret key's value (nothing "
+                "changes for stored secrets), then rotate the secret key freely.",
+                id="crossport.W003",
+            )
+        )
+    return messages

@@ -1,0 +1,91 @@
+"""System checks: a broken third-party plugin and unreadable or unkeyed secrets stop `check`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+import lang_plugins
+from builds.models import RegistryCredential
+from portal.models import Team
+
+
+class _Broken:
+    name = "broken"
+    value = "crossport_broken:Plugin"
+    group = lang_plugins.ENTRY_POINT_GROUP
+
+    def load(self) -> object:
+        raise ImportError("No module named 'crossport_broken'")
+
+
+@pytest.fixture
+def broken_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lang_plugins, "entry_points", lambda *, group: [_Broken()])
+    lang_plugins.clear_plugin_cache()
+    yield
+    lang_plugins.clear_plugin_cache()
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [m.id for m in messages if (m.id or "").startswith("crossport.")]
+
+
+@pytest.mark.django_db
+def test_a_clean_install_passes_the_checks() -> None:
+    assert ids(checks.run_checks(include_deployment_checks=False)) == []
+    call_command("check")  # raises SystemCheckError on any error
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("broken_plugin")
+def test_a_plugin_that_fails_to_load_fails_manage_py_check() -> None:
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    assert "crossport.E001" in str(info.value)
+    assert "'broken' (crossport_broken:Plugin)" in str(info.value)
+    assert "ImportError" in str(info.value)
+
+
+@pytest.fixture
+def stored_login(alpha: Team, settings: Any) -> RegistryCredential:
+    settings.PORTAL_ENCRYPTION_KEY = "key-one"
+    login = RegistryCredential(team=alpha, registry="registry.example.com", username="ci")
+    login.set_password("s3cret-token")
+    login.save()
+    return login
+
+
+def test_stored_secrets_without_their_own_key_warn(
+    stored_login: RegistryCredential, settings: Any
+) -> None:
+    assert ids(checks.run_checks()) == []
+    settings.PORTAL_ENCRYPTION_KEY = ""
+    # Sealed with "key-one", opened with the secret key: both problems are named.
+    assert ids(checks.run_checks()) == ["crossport.E002", "crossport.W003"]
+
+
+def test_stored_secrets_sealed_with_the_secret_key_only_warn(alpha: Team, settings: Any) -> None:
+    settings.PORTAL_ENCRYPTION_KEY = ""
+    login = RegistryCredential(team=alpha, registry="registry.example.com", username="ci")
+    login.set_password("s3cret-token")
+    login.save()
+    (warning,) = [m for m in checks.run_checks() if m.id == "crossport.W003"]
+    assert "rotating SECRET_KEY" in warning.msg
+    settings.PORTAL_ENCRYPTION_KEY = settings.SECRET_KEY  # the hint's fix keeps it readable
+    assert ids(checks.run_checks()) == []
+
+
+def test_a_changed_key_fails_check_and_never_shows_the_secret(
+    stored_login: RegistryCredential, settings: Any
+) -> None:
+    settings.PORTAL_ENCRYPTION_KEY = "key-two"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    text = str(info.value)
+    assert "crossport.E002" in text and "registry login for registry.example.com" in text
+    assert "s3cret-token" not in text
