@@ -158,14 +158,19 @@ def cancel_build(build: Build) -> Build:
 DETECT_TIMEOUT = 120
 
 
+def workspace_root() -> Path:
+    """Where builds and source detection keep their private folders (each removed after)."""
+    root = Path(settings.PORTAL_WORKSPACE_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def detect_source(git_url: str, ref: str) -> dict[str, Any]:
     """Fetch the source and ask every plugin what it is: language, options and evidence.
     Raises InvalidValue for a bad URL/ref, SourceError when the fetch fails."""
     git_url, ref = validate_git_url(git_url), validate_git_ref(ref)
     gitsource.check_url(git_url)
-    root = Path(settings.PORTAL_WORKSPACE_DIR)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="detect-", dir=root) as work:
+    with tempfile.TemporaryDirectory(prefix="detect-", dir=workspace_root()) as work:
         deadline = time.monotonic() + DETECT_TIMEOUT
         try:
             commit = gitsource.fetch(
