@@ -17,7 +17,7 @@ import lang_plugins
 from builds import gitsource, lint, tagging
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
-from builds.planner import PlanError, builder_name, validate_strategy
+from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
@@ -153,6 +153,15 @@ def cancel_build(build: Build) -> Build:
         Build.objects.filter(pk=build.pk, state=Build.State.RUNNING).update(cancel_requested=True)
         build.refresh_from_db()
     return build
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    """(value, text) for the build form: the registry's strategies, then each buildx builder."""
+    choices = [(key, f"{key}: {s.summary}") for key, s in STRATEGIES.items()]
+    for builder in BuildxBuilder.objects.prefetch_related("nodes"):
+        nodes = ", ".join(n.name for n in builder.nodes.all()) or "no nodes"
+        choices.append((f"builder:{builder.name}", f"builder {builder.name} ({nodes})"))
+    return choices
 
 
 DETECT_TIMEOUT = 120
