@@ -44,8 +44,8 @@ django.setup()
 
 import lang_plugins  # noqa: E402
 from builds import buildx  # noqa: E402
+from builds.buildruns import REGISTRY_5XX  # noqa: E402
 from builds.nodes import image_store  # noqa: E402
-from builds.worker import REGISTRY_5XX  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "e2e" / "samples"
 # As the worker pushes on this engine (see builds.buildx).

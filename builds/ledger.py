@@ -1,17 +1,83 @@
-"""Reading the pushed-manifest ledger: filters shared by the pages and the API, and exports."""
+"""The pushed-manifest ledger: the one place that writes it, the immutable-version rule it
+backs, and the filters and exports that read it (pages and API).
+
+Rows are append-only (the model, the admin and database triggers refuse changes); builds and
+manual merges both append through :func:`record`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
+from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from builds.models import ManifestRecord
+from builds import tagging
+from builds.models import Build, ManifestRecord
 from builds.refs import InvalidValue
+from builds.registry import IndexSummary
+from portal.models import Project, Team
+
+
+def record(
+    *,
+    reference: str,
+    summary: IndexSummary,
+    team: Team,
+    pushed_by: Any,
+    kind: str = ManifestRecord.Kind.BUILD,
+    project: Project | None = None,
+    build: Build | None = None,
+    source: tuple[str, str, str] = ("", "", ""),
+    builder_node: str = "",
+    sources: list[dict[str, Any]] | None = None,
+) -> ManifestRecord:
+    """Append what ``reference`` (repository:tag) points to now. ``source`` is the git
+    (url, ref, commit) it was built from; ``sources`` the images a merge joined. The previous
+    digest is the tag's last recorded one when it differs (empty for a first or same push)."""
+    with transaction.atomic():
+        before = (
+            ManifestRecord.objects.filter(reference=reference)
+            .order_by("-pushed_at", "-pk")
+            .values_list("digest", flat=True)
+            .first()
+        )
+        url, ref, commit = source
+        return ManifestRecord.objects.create(
+            kind=kind,
+            team=team,
+            project=project,
+            build=build,
+            reference=reference,
+            digest=summary.digest,
+            media_type=summary.media_type,
+            platforms=summary.platforms,
+            attestations=summary.attestations,
+            sources=sources or [],
+            pushed_by=pushed_by if getattr(pushed_by, "is_authenticated", False) else None,
+            source_url=url,
+            source_ref=ref,
+            source_commit=commit,
+            builder_node=builder_node,
+            previous_digest=before if before and before != summary.digest else "",
+        )
+
+
+def version_taken(repository: str, tag: str, in_registry: Callable[[], bool]) -> bool:
+    """The immutable-version rule: a project that keeps versions immutable never pushes an
+    x.y.z tag twice, whoever pushes (build or merge). Taken means recorded here, or found in
+    the registry (pushed before the portal, or by hand); ``in_registry`` is asked only then."""
+    if not tagging.FULL_SEMVER_TAG.fullmatch(tag):
+        return False
+    if not Project.objects.filter(image=repository, immutable_tags=True).exists():
+        return False
+    return ManifestRecord.objects.filter(reference=f"{repository}:{tag}").exists() or in_registry()
+
 
 FILTERS = ("team", "project", "tag", "person", "since", "until")
 CSV_FIELDS = [

@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
-from django.utils import timezone
-
-from builds import registry, tagging
+from builds import ledger, registry
 from builds.models import Build, ManifestRecord
 from builds.refs import ImageRef, InvalidValue, normalize_platform, parse_reference
 from portal.models import Project, Team, image_allowed, other_owner
@@ -182,7 +179,10 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
     if len({(r.repository, r.digest or r.tag or "latest") for r in refs}) != len(refs):
         raise InvalidValue("sources", sources, "a source is listed twice")
     _check_not_foreign(team, "target", target, ref)
-    _check_immutable(ref)
+    tag = ref.tag
+    assert tag is not None
+    if ledger.version_taken(ref.repository, tag, lambda: registry.tag_exists(ref, tag)):
+        raise InvalidValue("target", f"{ref.repository}:{tag}", "versions are immutable")
     running = Build.objects.filter(
         project__image=ref.repository, state=Build.State.RUNNING
     ).select_related("project")
@@ -211,17 +211,6 @@ def _check_not_foreign(team: Team, name: str, text: str, ref: ImageRef) -> None:
         raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.slug}")
 
 
-def _check_immutable(ref: ImageRef) -> None:
-    """A project with immutable versions keeps its x.y.z tags, whoever pushes."""
-    assert ref.tag is not None
-    immutable = Project.objects.filter(image=ref.repository, immutable_tags=True).exists()
-    if not immutable or not tagging.FULL_SEMVER_TAG.fullmatch(ref.tag):
-        return
-    recorded = ManifestRecord.objects.filter(reference=f"{ref.repository}:{ref.tag}").exists()
-    if recorded or registry.tag_exists(ref, ref.tag):
-        raise InvalidValue("target", f"{ref.repository}:{ref.tag}", "versions are immutable")
-
-
 def push(merge: MergePlan, user: Any) -> ManifestRecord:
     """Copy foreign sources into the target repository, push the index, verify, record."""
     target = merge.target
@@ -248,25 +237,13 @@ def push(merge: MergePlan, user: Any) -> ManifestRecord:
         raise registry.RegistryError(
             f"{target_tag} holds {summary.platforms}, expected {merge.platforms}"
         )
-    with transaction.atomic():
-        before = (
-            ManifestRecord.objects.filter(reference=target_tag)
-            .order_by("-pushed_at", "-pk")
-            .values_list("digest", flat=True)
-            .first()
-        )
-        project = Project.objects.filter(team=merge.team, image=target.repository).first()
-        return ManifestRecord.objects.create(
-            kind=ManifestRecord.Kind.MERGE,
-            team=merge.team,
-            project=project,
-            reference=target_tag,
-            digest=digest,
-            media_type=summary.media_type,
-            platforms=summary.platforms,
-            attestations=summary.attestations,
-            sources=[s.to_json() for s in merge.sources],
-            pushed_by=user if getattr(user, "is_authenticated", False) else None,
-            pushed_at=timezone.now(),
-            previous_digest=before if before and before != digest else "",
-        )
+    project = Project.objects.filter(team=merge.team, image=target.repository).first()
+    return ledger.record(
+        kind=ManifestRecord.Kind.MERGE,
+        reference=target_tag,
+        summary=summary,
+        team=merge.team,
+        project=project,
+        pushed_by=user,
+        sources=[s.to_json() for s in merge.sources],
+    )

@@ -1,26 +1,21 @@
 """Which node builds which platform, and how: the build plan.
 
-Strategies (per build):
-- `emulate`: one node builds every platform in one buildx run, QEMU for the foreign ones.
-- `native`: one run per platform, each on a node that runs it natively (else one that emulates
-  it), spread over the nodes; the runs push apart and the portal merges them into the tag.
-- `auto` (the default): per platform a native node, else (when the Dockerfile compiles in a
-  `FROM --platform=$BUILDPLATFORM` stage) any node that can target it, else an emulating
-  node, spreading platforms over nodes; platforms that land on the same node share one run.
-
-`make_plan` is a pure function of the platforms, the nodes' facts and the Dockerfile, so every
-choice it makes is unit-tested without an engine.
+A build names a strategy; :data:`STRATEGIES` is the one registry of them (key, the sentence the
+build form and the API documentation show, and the function that plans), and
+``builder:<name>`` names a buildx builder an admin made (:data:`BUILDER`). Adding a strategy is
+one entry there. `make_plan` is a pure function of the platforms, the nodes' facts and the
+Dockerfile, so every choice it makes is unit-tested without an engine.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
-STRATEGIES = ("auto", "emulate", "native")
 _BUILDPLATFORM_FROM = re.compile(
     r"^\s*FROM\s+(?:--\S+\s+)*--platform=(?:\$BUILDPLATFORM|\$\{BUILDPLATFORM\})\s",
     re.IGNORECASE | re.MULTILINE,
@@ -34,26 +29,6 @@ class PlanError(Exception):
     def __init__(self, message: str, busy: bool = False) -> None:
         super().__init__(message)
         self.busy = busy
-
-
-BUILDER_STRATEGY = re.compile(r"builder:([a-z0-9][a-z0-9_-]{0,62})")
-
-
-def validate_strategy(value: object) -> str:
-    from builds.refs import InvalidValue
-
-    if value is None or value == "":
-        return "auto"
-    if isinstance(value, str) and (value in STRATEGIES or BUILDER_STRATEGY.fullmatch(value)):
-        return value
-    raise InvalidValue(
-        "strategy", value, f"expected one of {', '.join(STRATEGIES)} or builder:<name>"
-    )
-
-
-def builder_name(strategy: str) -> str | None:
-    match = BUILDER_STRATEGY.fullmatch(strategy)
-    return match.group(1) if match else None
 
 
 def cross_compiles(dockerfile: str) -> bool:
@@ -142,63 +117,142 @@ def _why_not(platform: str, nodes: list[NodeInfo]) -> PlanError:
     return PlanError(f"every node that can build {platform} is at its build limit", busy=True)
 
 
+def _plan_builder(
+    plan: Plan, platforms: list[str], nodes: list[NodeInfo], room: list[NodeInfo], dockerfile: str
+) -> None:
+    # A named buildx builder spreads platforms over its own nodes (buildx decides where);
+    # one run through it. It needs room on every member, and the build counts on each.
+    name = builder_name(plan.strategy)
+    if not nodes or len(room) < len(nodes):
+        raise PlanError(
+            f"builder {name}: its nodes are unhealthy or at their limit", busy=bool(nodes)
+        )
+    members = sorted(room, key=lambda n: n.name)
+    plan.steps = [
+        Step(p, f"builder {name}", members[i % len(members)].pk, "builder", 0)
+        for i, p in enumerate(platforms)
+    ]
+
+
+def _method(node: NodeInfo, platform: str, cross: bool) -> str:
+    if platform in node.native:
+        return "native"
+    return "cross" if cross else "emulated"
+
+
+def _plan_emulate(
+    plan: Plan, platforms: list[str], nodes: list[NodeInfo], room: list[NodeInfo], dockerfile: str
+) -> None:
+    able = [n for n in room if all(n.can_target(p) for p in platforms)]
+    if not able:
+        for platform in platforms:
+            if not any(n.can_target(platform) for n in room):
+                raise _why_not(platform, nodes)
+        busy = any(all(n.can_target(p) for p in platforms) for n in nodes)
+        raise PlanError(
+            f"no single node can build all of {', '.join(platforms)}"
+            + (" with room for another build" if busy else "; use native or auto"),
+            busy=busy,
+        )
+    node = min(able, key=lambda n: (n.running, -sum(p in n.native for p in platforms), n.name))
+    cross = cross_compiles(dockerfile)
+    plan.steps = [Step(p, node.name, node.pk, _method(node, p, cross), 0) for p in platforms]
+
+
+def _spread(*, one_run_per_platform: bool, cross_compile: bool) -> PlanFunction:
+    """Per platform a native node, else one that can target it, spread over the nodes."""
+
+    def plan_spread(
+        plan: Plan,
+        platforms: list[str],
+        nodes: list[NodeInfo],
+        room: list[NodeInfo],
+        dockerfile: str,
+    ) -> None:
+        used: dict[int, int] = {}
+        cross = cross_compile and cross_compiles(dockerfile)
+        runs_by_node: dict[int, int] = {}
+        for platform in platforms:
+            native = [n for n in room if platform in n.native]
+            able = native or [n for n in room if n.can_target(platform)]
+            if not able:
+                raise _why_not(platform, nodes)
+            node = _pick(able, used)
+            used[node.pk] = used.get(node.pk, 0) + 1
+            if one_run_per_platform:
+                run = len(plan.steps)
+            else:
+                run = runs_by_node.setdefault(node.pk, len(runs_by_node))
+            step = Step(platform, node.name, node.pk, _method(node, platform, cross), run)
+            plan.steps.append(step)
+
+    return plan_spread
+
+
+PlanFunction = Callable[[Plan, list[str], list[NodeInfo], list[NodeInfo], str], None]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    key: str  # stored on builds: never rename one
+    summary: str  # what it does, in the build form and the API documentation
+    plan: PlanFunction  # (plan, platforms, healthy nodes, those with room, Dockerfile)
+
+
+# The first is the default.
+STRATEGIES: dict[str, Strategy] = {
+    s.key: s
+    for s in (
+        Strategy(
+            "auto",
+            "native node, else cross-compile, else QEMU; platforms on one node share a run",
+            _spread(one_run_per_platform=False, cross_compile=True),
+        ),
+        Strategy("emulate", "one node builds every platform, QEMU for foreign ones", _plan_emulate),
+        Strategy(
+            "native",
+            "one run per platform on its own node (native where one is), merged",
+            _spread(one_run_per_platform=True, cross_compile=False),
+        ),
+    )
+}
+DEFAULT_STRATEGY = next(iter(STRATEGIES))
+BUILDER_STRATEGY = re.compile(r"builder:([a-z0-9][a-z0-9_-]{0,62})")
+BUILDER = Strategy(
+    "builder:<name>", "a buildx builder an admin made of several nodes", _plan_builder
+)
+
+
+def strategy_for(key: str) -> Strategy | None:
+    return STRATEGIES.get(key) or (BUILDER if BUILDER_STRATEGY.fullmatch(key) else None)
+
+
+def validate_strategy(value: object) -> str:
+    from builds.refs import InvalidValue
+
+    if value is None or value == "":
+        return DEFAULT_STRATEGY
+    if isinstance(value, str) and strategy_for(value) is not None:
+        return value
+    raise InvalidValue(
+        "strategy", value, f"expected one of {', '.join(STRATEGIES)} or {BUILDER.key}"
+    )
+
+
+def builder_name(strategy: str) -> str | None:
+    match = BUILDER_STRATEGY.fullmatch(strategy)
+    return match.group(1) if match else None
+
+
 def make_plan(
     strategy: str, platforms: list[str], nodes: list[NodeInfo], dockerfile: str = ""
 ) -> Plan:
     """Assign each platform to a node. `nodes` are the healthy, enabled ones."""
+    how = strategy_for(strategy)
+    if how is None:
+        raise PlanError(f"unknown strategy {strategy!r}")
     plan = Plan(strategy=strategy)
-    room = [n for n in nodes if n.has_room]
-    if (name := builder_name(strategy)) is not None:
-        # A named buildx builder spreads platforms over its own nodes (buildx decides where);
-        # one run through it. It needs room on every member, and the build counts on each.
-        if not nodes or len(room) < len(nodes):
-            raise PlanError(
-                f"builder {name}: its nodes are unhealthy or at their limit", busy=bool(nodes)
-            )
-        members = sorted(room, key=lambda n: n.name)
-        plan.steps = [
-            Step(p, f"builder {name}", members[i % len(members)].pk, "builder", 0)
-            for i, p in enumerate(platforms)
-        ]
-        return plan
-    used: dict[int, int] = {}
-
-    def method(node: NodeInfo, platform: str, cross: bool) -> str:
-        if platform in node.native:
-            return "native"
-        return "cross" if cross else "emulated"
-
-    if strategy == "emulate":
-        able = [n for n in room if all(n.can_target(p) for p in platforms)]
-        if not able:
-            for platform in platforms:
-                if not any(n.can_target(platform) for n in room):
-                    raise _why_not(platform, nodes)
-            busy = any(all(n.can_target(p) for p in platforms) for n in nodes)
-            raise PlanError(
-                f"no single node can build all of {', '.join(platforms)}"
-                + (" with room for another build" if busy else "; use native or auto"),
-                busy=busy,
-            )
-        node = min(able, key=lambda n: (n.running, -sum(p in n.native for p in platforms), n.name))
-        cross = cross_compiles(dockerfile)
-        plan.steps = [Step(p, node.name, node.pk, method(node, p, cross), 0) for p in platforms]
-        return plan
-
-    cross = strategy == "auto" and cross_compiles(dockerfile)
-    runs_by_node: dict[int, int] = {}
-    for platform in platforms:
-        native = [n for n in room if platform in n.native]
-        able = native or [n for n in room if n.can_target(platform)]
-        if not able:
-            raise _why_not(platform, nodes)
-        node = _pick(able, used)
-        used[node.pk] = used.get(node.pk, 0) + 1
-        if strategy == "native":
-            run = len(plan.steps)
-        else:
-            run = runs_by_node.setdefault(node.pk, len(runs_by_node))
-        plan.steps.append(Step(platform, node.name, node.pk, method(node, platform, cross), run))
+    how.plan(plan, platforms, nodes, [n for n in nodes if n.has_room], dockerfile)
     return plan
 
 

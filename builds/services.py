@@ -17,7 +17,7 @@ import lang_plugins
 from builds import gitsource, lint, tagging
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
-from builds.planner import PlanError, builder_name, validate_strategy
+from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
@@ -155,7 +155,23 @@ def cancel_build(build: Build) -> Build:
     return build
 
 
+def strategy_choices() -> list[tuple[str, str]]:
+    """(value, text) for the build form: the registry's strategies, then each buildx builder."""
+    choices = [(key, f"{key}: {s.summary}") for key, s in STRATEGIES.items()]
+    for builder in BuildxBuilder.objects.prefetch_related("nodes"):
+        nodes = ", ".join(n.name for n in builder.nodes.all()) or "no nodes"
+        choices.append((f"builder:{builder.name}", f"builder {builder.name} ({nodes})"))
+    return choices
+
+
 DETECT_TIMEOUT = 120
+
+
+def workspace_root() -> Path:
+    """Where builds and source detection keep their private folders (each removed after)."""
+    root = Path(settings.PORTAL_WORKSPACE_DIR)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def detect_source(git_url: str, ref: str) -> dict[str, Any]:
@@ -163,9 +179,7 @@ def detect_source(git_url: str, ref: str) -> dict[str, Any]:
     Raises InvalidValue for a bad URL/ref, SourceError when the fetch fails."""
     git_url, ref = validate_git_url(git_url), validate_git_ref(ref)
     gitsource.check_url(git_url)
-    root = Path(settings.PORTAL_WORKSPACE_DIR)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="detect-", dir=root) as work:
+    with tempfile.TemporaryDirectory(prefix="detect-", dir=workspace_root()) as work:
         deadline = time.monotonic() + DETECT_TIMEOUT
         try:
             commit = gitsource.fetch(

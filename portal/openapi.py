@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from builds.planner import BUILDER, BUILDER_STRATEGY, DEFAULT_STRATEGY, STRATEGIES
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -159,7 +161,17 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "properties": {
                         "ref": {"type": "string"},
                         "tags": {"type": "array", "items": {"type": "string"}},
-                        "strategy": {"enum": ["auto", "emulate", "native"], "default": "auto"},
+                        "strategy": {
+                            "type": "string",
+                            "default": DEFAULT_STRATEGY,
+                            "description": "; ".join(
+                                f"{s.key}: {s.summary}" for s in (*STRATEGIES.values(), BUILDER)
+                            ),
+                            "anyOf": [
+                                {"enum": list(STRATEGIES)},
+                                {"pattern": f"^{BUILDER_STRATEGY.pattern}$"},
+                            ],
+                        },
                     },
                 },
                 "NodeIn": {

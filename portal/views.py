@@ -168,6 +168,7 @@ def project_detail(request: Request, pk: int) -> HttpResponse:
             "error": error,
             "findings": lint.check(dockerfile) if dockerfile else [],
             "builds": project.builds.select_related("requested_by")[:20],
+            "strategies": services.strategy_choices(),
         },
     )
 

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.db import connections
 
 from builds import events
+from builds.buildlog import BuildLog
 from builds.models import Build, LogLine
-from builds.worker import BuildLog
 from portal.asgi import application
 from portal.models import ApiToken
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from builds.planner import NodeInfo, Plan, PlanError, cross_compiles, estimate, make_plan
+from builds.planner import NodeInfo, Plan, PlanError, Step, cross_compiles, estimate, make_plan
 from builds.refs import InvalidValue
 
 AMD = NodeInfo(1, "amd", native=("linux/amd64",), emulated=("linux/arm64", "linux/arm/v7"))
@@ -121,3 +123,43 @@ def test_a_named_builder_needs_room_on_every_member() -> None:
     with pytest.raises(PlanError) as caught:
         make_plan("builder:fleet", THREE, [AMD, full])
     assert caught.value.busy
+
+
+def test_one_registry_entry_feeds_the_planner_the_form_and_the_api(
+    monkeypatch: pytest.MonkeyPatch, project: Any, alice: Any, api: Any
+) -> None:
+    from django.test import Client
+
+    from builds import planner
+    from builds.models import Build, BuildxBuilder
+
+    def plan_first_node(plan, platforms, nodes, room, dockerfile):  # type: ignore[no-untyped-def]
+        node = min(room, key=lambda n: n.name)
+        plan.steps = [Step(p, node.name, node.pk, "emulated", 0) for p in platforms]
+
+    solo = planner.Strategy("solo", "the first node by name builds everything", plan_first_node)
+    monkeypatch.setitem(planner.STRATEGIES, "solo", solo)
+    BuildxBuilder.objects.create(name="fleet")
+    assert planner.validate_strategy("solo") == "solo"
+    nodes = [NodeInfo(2, "b", ("linux/amd64",), ()), NodeInfo(1, "a", (), ("linux/amd64",))]
+    assert [s.node for s in make_plan("solo", ["linux/amd64"], nodes).steps] == ["a"]
+
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert '<option value="solo">solo: the first node by name builds everything</option>' in page
+    assert '<option value="builder:fleet">builder fleet (no nodes)</option>' in page
+    assert '<option value="auto" selected>' in page
+    client.post(f"/projects/{project.pk}/builds", {"strategy": "solo"})
+    assert Build.objects.get().strategy == "solo"
+
+    schema = api(alice).get("/api/v1/").json()["components"]["schemas"]["BuildIn"]
+    strategy = schema["properties"]["strategy"]
+    assert (
+        "solo" in strategy["anyOf"][0]["enum"] and "solo: the first node" in strategy["description"]
+    )
+
+
+def test_an_unknown_stored_strategy_is_a_plan_error() -> None:
+    with pytest.raises(PlanError, match="unknown strategy 'fastest'"):
+        make_plan("fastest", ["linux/amd64"], [NodeInfo(1, "a", ("linux/amd64",), ())])

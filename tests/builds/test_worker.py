@@ -12,7 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from builds.models import AppendOnlyError, Build, BuilderNode, BuildPlatform, ManifestRecord
-from builds.worker import BuildRun, claim_next, reap_stale, work_once
+from builds.pipeline import BuildRun
+from builds.worker import claim_next, reap_stale, work_once
 from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 
@@ -92,7 +93,7 @@ def test_cancel_interrupts_a_running_build(queued_build: Build, settings: Any) -
 
     backend = FakeBackend(on_chunk=cancel_on_third_chunk, chunk_size=400)
     run = BuildRun(claim_next("w1"), backend, "w1")  # type: ignore[arg-type]
-    run._last_beat = -1e9
+    run.lease._last_beat = -1e9
     # Whoever sees the verdict must find the workspace already gone.
     on_disk_at_finish: list[list[Path]] = []
     publish = run.finish
@@ -102,13 +103,13 @@ def test_cancel_interrupts_a_running_build(queued_build: Build, settings: Any) -
         publish(*verdict)
 
     run.finish = finish  # type: ignore[method-assign]
-    import builds.worker as worker
+    import builds.lease as lease
 
-    worker.HEARTBEAT_EVERY, saved = 0.0, worker.HEARTBEAT_EVERY
+    lease.HEARTBEAT_EVERY, saved = 0.0, lease.HEARTBEAT_EVERY
     try:
         run.execute()
     finally:
-        worker.HEARTBEAT_EVERY = saved
+        lease.HEARTBEAT_EVERY = saved
     build = Build.objects.get(pk=queued_build.pk)
     assert backend.stopped
     assert build.state == Build.State.CANCELLED and build.reason == "cancelled on request"

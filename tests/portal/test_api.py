@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from builds.buildlog import BuildLog
 from builds.models import Build
-from builds.worker import BuildLog, work_once
+from builds.worker import work_once
 from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 from portal.models import ApiToken, Project
 

@@ -1,0 +1,82 @@
+"""The seam between a build and the outside world: git, buildx, the registry, node checks.
+
+The pipeline talks only to a :class:`Backend`; :class:`DockerBackend` is the real one, and the
+tests hand it a fake (``tests/fakes.py``) instead of patching git, buildx and the registry apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from builds import buildx, gitsource, registry
+from builds.models import BuilderNode
+from builds.nodes import check_node
+from builds.refs import ImageRef
+
+Tick = Callable[[], bool]  # renews the lease; True when the build should stop
+
+
+class Backend(Protocol):
+    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str: ...
+
+    def build(
+        self,
+        specs: list[buildx.BuildSpec],
+        on_output: Callable[[int, bytes], None],
+        should_stop: Callable[[], bool],
+        grace: float,
+        on_exit: Callable[[int, int], None] | None = None,
+    ) -> list[int]: ...
+
+    def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary: ...
+
+    def merge(
+        self, ref: ImageRef, sources: list[str], tag: str, annotations: dict[str, str], tick: Tick
+    ) -> str: ...
+
+    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None: ...
+
+    def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool: ...
+
+    def check(self, node: BuilderNode) -> BuilderNode: ...
+
+    def check_push(self, ref: ImageRef) -> None: ...
+
+
+class DockerBackend:
+    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
+        return gitsource.fetch(url, ref, dest, tick=tick)
+
+    def build(
+        self,
+        specs: list[buildx.BuildSpec],
+        on_output: Callable[[int, bytes], None],
+        should_stop: Callable[[], bool],
+        grace: float,
+        on_exit: Callable[[int, int], None] | None = None,
+    ) -> list[int]:
+        return buildx.run(specs, on_output, should_stop, grace, on_exit)
+
+    def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary:
+        return registry.read_index(ref, digest, tick=tick)
+
+    def merge(
+        self, ref: ImageRef, sources: list[str], tag: str, annotations: dict[str, str], tick: Tick
+    ) -> str:
+        return registry.merge_index(ref, sources, tag, annotations, tick=tick)
+
+    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None:
+        registry.tag_manifest(ref, digest, tag, tick=tick)
+
+    def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool:
+        return registry.tag_exists(ref, tag, tick=tick)
+
+    def check(self, node: BuilderNode) -> BuilderNode:
+        return check_node(node)
+
+    def check_push(self, ref: ImageRef) -> None:
+        # BuildKit pushes from the node: the portal cannot pin that connection, but it does
+        # not start a build towards a registry the outbound guard refuses.
+        registry.check_registry(ref.domain)

@@ -1,0 +1,399 @@
+"""What one claimed build does, as a short pipeline of named steps.
+
+The worker (``builds.worker``) claims a build with its plan (which node builds which platform,
+how) and hands it here with a lease; each step is a method of :class:`BuildRun` that a test can
+call alone, and :meth:`BuildRun.execute` runs them in this order:
+
+1. ``start``: load the plan's nodes and platform rows; say what will run where.
+2. ``registry_login``: the team's login for the image's registry, as a private DOCKER_CONFIG.
+3. ``fetch_source``: clone the project at the requested ref; remember the commit (and git tag).
+4. ``resolve_tags``: expand tag templates; refuse a version tag the ledger says is taken.
+5. ``render``: the plugin's Dockerfile (or the project's own) and its .dockerignore.
+6. ``plan_runs``: one ``docker buildx build`` per node of the plan (``builds.buildruns``).
+7. ``build_platforms``: run them at once, following their output; say why one failed.
+8. ``verify``: the pushed index (merged first when several runs pushed) must hold every platform.
+9. ``record``: the platform digests, and one ledger row per tag (``builds.ledger.record``).
+
+A step that cannot go on raises :class:`BuildFailed` with the reason the build's headline shows
+and whose fault it is. The workspace (source, Dockerfile, registry login, node TLS files) is
+removed before the verdict is published: whoever sees a finished build finds nothing of it on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+import lang_plugins
+from builds import (
+    builders,
+    buildx,
+    credentials,
+    events,
+    gitsource,
+    ledger,
+    outbound,
+    registry,
+    services,
+    tagging,
+)
+from builds.backend import Backend
+from builds.buildlog import BuildLog
+from builds.buildruns import BuildxRuns
+from builds.endpoints import cert_dir
+from builds.lease import Lease, LeaseLost
+from builds.models import Build, BuilderNode, BuildPlatform
+from builds.planner import Plan, builder_name, staging_tag
+from builds.proc import ProcessStopped
+from builds.refs import ImageRef, InvalidValue, parse_reference
+from portal.sealing import SealError
+
+log = logging.getLogger(__name__)
+
+Outcome = tuple[str, str, str]  # state, reason, fault
+
+
+class BuildFailed(Exception):
+    def __init__(self, reason: str, fault: str = Build.Fault.USER) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fault = fault
+
+
+class BuildRun:
+    def __init__(self, build: Build, backend: Backend, worker_id: str) -> None:
+        self.build = build
+        self.backend = backend
+        self.lease = Lease(build, worker_id)
+        self.log = BuildLog(build)
+        claimed = build.plan.get("steps") and not build.plan.get("preview")
+        self.plan = Plan.from_json(build.plan) if claimed else None
+        self.platforms: dict[str, BuildPlatform] = {}
+        self.nodes: dict[int, BuilderNode] = {}
+        self.runs = BuildxRuns(build, self.platforms, self.nodes, self.log, backend, self.lease)
+        self.docker_config = ""  # set when the team has a login for the image's registry
+        self.git_tag: str | None = None  # set by fetch_source when the ref is a git tag
+
+    # steps ------------------------------------------------------------------------------
+    def start(self) -> None:
+        build = self.build
+        if self.plan is None:
+            raise BuildFailed("the build has no plan (it was not claimed by a worker)")
+        self.platforms.update(
+            {row.platform: row for row in build.platform_states.select_related("node")}
+        )
+        for step in self.plan.steps:
+            node = self.platforms[step.platform].node
+            if node is None:
+                raise BuildFailed(f"node {step.node} was removed", Build.Fault.SYSTEM)
+            self.nodes[node.pk] = node
+        runs = self.plan.runs
+        self.log.say(
+            f"build {build.pk} of {build.project} for {', '.join(build.platforms)}, "
+            f"strategy {self.plan.strategy}: {len(runs)} buildx run(s)"
+            + (" in parallel, merged afterwards" if len(runs) > 1 else "")
+        )
+        for steps in runs:
+            self.log.say(
+                f"  on node {steps[0].node}: "
+                + ", ".join(f"{s.platform} ({s.method})" for s in steps)
+            )
+        events.publish_status(build)
+
+    def registry_login(self, workspace: Path) -> str:
+        """The team's login for the image's registry, as a DOCKER_CONFIG in the workspace
+        (removed with it, whatever way the build ends)."""
+        project = self.build.project
+        login = credentials.for_image(project.team_id, project.image)
+        if login is None:
+            return ""
+        builder = builder_name(self.plan.strategy) if self.plan else None
+        layer = builders.config_dir() if builder else None
+        credentials.write_config(workspace / "docker-config", [login], layer=layer)
+        self.log.say(f"pushing with the team's login for {login.registry} (user {login.username})")
+        self.docker_config = str(workspace / "docker-config")
+        return self.docker_config
+
+    def fetch_source(self, workspace: Path) -> Path:
+        project = self.build.project
+        self.log.say(f"fetching {project.git_url} at {self.build.ref}")
+        src = workspace / "src"
+        try:
+            commit = self.backend.fetch(project.git_url, self.build.ref, src, self.lease.renew)
+        except gitsource.SourceError as exc:
+            raise BuildFailed(str(exc)) from exc
+        self.build.commit = commit
+        self.build.save(update_fields=["commit"])
+        self.git_tag = gitsource.fetched_tag(src)
+        self.log.say(
+            f"checked out commit {commit}" + (f" (tag {self.git_tag})" if self.git_tag else "")
+        )
+        return src
+
+    def resolve_tags(self) -> None:
+        """Expand tag templates now that the commit is known; guard immutable versions."""
+        build, project = self.build, self.build.project
+        try:
+            tags = tagging.expand(
+                build.tags,
+                ref=build.ref,
+                commit=build.commit,
+                default_ref=project.ref,
+                git_tag=self.git_tag,
+            )
+        except InvalidValue as exc:
+            raise BuildFailed(f"tags: {exc}") from exc
+        if not tags:
+            raise BuildFailed(
+                f"no tag applies to ref {build.ref} (templates: {' '.join(build.tags)})"
+            )
+        if tags != build.tags:
+            self.log.say(f"tags for this build: {' '.join(tags)}")
+        build.tags = tags
+        build.save(update_fields=["tags"])
+        ref = parse_reference(project.image)
+        for tag in tags:
+            try:
+                in_registry = functools.partial(self.backend.exists, ref, tag, self.lease.renew)
+                taken = ledger.version_taken(ref.repository, tag, in_registry)
+            except registry.RegistryError as exc:
+                raise BuildFailed(f"checking tag {tag}: {exc}", Build.Fault.SYSTEM) from exc
+            if taken:
+                raise BuildFailed(f"tag {tag} already exists and versions are immutable")
+
+    def render(self, workspace: Path, src: Path) -> Path:
+        project = self.build.project
+        try:
+            plugin = lang_plugins.get_plugin(project.language)
+            options = plugin.clean_options(project.options)
+        except (KeyError, ValueError) as exc:
+            raise BuildFailed(f"project settings: {exc}") from exc
+        detection = plugin.detect(src)
+        for name, value in options.items():
+            if not value and detection is not None and detection.options.get(name):
+                options[name] = detection.options[name]
+                self.log.say(f"option {name} detected from the source: {options[name]}")
+        rendered = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
+        text = rendered.dockerfile
+        if project.custom_dockerfile:
+            self.log.say("using the project's own Dockerfile instead of the generated one")
+            text = project.custom_dockerfile
+        dockerfile = workspace / "Dockerfile"
+        dockerfile.write_text(text)
+        # BuildKit reads <Dockerfile>.dockerignore before the context's own .dockerignore.
+        (workspace / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+        self.build.dockerfile = text
+        self.build.save(update_fields=["dockerfile"])
+        return dockerfile
+
+    def plan_runs(
+        self, workspace: Path, src: Path, dockerfile: Path, certs: dict[int, Path | None]
+    ) -> None:
+        """One buildx run per group of the plan. A single run pushes the tag itself; several
+        push to staging tags (the docker driver cannot push by digest) and are merged."""
+        assert self.plan is not None
+        project = self.build.project
+        groups = self.plan.runs
+        builder = builder_name(self.plan.strategy) or ""
+        for index, steps in enumerate(groups):
+            node = self.nodes[steps[0].node_id]
+            platforms = [s.platform for s in steps]
+            tag = self.build.tags[0] if len(groups) == 1 else staging_tag(self.build.pk, platforms)
+            spec = buildx.BuildSpec(
+                builder=builder,
+                docker_config=self.docker_config or (str(builders.config_dir()) if builder else ""),
+                context=src,
+                dockerfile=dockerfile,
+                platforms=platforms,
+                # One tag per push: the others are added afterwards (registry.tag_manifest).
+                tags=[f"{project.image}:{tag}"],
+                metadata_file=workspace / f"metadata-{index}.json",
+                docker_host="" if builder else node.endpoint,
+                cert_path=None if builder else certs.get(node.pk),
+                network=settings.PORTAL_BUILD_NETWORK,
+                # The same OCI facts on every image config and on the index itself.
+                labels=self.oci_annotations(),
+                annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
+                push_once=not builder and node.image_store == "containerd",
+            )
+            self.runs.add(spec, steps)
+
+    def oci_annotations(self) -> dict[str, str]:
+        project, build = self.build.project, self.build
+        return {
+            "org.opencontainers.image.source": project.git_url,
+            "org.opencontainers.image.revision": build.commit,
+            "org.opencontainers.image.title": project.name,
+            "org.opencontainers.image.version": tagging.version(build.tags),
+            "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
+        }
+
+    def build_platforms(self) -> Outcome | None:
+        """All runs; None when every one pushed, the verdict when stopped, raises on failure."""
+        codes = self.runs.run_all()
+        if not any(codes):
+            return None
+        # Pushed is pushed: a cancel that came after buildx finished still gets recorded.
+        if self.lease.renew(force=True):
+            return self._stopped()
+        reason = self.runs.failure_reason(codes, logged_in=bool(self.docker_config))
+        if lost := self.runs.lost_nodes(codes):
+            raise BuildFailed(f"{reason} (node {', '.join(lost)} is lost)", Build.Fault.SYSTEM)
+        raise BuildFailed(reason)
+
+    def pushed_digest(self, spec: buildx.BuildSpec) -> str:
+        digest = str(spec.read_metadata().get("containerimage.digest", ""))
+        if not digest.startswith("sha256:"):
+            raise BuildFailed("buildx reported no pushed digest", Build.Fault.SYSTEM)
+        return digest
+
+    def verify(self) -> registry.IndexSummary:
+        """The index the tag points to (merged first from several runs), every platform in it,
+        and the build's other tags pointed at it."""
+        image = self.build.project.image
+        ref = parse_reference(image)
+        specs = self.runs.specs
+        tick = self.lease.renew
+        try:
+            digest = self.pushed_digest(specs[0]) if len(specs) == 1 else self.merge(ref, specs)
+            summary = self.backend.read_index(ref, digest, tick)
+            registry.check_platforms(summary, list(self.build.platforms))
+            for tag in self.build.tags[1:]:
+                self.backend.tag(ref, digest, tag, tick)
+                self.log.say(f"tagged {image}:{tag}")
+        except registry.RegistryError as exc:
+            raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
+        return summary
+
+    def merge(self, ref: ImageRef, specs: list[buildx.BuildSpec]) -> str:
+        """Join the runs' pushes into the tag; each platform must keep the digest its run made."""
+        tick = self.lease.renew
+        sources: list[str] = []
+        expected: dict[str, str] = {}
+        for spec in specs:
+            digest = self.pushed_digest(spec)
+            sources.append(digest)
+            try:
+                expected |= self.backend.read_index(ref, digest, tick).platforms
+            except registry.RegistryError:
+                # An engine without attestations pushes one platform as a plain manifest.
+                if len(spec.platforms) != 1:
+                    raise
+                expected[spec.platforms[0]] = digest
+        tag = self.build.tags[0]
+        self.log.say(
+            f"merging {len(sources)} pushes into {ref.repository}:{tag} "
+            "(docker buildx imagetools create)"
+        )
+        digest = self.backend.merge(ref, sources, tag, self.oci_annotations(), tick)
+        merged = self.backend.read_index(ref, digest, tick)
+        for platform in self.build.platforms:
+            if merged.platforms.get(platform) != expected.get(platform):
+                raise registry.RegistryError(
+                    f"the merged index has {merged.platforms.get(platform)} for {platform}, "
+                    f"its run pushed {expected.get(platform)}"
+                )
+        return digest
+
+    def record(self, summary: registry.IndexSummary) -> None:
+        build, project = self.build, self.build.project
+        nodes = ", ".join(sorted({n.name for n in self.nodes.values()}))
+        with transaction.atomic():
+            for platform, row in self.platforms.items():
+                row.digest = summary.platforms[platform]
+                row.state = BuildPlatform.State.DONE
+                row.done = max(row.done, row.total)
+                row.save(update_fields=["digest", "state", "done"])
+            for tag in build.tags:
+                ledger.record(
+                    reference=f"{project.image}:{tag}",
+                    summary=summary,
+                    team=project.team,
+                    project=project,
+                    build=build,
+                    pushed_by=build.requested_by,
+                    source=(project.git_url, build.ref, build.commit),
+                    builder_node=nodes,
+                )
+            build.digest = summary.digest
+            build.save(update_fields=["digest"])
+        self.log.say(f"pushed {summary.digest} with {', '.join(sorted(summary.platforms))}")
+        if summary.attestations:
+            self.log.say(f"{len(summary.attestations)} attestation manifest(s) kept apart")
+
+    # the verdict ------------------------------------------------------------------------
+    def finish(self, state: str, reason: str, fault: str = Build.Fault.NONE) -> None:
+        if not self.lease.end(state=state, reason=reason, fault=fault):
+            return  # reaped meanwhile: the reaper's verdict stands
+        if state != Build.State.SUCCEEDED:
+            self.build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
+                state=BuildPlatform.State.FAILED
+            )
+        self.build.refresh_from_db()
+        self.log.write(
+            [(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")]
+        )
+        events.publish_status(self.build)
+
+    def _stopped(self) -> Outcome:
+        if self.lease.timed_out:
+            limit = settings.PORTAL_BUILD_TIMEOUT_SECONDS
+            return Build.State.FAILED, f"timed out after {limit}s", Build.Fault.USER
+        return Build.State.CANCELLED, "cancelled on request", Build.Fault.NONE
+
+    def execute(self) -> None:
+        if outcome := self._execute():
+            self.finish(*outcome)
+
+    def _execute(self) -> Outcome | None:
+        root = services.workspace_root()
+        workspace = Path(tempfile.mkdtemp(prefix=f"build-{self.build.pk}-", dir=root))
+        try:
+            with ExitStack() as stack:
+                self.start()
+                self.backend.check_push(parse_reference(self.build.project.image))
+                if config := self.registry_login(workspace):
+                    stack.enter_context(registry.using_config(config))
+                src = self.fetch_source(workspace)
+                if self.lease.renew(force=True):
+                    return self._stopped()
+                self.resolve_tags()
+                dockerfile = self.render(workspace, src)
+                # Node TLS material exists as files only while the build runs.
+                certs = {
+                    pk: stack.enter_context(cert_dir(n.tls(), parent=workspace))
+                    for pk, n in self.nodes.items()
+                }
+                self.plan_runs(workspace, src, dockerfile, certs)
+                if stopped := self.build_platforms():
+                    return stopped
+                self.record(self.verify())
+            return Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}", Build.Fault.NONE
+        except LeaseLost:
+            log.warning("build %s: lease lost, stopping", self.build.pk)
+            return None
+        except ProcessStopped:
+            return self._stopped()
+        except BuildFailed as exc:
+            return Build.State.FAILED, exc.reason, exc.fault
+        except SealError as exc:
+            return Build.State.FAILED, str(exc), Build.Fault.SYSTEM
+        except outbound.Refused as exc:  # a git or registry host the guard does not allow
+            return Build.State.FAILED, str(exc), Build.Fault.USER
+        except Exception as exc:
+            log.exception("build %s: internal error", self.build.pk)
+            return (
+                Build.State.FAILED,
+                f"internal error: {type(exc).__name__}: {exc}",
+                Build.Fault.SYSTEM,
+            )
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
