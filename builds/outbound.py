@@ -18,6 +18,7 @@ staff register them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -138,11 +139,22 @@ def allowed() -> Allowed:
     return _allowed(tuple(settings.PORTAL_OUTBOUND_ALLOW))
 
 
+# The numeric IPv4 spellings the C resolver accepts (inet_aton): `127.1`, `2130706433`,
+# `0x7f.1`, `0`. No DNS name looks like this, so they are addresses, not names.
+_INET_ATON = re.compile(r"(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}")
+
+
 def _literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if _INET_ATON.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def refused_without_lookup(host: str, port: int) -> bool:

@@ -109,7 +109,20 @@ def test_public_addresses_pass_and_are_pinned(host: str) -> None:
     assert outbound.is_public(outbound.ipaddress.ip_address(where.address))
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "10.1.2.3", "::ffff:7f00:1"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "10.1.2.3",
+        "::ffff:7f00:1",
+        "127.1",
+        "0",
+        "2130706433",
+        "0x7f.1",
+    ],
+)
 def test_saving_refuses_what_no_dns_answer_could_make_public(host: str) -> None:
     assert outbound.refused_without_lookup(host, 443)
 
@@ -117,6 +130,8 @@ def test_saving_refuses_what_no_dns_answer_could_make_public(host: str) -> None:
 def test_saving_leaves_names_to_the_connection_time_check() -> None:
     assert not outbound.refused_without_lookup("git.example.com", 443)
     assert not outbound.refused_without_lookup("8.8.8.8", 443)
+    assert not outbound.refused_without_lookup("134744072", 443)  # 8.8.8.8 as one number
+    assert not outbound.refused_without_lookup("1.example", 443)
 
 
 def test_a_name_resolving_inside_is_refused_and_unknown_names_read_the_same(
