@@ -19,7 +19,7 @@ from builds.models import (
     RegistryCredential,
 )
 from builds.nodes import BINFMT_NAMES, binfmt_image, check_node, install_emulators
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 
 @admin.register(BuilderNode)

@@ -13,7 +13,7 @@ from typing import Protocol
 from builds import buildx, gitsource, registry
 from builds.models import BuilderNode
 from builds.nodes import check_node
-from builds.refs import ImageRef
+from portal.grammar.reference import ImageRef
 
 Tick = Callable[[], bool]  # renews the lease; True when the build should stop
 

@@ -22,7 +22,7 @@ from python_on_whales.utils import run
 from builds.endpoints import cert_dir
 from builds.models import BuilderNode, BuildxBuilder
 from builds.nodes import CommandResult
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DRIVER = "docker-container"

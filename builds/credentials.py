@@ -24,8 +24,9 @@ from django.utils import timezone
 
 from builds import outbound, registry
 from builds.models import RegistryCredential
-from builds.refs import DEFAULT_DOMAIN, InvalidValue, canonical_domain, parse_reference
 from builds.registry import registry_address
+from portal.grammar import InvalidValue
+from portal.grammar.reference import DEFAULT_DOMAIN, canonical_domain, parse_reference
 from portal.sealing import SealError
 
 _REGISTRY = re.compile(

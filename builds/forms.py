@@ -15,7 +15,7 @@ from django.core.validators import RegexValidator
 
 from builds.endpoints import validate_node_endpoint
 from builds.models import BuilderNode
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 name_validator = RegexValidator(
     r"\A[a-z0-9][a-z0-9_-]{0,62}\Z",

@@ -1,6 +1,6 @@
 """The choke point for git: fetch one ref of a repository into a workspace.
 
-URLs and refs were validated by `builds.refs` when they were saved; here they are still passed
+URLs and refs were validated by `portal.grammar` when they were saved; here they are still passed
 only as separate argv values after `--`, with transports other than https, ssh and file refused
 by git itself (GIT_ALLOW_PROTOCOL), no prompts, no hooks and none of the portal's own git
 configuration. The host goes through the outbound guard first, and git connects to the address
@@ -24,7 +24,7 @@ from django.conf import settings
 
 from builds import outbound
 from builds.proc import ProcessTimeout, run
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 logger = logging.getLogger(__name__)
 

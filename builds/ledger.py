@@ -19,8 +19,8 @@ from django.db.models import Q, QuerySet
 
 from builds import tagging
 from builds.models import Build, ManifestRecord
-from builds.refs import InvalidValue
 from builds.registry import IndexSummary
+from portal.grammar import InvalidValue
 from portal.models import Project, Team
 
 

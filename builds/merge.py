@@ -23,7 +23,9 @@ from typing import Any
 
 from builds import ledger, registry
 from builds.models import Build, ManifestRecord
-from builds.refs import ImageRef, InvalidValue, normalize_platform, parse_reference
+from portal.grammar import InvalidValue
+from portal.grammar.platform import normalize_platform
+from portal.grammar.reference import ImageRef, parse_reference
 from portal.models import Project, Team, image_allowed, other_owner
 
 MAX_SOURCES = 16

@@ -27,7 +27,8 @@ from builds.endpoints import cert_dir, parse_endpoint
 from builds.models import Build, BuilderNode, BuildPlatform, BuildxBuilder
 from builds.planner import NodeInfo, Plan, PlanError, builder_name, estimate, make_plan
 from builds.proc import docker_cli_env
-from builds.refs import InvalidValue, normalize_platform
+from portal.grammar import InvalidValue
+from portal.grammar.platform import normalize_platform
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

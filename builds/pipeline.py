@@ -53,7 +53,8 @@ from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
 from builds.proc import ProcessStopped
-from builds.refs import ImageRef, InvalidValue, parse_reference
+from portal.grammar import InvalidValue
+from portal.grammar.reference import ImageRef, parse_reference
 from portal.sealing import SealError
 
 log = logging.getLogger(__name__)

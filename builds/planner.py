@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
+from portal.grammar import InvalidValue
+
 _BUILDPLATFORM_FROM = re.compile(
     r"^\s*FROM\s+(?:--\S+\s+)*--platform=(?:\$BUILDPLATFORM|\$\{BUILDPLATFORM\})\s",
     re.IGNORECASE | re.MULTILINE,
@@ -228,8 +230,6 @@ def strategy_for(key: str) -> Strategy | None:
 
 
 def validate_strategy(value: object) -> str:
-    from builds.refs import InvalidValue
-
     if value is None or value == "":
         return DEFAULT_STRATEGY
     if isinstance(value, str) and strategy_for(value) is not None:

@@ -27,7 +27,7 @@ from django.conf import settings
 
 from builds import egress, outbound
 from builds.proc import ProcessTimeout, docker_cli_env, run
-from builds.refs import DEFAULT_DOMAIN, ImageRef, parse_reference
+from portal.grammar.reference import DEFAULT_DOMAIN, ImageRef, parse_reference
 
 Tick = Callable[[], bool] | None
 log = logging.getLogger(__name__)

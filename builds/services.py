@@ -19,8 +19,10 @@ from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
 from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
-from builds.refs import InvalidValue, validate_git_ref, validate_git_url, validate_tag
 from lang_plugins.base import Rendered
+from portal.grammar import InvalidValue
+from portal.grammar.git import validate_git_ref, validate_git_url
+from portal.grammar.reference import validate_tag
 from portal.models import Project, image_allowed
 
 MAX_TAGS = 10

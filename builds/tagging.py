@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from builds.refs import InvalidValue, validate_tag
+from portal.grammar import InvalidValue
+from portal.grammar.reference import validate_tag
 
 VARIABLES = ("branch", "short_sha", "sha", "semver", "latest")
 MAX_TEMPLATES = 10

@@ -17,7 +17,6 @@ from builds.forms import node_form_from_api
 from builds.gitsource import SourceError
 from builds.models import BuilderNode, RegistryCredential
 from builds.nodes import check_node, install_emulators
-from builds.refs import InvalidValue
 from builds.registry import RegistryError
 from portal.access import (
     get_build_for_user,
@@ -29,6 +28,7 @@ from portal.access import (
     teams_for,
 )
 from portal.forms import ProjectForm
+from portal.grammar import InvalidValue
 from portal.models import ApiToken, Team
 from portal.openapi import openapi_document
 from portal.sealing import SealError

@@ -10,15 +10,11 @@ from django.urls import reverse_lazy
 
 import lang_plugins
 from builds import gitsource, outbound, registry, tagging
-from builds.refs import (
-    ImageRef,
-    InvalidValue,
-    normalize_platforms,
-    parse_repository,
-    validate_git_ref,
-    validate_git_url,
-)
 from portal.access import teams_for
+from portal.grammar import InvalidValue
+from portal.grammar.git import validate_git_ref, validate_git_url
+from portal.grammar.platform import normalize_platforms
+from portal.grammar.reference import ImageRef, parse_repository
 from portal.models import (
     Membership,
     Project,

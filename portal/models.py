@@ -13,7 +13,10 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from builds.refs import canonical_domain, is_registry_host
+from portal.grammar import InvalidValue
+from portal.grammar import git as git_grammar
+from portal.grammar import reference as reference_grammar
+from portal.grammar.reference import canonical_domain, is_registry_host
 
 TOKEN_PREFIX = "cp_"
 
@@ -27,10 +30,8 @@ name_validator = RegexValidator(
 )
 
 
-# Field validators from the `builds.refs` grammars, so admin edits are checked like the forms.
+# Field validators from the grammars, so admin edits are checked like the forms.
 def _as_validation_error(check: Any, value: Any) -> None:
-    from builds.refs import InvalidValue
-
     try:
         check(value)
     except InvalidValue as exc:
@@ -38,21 +39,15 @@ def _as_validation_error(check: Any, value: Any) -> None:
 
 
 def validate_git_url(value: str) -> None:
-    from builds import refs
-
-    _as_validation_error(refs.validate_git_url, value)
+    _as_validation_error(git_grammar.validate_git_url, value)
 
 
 def validate_git_ref(value: str) -> None:
-    from builds import refs
-
-    _as_validation_error(refs.validate_git_ref, value)
+    _as_validation_error(git_grammar.validate_git_ref, value)
 
 
 def validate_repository(value: str) -> None:
-    from builds import refs
-
-    _as_validation_error(refs.parse_repository, value)
+    _as_validation_error(reference_grammar.parse_repository, value)
 
 
 def default_tag_templates() -> list[str]:

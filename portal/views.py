@@ -25,7 +25,6 @@ from builds import credentials, ledger, lint, merge, registry, services
 from builds.gitsource import SourceError
 from builds.models import Build
 from builds.planner import Plan, equivalent_cli
-from builds.refs import InvalidValue, parse_reference
 from portal import teams as services_team
 from portal.access import (
     get_build_for_user,
@@ -37,6 +36,8 @@ from portal.access import (
     teams_for,
 )
 from portal.forms import OPTION_PREFIX, MembershipForm, ProjectForm, TokenForm
+from portal.grammar import InvalidValue
+from portal.grammar.reference import parse_reference
 from portal.models import ApiToken
 from portal.sealing import SealError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from builds.buildx import BuildSpec
 from builds.models import BuilderNode
-from builds.refs import ImageRef
 from builds.registry import IndexSummary
+from portal.grammar.reference import ImageRef
 
 DATA = Path(__file__).parent / "builds" / "data"
 INDEX_DIGEST = "sha256:" + "ab" * 32

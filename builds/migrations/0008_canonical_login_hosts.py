@@ -3,7 +3,7 @@ rewrite older rows that way, keeping the most recently saved login where two now
 
 from django.db import migrations
 
-from builds.refs import canonical_domain
+from portal.grammar.reference import canonical_domain
 
 
 def canonical_hosts(apps, schema_editor):

@@ -3,7 +3,7 @@ docker.io): rewrite older projects' images that way, so repositories compare equ
 
 from django.db import migrations
 
-from builds.refs import parse_repository
+from portal.grammar.reference import parse_repository
 
 
 def canonical_images(apps, schema_editor):

@@ -15,7 +15,7 @@ from builds.endpoints import (
     validate_node_endpoint,
     validate_tls,
 )
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from builds.planner import NodeInfo, Plan, PlanError, Step, cross_compiles, estimate, make_plan
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 AMD = NodeInfo(1, "amd", native=("linux/amd64",), emulated=("linux/arm64", "linux/arm/v7"))
 AMD2 = NodeInfo(2, "amd2", native=("linux/amd64",), emulated=("linux/arm64", "linux/arm/v7"))

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from builds.refs import parse_reference
 from builds.registry import (
     RegistryError,
     check_platforms,
@@ -18,6 +17,7 @@ from builds.registry import (
     summarize_index,
     tag_manifest,
 )
+from portal.grammar.reference import parse_reference
 
 DATA = Path(__file__).parent / "data"
 BODY = (DATA / "index-go-hello-3platforms.json").read_bytes()

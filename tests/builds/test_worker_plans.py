@@ -158,7 +158,7 @@ def test_a_named_builder_gets_one_run_through_it(
     import pytest
 
     from builds.models import BuildxBuilder
-    from builds.refs import InvalidValue
+    from portal.grammar import InvalidValue
 
     settings.DATA_DIR = tmp_path
     with pytest.raises(InvalidValue, match="no buildx builder named fleet"):

@@ -15,7 +15,7 @@ from django.test import Client
 from builds import builders
 from builds.models import BuilderNode, BuildxBuilder
 from builds.nodes import DEFAULT_ENDPOINT
-from builds.refs import InvalidValue
+from portal.grammar import InvalidValue
 
 
 @pytest.fixture

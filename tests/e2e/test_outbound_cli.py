@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from builds import outbound, registry
-from builds.refs import parse_reference
+from portal.grammar.reference import parse_reference
 
 AUTH = os.environ.get("PORTAL_TEST_AUTH_REGISTRY", "crossport-registry.test:5443")
 

@@ -14,10 +14,10 @@ from django.db import connection
 
 from builds import credentials
 from builds.models import Build, LogLine, ManifestRecord, RegistryCredential
-from builds.refs import InvalidValue
 from builds.services import queue_build
 from builds.worker import work_once
 from fakes import FakeBackend
+from portal.grammar import InvalidValue
 
 CANARY = "canary-Pa55-7f3e9c1d"
 

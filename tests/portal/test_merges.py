@@ -124,7 +124,8 @@ def test_registry_reference_keys_do_not_collide(api: Any, alice: Any, monkeypatc
 
 def test_an_index_giving_one_platform_twice_is_refused(monkeypatch: Any) -> None:
     from builds import merge
-    from builds.refs import InvalidValue, parse_reference
+    from portal.grammar import InvalidValue
+    from portal.grammar.reference import parse_reference
 
     entry = {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

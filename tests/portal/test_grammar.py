@@ -2,17 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from builds.refs import (
-    ImageRef,
-    InvalidValue,
-    normalize_platform,
-    normalize_platforms,
-    parse_reference,
-    parse_repository,
-    validate_git_ref,
-    validate_git_url,
-    validate_tag,
-)
+from portal.grammar import InvalidValue
+from portal.grammar.git import validate_git_ref, validate_git_url
+from portal.grammar.platform import normalize_platform, normalize_platforms
+from portal.grammar.reference import ImageRef, parse_reference, parse_repository, validate_tag
 
 SHA = "sha256:" + "a" * 64
 
