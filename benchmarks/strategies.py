@@ -49,7 +49,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from builds.endpoints import validate_tls  # noqa: E402
+from builds.dockerhost import validate_tls  # noqa: E402
 from builds.models import Build, BuilderNode  # noqa: E402
 from builds.nodes import check_node  # noqa: E402
 from builds.services import queue_build  # noqa: E402

@@ -19,7 +19,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 from python_on_whales.utils import run
 
-from builds.endpoints import cert_dir
+from builds.dockerhost import cert_dir
 from builds.models import BuilderNode, BuildxBuilder
 from builds.nodes import CommandResult
 from portal.grammar import InvalidValue

@@ -13,7 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
-from builds.endpoints import validate_node_endpoint
+from builds.dockerhost import validate_node_endpoint
 from builds.models import BuilderNode
 from portal.grammar import InvalidValue
 

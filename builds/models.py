@@ -12,7 +12,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from builds.endpoints import TlsMaterial
+from builds.dockerhost import TlsMaterial
 from portal.sealing import seal, unseal
 
 

@@ -23,7 +23,7 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
-from builds.endpoints import cert_dir, parse_endpoint
+from builds.dockerhost import cert_dir, parse_endpoint
 from builds.models import Build, BuilderNode, BuildPlatform, BuildxBuilder
 from builds.planner import NodeInfo, Plan, PlanError, builder_name, estimate, make_plan
 from builds.proc import docker_cli_env

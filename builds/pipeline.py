@@ -48,7 +48,7 @@ from builds import (
 from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.buildruns import BuildxRuns
-from builds.endpoints import cert_dir
+from builds.dockerhost import cert_dir
 from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag

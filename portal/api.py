@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from builds import credentials as registry_logins
-from builds import ledger, merge, services
+from builds import ledger, manual_merge, services
 from builds.forms import node_form_from_api
 from builds.gitsource import SourceError
 from builds.models import BuilderNode, RegistryCredential
@@ -317,11 +317,13 @@ def merges(request: HttpRequest, body: Any) -> HttpResponse:
         return error(400, "dry_run must be true or false")
     try:
         with registry_logins.using_login(team.pk, body.get("target")):
-            plan = merge.plan(team, body.get("target"), body.get("sources"), body.get("platforms"))
+            plan = manual_merge.plan(
+                team, body.get("target"), body.get("sources"), body.get("platforms")
+            )
             preview = {"index": plan.index(), "commands": plan.commands()}
             if dry_run:
                 return JsonResponse(preview)
-            record = merge.push(plan, request.user)
+            record = manual_merge.push(plan, request.user)
     except InvalidValue as exc:
         return error(400, str(exc))
     except RegistryError as exc:

@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 import lang_plugins
-from builds import credentials, ledger, lint, merge, registry, services
+from builds import credentials, ledger, lint, manual_merge, registry, services
 from builds.gitsource import SourceError
 from builds.models import Build
 from builds.planner import Plan, equivalent_cli
@@ -441,10 +441,10 @@ def team_merge(request: Request, slug: str) -> HttpResponse:
         try:
             overrides = _parse_overrides(request.POST.get("platforms", ""))
             with credentials.using_login(team.pk, target):
-                plan = merge.plan(team, target, sources, overrides)
+                plan = manual_merge.plan(team, target, sources, overrides)
                 context |= {"index": plan.index(), "commands": plan.commands()}
                 if request.POST.get("action") == "push":
-                    record = merge.push(plan, request.user)
+                    record = manual_merge.push(plan, request.user)
                     messages.success(request, f"pushed {record.reference} ({record.digest})")
                     return redirect("manifest", record.pk)
         except (InvalidValue, registry.RegistryError, SealError) as exc:

@@ -112,7 +112,7 @@ def test_registry_reference_keys_do_not_collide(api: Any, alice: Any, monkeypatc
         read.append(reference)
         return merge.Source(reference, ref, "sha256:" + "0" * 64, "x")
 
-    from builds import merge
+    from builds import manual_merge as merge
 
     monkeypatch.setattr(merge, "read_source", fake_read)
     sources = ["localhost:5000/alpha/app:1", "localhost:5000/alpha/app1"]
@@ -123,7 +123,7 @@ def test_registry_reference_keys_do_not_collide(api: Any, alice: Any, monkeypatc
 
 
 def test_an_index_giving_one_platform_twice_is_refused(monkeypatch: Any) -> None:
-    from builds import merge
+    from builds import manual_merge as merge
     from portal.grammar import InvalidValue
     from portal.grammar.reference import parse_reference
 
@@ -216,7 +216,7 @@ def test_a_team_keeps_its_repository_when_another_team_registered_it_too(
 ) -> None:
     """Projects made before images were unique across teams: each team keeps reaching its
     own repository; neither locks the other out."""
-    from builds import merge
+    from builds import manual_merge as merge
     from portal.models import Project
 
     Project.objects.create(

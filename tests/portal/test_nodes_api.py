@@ -10,7 +10,7 @@ from certs import client_tls, issue, make_ca
 from django.db import connection
 
 from builds import nodes as node_module
-from builds.endpoints import validate_tls
+from builds.dockerhost import validate_tls
 from builds.models import BuilderNode
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from certs import client_tls, issue, make_ca
 
-from builds.endpoints import (
+from builds.dockerhost import (
     OPEN_PORT_RISK,
     cert_dir,
     parse_endpoint,
