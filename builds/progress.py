@@ -7,14 +7,13 @@ stores and publishes the events.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from builds import rawfields
 from builds.rawjson import Item
+from builds.vertexnames import StepName, parse_vertex_name
 
 __all__ = [
     "Event",
@@ -22,80 +21,7 @@ __all__ = [
     "PlatformProgress",
     "ProgressTracker",
     "StepUpdate",
-    "vertex_platform",
 ]
-
-
-# --- vertex names -------------------------------------------------------------------------
-
-# Operating systems a cross-compiling target may name ("->windows/amd64"); see below.
-_KNOWN_OS = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris"})
-
-# The bracketed prefix BuildKit's Dockerfile frontend gives a step:
-#   [<platform>[-><target>] [<stage> ]<index>/<total>] <command>
-# where the index is right-aligned to the width of the total ("[build  4/12]"), and
-# "[<platform> internal] ..." for metadata loads. The platform is there only in
-# multi-platform builds.
-_PREFIX = re.compile(r"\[(?P<inner>[^\]]*)\]")
-_PLATFORM = re.compile(
-    r"(?P<platform>[a-z][a-z0-9]*(?:\([^)\s]*\))?/[a-z0-9_]+(?:/[a-z0-9.]+)?)"
-    r"(?:->(?P<target>[a-z0-9_./()]+))?"
-)
-_COUNTER = re.compile(r"(?:(?P<stage>\S+) +)?(?P<index>\d+)/(?P<total>\d+)")
-
-
-@dataclass(frozen=True)
-class _StepName:
-    platform: str | None
-    stage: str
-    index: int | None
-    total: int | None
-
-
-def _parse_vertex_name(name: str) -> _StepName:
-    match = _PREFIX.match(name)
-    if match is None:
-        return _StepName(None, "", None, None)
-    inner = match.group("inner").strip()
-    platform = None
-    head, _, rest = inner.partition(" ")
-    plat = _PLATFORM.fullmatch(head)
-    if plat is not None:
-        platform = _target_platform(plat.group("platform"), plat.group("target"))
-        stage_text = rest.strip()
-        marker = head
-    else:
-        stage_text = inner
-        marker = ""
-    counter = _COUNTER.fullmatch(stage_text)
-    if counter is None:
-        return _StepName(platform, stage_text, None, None)
-    stage = f"{marker} {counter.group('stage') or ''}".strip()
-    return _StepName(platform, stage, int(counter.group("index")), int(counter.group("total")))
-
-
-def _target_platform(base: str, target: str | None) -> str:
-    # "[linux/amd64->arm64 build 3/5]" is a step running on linux/amd64 for the linux/arm64
-    # image (a cross-compiling stage). The target is "arch[/variant]" when only the
-    # architecture differs, a full "os/arch[/variant]" otherwise.
-    base = re.sub(r"\([^)]*\)", "", base)
-    if not target:
-        return base
-    target = re.sub(r"\([^)]*\)", "", target)
-    if target.split("/", 1)[0] in _KNOWN_OS:
-        return target
-    return f"{base.split('/', 1)[0]}/{target}"
-
-
-def vertex_platform(name: str) -> str | None:
-    """The platform a vertex works for, from its name, or None for a shared vertex.
-
-    "[linux/arm64 build 4/6] RUN ..." -> "linux/arm64"; "[linux/arm/v7 internal] load
-    metadata for ..." -> "linux/arm/v7"; "[build 2/5] WORKDIR /src" -> None. For a
-    cross-compiling step "[linux/amd64->arm64 build 3/5]" this is the target, "linux/arm64":
-    the image the step's output goes into.
-    """
-    return _parse_vertex_name(name).platform
 
 
 # --- events -------------------------------------------------------------------------------
@@ -149,7 +75,7 @@ class _Vertex:
     number: int = 0
     state: str = ""
     started: datetime | None = None  # of the latest run
-    step: _StepName | None = None
+    step: StepName | None = None
     platform: str | None = None
     printed: bool = False
 
@@ -209,7 +135,7 @@ class ProgressTracker:
         # One update can list a vertex several times (done, then started again): the last
         # entry is the current one.
         latest: dict[str, dict[str, Any]] = {}
-        for raw in _dicts(item.get("vertexes")):
+        for raw in rawfields.dicts(item.get("vertexes")):
             digest = str(raw.get("digest") or "")
             self._name_vertex(self._vertex(digest), raw.get("name"))
             latest[digest] = raw
@@ -221,13 +147,13 @@ class ProgressTracker:
             elif state:
                 self._header(vertex, events)
                 finished.append((vertex, state, raw))
-        for raw in _dicts(item.get("statuses")):
+        for raw in rawfields.dicts(item.get("statuses")):
             self._status(raw, events)
-        for raw in _dicts(item.get("logs")):
+        for raw in rawfields.dicts(item.get("logs")):
             self._log(raw, events)
         for vertex, state, raw in finished:
             self._finish(vertex, state, raw, events)
-        for raw in _dicts(item.get("warnings")):
+        for raw in rawfields.dicts(item.get("warnings")):
             self._warning(raw, events)
         self._progress_events(events)
         return events
@@ -251,14 +177,14 @@ class ProgressTracker:
     def _name_vertex(self, vertex: _Vertex, name: Any) -> None:
         if isinstance(name, str) and name and not vertex.name:
             vertex.name = name
-            vertex.step = _parse_vertex_name(name)
+            vertex.step = parse_vertex_name(name)
             vertex.platform = vertex.step.platform or self.default_platform
             self._register_stage(vertex)
 
     def _update_vertex(self, raw: dict[str, Any]) -> tuple[_Vertex, str]:
         """Record what `raw` says about its vertex; return the new state to report, or ""."""
         vertex = self._vertex(str(raw.get("digest") or ""))
-        started = _timestamp(raw.get("started"))
+        started = rawfields.timestamp(raw.get("started"))
         if vertex.state == "error":
             return vertex, ""
         if raw.get("error"):
@@ -315,8 +241,8 @@ class ProgressTracker:
         elif state == "cached":
             events.append(self._line(vertex, "CACHED"))
         else:
-            started = _timestamp(raw.get("started")) or vertex.started
-            events.append(self._line(vertex, _done_text(started, raw.get("completed"))))
+            started = rawfields.timestamp(raw.get("started")) or vertex.started
+            events.append(self._line(vertex, rawfields.done_text(started, raw.get("completed"))))
         vertex.state = state
         if vertex.platform is not None:
             events.append(StepUpdate(vertex.platform, vertex.digest, vertex.name, state))
@@ -352,18 +278,18 @@ class ProgressTracker:
         # Like buildx, label a status by its id ("transferring context:", "pushing layers");
         # print it once, when it completes, to keep the log short.
         label = str(raw.get("id") or raw.get("name") or "")
-        completed = _timestamp(raw.get("completed"))
+        completed = rawfields.timestamp(raw.get("completed"))
         digest = str(raw.get("vertex") or "")
         if not label or completed is None or (digest, label) in self._statuses_done:
             return
         self._statuses_done.add((digest, label))
         parts = [label]
-        current, total = _int(raw.get("current")), _int(raw.get("total"))
+        current, total = rawfields.as_int(raw.get("current")), rawfields.as_int(raw.get("total"))
         if total:
-            parts.append(f"{_size(current)} / {_size(total)}")
+            parts.append(f"{rawfields.size_text(current)} / {rawfields.size_text(total)}")
         elif current:
-            parts.append(_size(current))
-        duration = _duration(_timestamp(raw.get("started")), completed)
+            parts.append(rawfields.size_text(current))
+        duration = rawfields.duration(rawfields.timestamp(raw.get("started")), completed)
         if duration is not None:
             parts.append(f"{duration:.1f}s")
         parts.append("done")
@@ -373,8 +299,8 @@ class ProgressTracker:
 
     def _log(self, raw: dict[str, Any], events: list[Event]) -> None:
         digest = str(raw.get("vertex") or "")
-        stream = _int(raw.get("stream")) or 1
-        data = _b64(raw.get("data"))
+        stream = rawfields.as_int(raw.get("stream")) or 1
+        data = rawfields.b64(raw.get("data"))
         if not data:
             return
         buffer = self._partial.setdefault((digest, stream), bytearray())
@@ -386,7 +312,7 @@ class ProgressTracker:
             vertex = self._vertex(digest)
             self._header(vertex, events)
             for line in complete.split(b"\n"):
-                events.append(self._line(vertex, _clean_line(line), stream))
+                events.append(self._line(vertex, rawfields.clean_line(line), stream))
         # Of a partial line keep only the last carriage-return segment (progress bars), but
         # not a lone trailing "\r" that may be the first half of "\r\n".
         cr = buffer.rfind(b"\r", 0, max(len(buffer) - 1, 0))
@@ -402,11 +328,11 @@ class ProgressTracker:
         if buffer:
             vertex = self._vertex(digest)
             self._header(vertex, events)
-            events.append(self._line(vertex, _clean_line(bytes(buffer)), stream))
+            events.append(self._line(vertex, rawfields.clean_line(bytes(buffer)), stream))
 
     def _warning(self, raw: dict[str, Any], events: list[Event]) -> None:
         digest = str(raw.get("vertex") or "")
-        short = _b64(raw.get("short")).decode("utf-8", errors="replace").strip()
+        short = rawfields.b64(raw.get("short")).decode("utf-8", errors="replace").strip()
         if not short or (digest, short) in self._warnings:
             return
         self._warnings.add((digest, short))
@@ -421,66 +347,3 @@ class ProgressTracker:
                 if message not in self.errors:
                     self.errors.append(message)
         return [LogLine(None, text, 2)]
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        # Go prints up to 9 fractional digits; older Pythons take at most 6.
-        trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value)
-        try:
-            return datetime.fromisoformat(trimmed)
-        except ValueError:
-            return None
-
-
-def _duration(started: datetime | None, completed: datetime | None) -> float | None:
-    if started is None or completed is None:
-        return None
-    try:
-        return max((completed - started).total_seconds(), 0.0)
-    except TypeError:  # naive and aware timestamps mixed
-        return None
-
-
-def _done_text(started: datetime | None, completed: Any) -> str:
-    duration = _duration(started, _timestamp(completed))
-    return "DONE" if duration is None else f"DONE {duration:.1f}s"
-
-
-def _size(count: int) -> str:
-    if count < 1000:
-        return f"{count}B"
-    size = float(count)
-    for unit in ("kB", "MB", "GB"):
-        size /= 1000
-        if size < 1000 or unit == "GB":
-            break
-    return f"{size:.2f}{unit}"
-
-
-def _clean_line(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    if text.endswith("\r"):
-        text = text[:-1]
-    return text.rsplit("\r", 1)[-1]
-
-
-def _b64(value: Any) -> bytes:
-    if not isinstance(value, str) or not value:
-        return b""
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return b""

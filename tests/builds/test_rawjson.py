@@ -13,9 +13,9 @@ from builds.progress import (
     PlatformProgress,
     ProgressTracker,
     StepUpdate,
-    vertex_platform,
 )
 from builds.rawjson import StreamDecoder
+from builds.vertexnames import vertex_platform
 
 DATA = Path(__file__).parent / "data"
 # A real stream recorded on the stack (3 platforms, cross-compiling Go, pushed), and a
