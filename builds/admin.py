@@ -22,8 +22,23 @@ from builds.nodes import BINFMT_NAMES, binfmt_image, check_node, install_emulato
 from portal.grammar import InvalidValue
 
 
+class ObjectPageAdmin(admin.ModelAdmin):
+    """A model admin with one extra page per object: `object_page = (suffix, view method)`,
+    served at `<pk>/<suffix>/` and named `<app>_<model>_<suffix>`."""
+
+    object_page: tuple[str, str]
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        suffix, view = self.object_page
+        name = f"{self.opts.app_label}_{self.opts.model_name}_{suffix}"
+        page = path(
+            f"<int:pk>/{suffix}/", self.admin_site.admin_view(getattr(self, view)), name=name
+        )
+        return [page, *super().get_urls()]
+
+
 @admin.register(BuilderNode)
-class BuilderNodeAdmin(admin.ModelAdmin):
+class BuilderNodeAdmin(ObjectPageAdmin):
     """Nodes: endpoint and TLS checked before anything connects (NodeForm), health at a glance,
     check now, drain, and install emulators (showing the exact command and its output)."""
 
@@ -132,15 +147,7 @@ class BuilderNodeAdmin(admin.ModelAdmin):
     def undrain(self, request, queryset):  # type: ignore[no-untyped-def]
         self.message_user(request, f"enabled {queryset.update(enabled=True)} node(s)")
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
-        own = [
-            path(
-                "<int:pk>/emulators/",
-                self.admin_site.admin_view(self.emulators_view),
-                name="builds_buildernode_emulators",
-            )
-        ]
-        return own + super().get_urls()
+    object_page = ("emulators", "emulators_view")
 
     def emulators_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_change_permission(request):
@@ -179,7 +186,7 @@ class BuilderCreateForm(forms.ModelForm):
 
 
 @admin.register(BuildxBuilder)
-class BuildxBuilderAdmin(admin.ModelAdmin):
+class BuildxBuilderAdmin(ObjectPageAdmin):
     """Named buildx builders: create from nodes, append or remove a node, bootstrap, inspect,
     remove, each showing the command it ran and its output (templates/admin/.../manage.html)."""
 
@@ -225,15 +232,7 @@ class BuildxBuilderAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
         builders.remove(obj)
 
-    def get_urls(self):  # type: ignore[no-untyped-def]
-        own = [
-            path(
-                "<int:pk>/manage/",
-                self.admin_site.admin_view(self.manage_view),
-                name="builds_buildxbuilder_manage",
-            )
-        ]
-        return own + super().get_urls()
+    object_page = ("manage", "manage_view")
 
     def manage_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if not self.has_view_permission(request):

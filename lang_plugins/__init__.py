@@ -30,10 +30,8 @@ from .base import (
     Plugin,
     Rendered,
     UnknownPlugin,
-    dockerfile_quote,
-    dockerfile_unquote,
-    mirror_image,
 )
+from .dockerfile import dockerfile_quote, dockerfile_unquote, mirror_image
 from .go import GoPlugin
 from .java import JavaPlugin
 from .python import PythonPlugin

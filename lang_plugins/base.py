@@ -1,36 +1,19 @@
-"""The plugin contract: options, detection results, rendered files, and Dockerfile quoting.
+"""The plugin contract: options, detection results and rendered files.
 
 Plain Python on purpose: no Django, no imports from ``portal`` or ``builds``. A plugin turns a
 source tree plus user options into a cross-building Dockerfile; everything a user types reaches
-that Dockerfile only through :func:`dockerfile_quote`.
+that Dockerfile only through :func:`lang_plugins.dockerfile.dockerfile_quote`.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-# Control characters (Cc: NUL, tab, newline, CR, DEL, C1 ...), invisible format characters (Cf:
-# bidi overrides, zero-width joiners, BOM), lone surrogates (Cs, not encodable in a file) and the
-# Unicode line/paragraph separators (Zl, Zp). None of them belongs in an option value, and newline
-# is what would let a value start a new Dockerfile instruction.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def find_control_char(value: str) -> str | None:
-    """Return the first character of ``value`` that no option value may contain, or None."""
-    for ch in value:
-        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
-            return ch
-    return None
-
-
-def _describe_char(ch: str) -> str:
-    return f"U+{ord(ch):04X}"
+from .dockerfile import describe_char, find_control_char
 
 
 class OptionError(ValueError):
@@ -88,7 +71,7 @@ class Option:
         bad = find_control_char(value)
         if bad is not None:
             raise OptionError(
-                self.name, f"must not contain control characters (found {_describe_char(bad)})"
+                self.name, f"must not contain control characters (found {describe_char(bad)})"
             )
         value = value.strip()
         if not value:
@@ -100,7 +83,7 @@ class Option:
         bad = find_control_char(value)
         if bad is not None:
             raise OptionError(
-                self.name, f"must not contain control characters (found {_describe_char(bad)})"
+                self.name, f"must not contain control characters (found {describe_char(bad)})"
             )
         if len(value) > self.max_length:
             raise OptionError(self.name, f"must be at most {self.max_length} characters")
@@ -157,59 +140,3 @@ class Plugin:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key!r}>"
-
-
-def mirror_image(name: str, mirror: str) -> str:
-    """Prefix an official Docker Hub image name (``golang:1.19``) with a registry mirror.
-
-    ``mirror`` is an operator setting such as ``localhost:5000/library``; "" leaves the name as is.
-    """
-    for what, value in (("image name", name), ("mirror", mirror)):
-        if any(ch.isspace() for ch in value) or find_control_char(value) is not None:
-            raise ValueError(f"{what} must not contain whitespace or control characters")
-    if not name:
-        raise ValueError("image name must not be empty")
-    mirror = mirror.rstrip("/")
-    return f"{mirror}/{name}" if mirror else name
-
-
-def dockerfile_quote(value: str) -> str:
-    """Quote ``value`` as one Dockerfile word (e.g. an ARG default) that expands to exactly it.
-
-    Inside double quotes BuildKit's word lexer treats only ``\\``, ``"`` and ``$`` specially, and
-    a backslash before any of them yields that character. Control characters are refused, so the
-    result is always on one line and cannot end with a line-continuation backslash.
-    """
-    if not isinstance(value, str):
-        raise TypeError("dockerfile_quote() takes a str")
-    bad = find_control_char(value)
-    if bad is not None:
-        raise ValueError(f"value contains a control character ({_describe_char(bad)})")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
-def dockerfile_unquote(word: str) -> str:
-    """Inverse of :func:`dockerfile_quote`, following BuildKit's double-quote rules.
-
-    Accepts only a single fully double-quoted word without variable references (which is all
-    ``dockerfile_quote`` produces); used to check rendered Dockerfiles.
-    """
-    if len(word) < 2 or word[0] != '"' or word[-1] != '"':
-        raise ValueError("not a double-quoted word")
-    out: list[str] = []
-    i, end = 1, len(word) - 1
-    while i < end:
-        ch = word[i]
-        if ch == "\\":
-            if i + 1 == end:
-                raise ValueError("closing quote is escaped")
-            if word[i + 1] in '"$\\':
-                out.append(word[i + 1])
-                i += 2
-                continue
-        elif ch in '"$':
-            raise ValueError(f"unescaped {ch!r} at offset {i}")
-        out.append(ch)
-        i += 1
-    return "".join(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dockerfile
 
-from lang_plugins.base import dockerfile_unquote
+from lang_plugins.dockerfile import dockerfile_unquote
 
 
 def parse(source: str) -> list[dockerfile.Command]:

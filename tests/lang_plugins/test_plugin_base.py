@@ -10,10 +10,8 @@ from lang_plugins.base import (
     Option,
     OptionError,
     Plugin,
-    dockerfile_quote,
-    dockerfile_unquote,
-    mirror_image,
 )
+from lang_plugins.dockerfile import dockerfile_quote, dockerfile_unquote, mirror_image
 
 CONTROL_CHARS = ["\n", "\r", "\x00", "\t", "\x1b", "\x7f", "\x85", "\u2028", "\u2029", "\u202e"]
 
