@@ -18,8 +18,11 @@ from builds.models import (
     ManifestRecord,
     RegistryCredential,
 )
-from builds.nodes import BINFMT_NAMES, binfmt_image, check_node, install_emulators
+from builds.nodes import BINFMT_NAMES, HEALTH_FIELDS, binfmt_image, check_node, install_emulators
 from portal.grammar import InvalidValue
+
+# What a health check learns, as the admin shows it (free disk in human units).
+HEALTH_SHOWN = [name.replace("free_disk_bytes", "free_disk") for name in HEALTH_FIELDS]
 
 
 class ObjectPageAdmin(admin.ModelAdmin):
@@ -43,36 +46,8 @@ class BuilderNodeAdmin(ObjectPageAdmin):
     check now, drain, and install emulators (showing the exact command and its output)."""
 
     form = NodeForm
-    list_display = [
-        "name",
-        "endpoint",
-        "enabled",
-        "reachable",
-        "max_builds",
-        "running",
-        "engine_version",
-        "buildkit_version",
-        "image_store",
-        "native_platforms",
-        "emulated_platforms",
-        "free_disk",
-        "last_checked_at",
-        "last_error",
-    ]
-    readonly_fields = [
-        "tls_state",
-        "reachable",
-        "engine_version",
-        "buildkit_version",
-        "image_store",
-        "native_platforms",
-        "emulated_platforms",
-        "wanted_emulators",
-        "free_disk",
-        "last_checked_at",
-        "last_error",
-        "emulator_link",
-    ]
+    list_display = ["name", "endpoint", "enabled", "max_builds", "running", *HEALTH_SHOWN]
+    readonly_fields = ["tls_state", *HEALTH_SHOWN, "wanted_emulators", "emulator_link"]
     fieldsets = [
         (None, {"fields": ["name", "endpoint", "enabled", "max_builds"]}),
         (
@@ -80,22 +55,7 @@ class BuilderNodeAdmin(ObjectPageAdmin):
             {"fields": ["tls_state", "tls_ca", "tls_cert", "tls_key", "clear_tls"]},
         ),
         ("Emulators", {"fields": ["repair_emulators", "wanted_emulators", "emulator_link"]}),
-        (
-            "Health",
-            {
-                "fields": [
-                    "reachable",
-                    "engine_version",
-                    "buildkit_version",
-                    "image_store",
-                    "native_platforms",
-                    "emulated_platforms",
-                    "free_disk",
-                    "last_checked_at",
-                    "last_error",
-                ]
-            },
-        ),
+        ("Health", {"fields": tuple(HEALTH_SHOWN)}),
     ]
     actions = ["check_health", "drain", "undrain"]
 
