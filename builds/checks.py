@@ -1,4 +1,6 @@
-"""System checks for secrets at rest: node TLS keys and registry logins (``manage.py check``).
+"""System checks (``manage.py check``): secrets at rest and the strategies queued builds name.
+
+Secrets are node TLS keys and registry logins.
 
 Both are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
 their own, rotating the secret key (a routine step after a leak) silently loses every stored
@@ -15,7 +17,8 @@ from django.db import DatabaseError
 
 from portal.sealing import SealError, unseal
 
-from .models import BuilderNode, RegistryCredential
+from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential
+from .planner import BUILDER_STRATEGY, strategy_for
 
 
 def _sealed_samples() -> list[tuple[str, str]]:
@@ -60,3 +63,31 @@ def check_sealed_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.
             )
         )
     return messages
+
+
+def _unknown_strategies() -> dict[str, list[int]]:
+    """Strategy -> ids of waiting builds that name a strategy or buildx builder that is gone."""
+    try:
+        waiting = list(Build.objects.filter(state=Build.State.QUEUED).values_list("pk", "strategy"))
+        builders = set(BuildxBuilder.objects.values_list("name", flat=True))
+    except DatabaseError:  # not migrated yet
+        return {}
+    unknown: dict[str, list[int]] = {}
+    for pk, key in waiting:
+        builder = BUILDER_STRATEGY.fullmatch(key)
+        if strategy_for(key) is None or (builder and builder.group(1) not in builders):
+            unknown.setdefault(key, []).append(pk)
+    return unknown
+
+
+@checks.register()
+def check_queued_strategies(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(
+            f"Queued builds {', '.join(map(str, pks))} use the unknown strategy {key!r}.",
+            hint="A strategy was removed or a buildx builder deleted: cancel these builds "
+            "or create the builder again (admin: buildx builders).",
+            id="crossport.E004",
+        )
+        for key, pks in sorted(_unknown_strategies().items())
+    ]

@@ -1,4 +1,4 @@
-"""System checks: a broken third-party plugin and unreadable or unkeyed secrets stop `check`."""
+"""System checks: a broken plugin, unreadable or unkeyed secrets and unknown strategies stop `check`."""
 
 from __future__ import annotations
 
@@ -89,3 +89,25 @@ def test_a_changed_key_fails_check_and_never_shows_the_secret(
     text = str(info.value)
     assert "crossport.E002" in text and "registry login for registry.example.com" in text
     assert "s3cret-token" not in text
+
+
+@pytest.mark.parametrize("strategy", ["teleport", "builder:gone"])
+def test_queued_builds_naming_an_unknown_strategy_fail_check(
+    queued_build: Any, strategy: str
+) -> None:
+    assert ids(checks.run_checks()) == []
+    type(queued_build).objects.filter(pk=queued_build.pk).update(strategy=strategy)
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    assert "crossport.E004" in str(info.value)
+    assert f"Queued builds {queued_build.pk} use the unknown strategy {strategy!r}" in str(
+        info.value
+    )
+
+
+def test_a_builder_that_exists_is_a_known_strategy(queued_build: Any) -> None:
+    from builds.models import BuildxBuilder
+
+    BuildxBuilder.objects.create(name="fleet")
+    type(queued_build).objects.filter(pk=queued_build.pk).update(strategy="builder:fleet")
+    assert ids(checks.run_checks()) == []
