@@ -1,0 +1,20 @@
+"""The builds app's models, one module per concern; Django finds them through this package."""
+
+from __future__ import annotations
+
+from .build import Build, BuildPlatform, LogLine
+from .credentials import RegistryCredential
+from .ledger import AppendOnlyError, ManifestRecord, ManifestRecordQuerySet
+from .nodes import BuilderNode, BuildxBuilder
+
+__all__ = [
+    "AppendOnlyError",
+    "Build",
+    "BuildPlatform",
+    "BuilderNode",
+    "BuildxBuilder",
+    "LogLine",
+    "ManifestRecord",
+    "ManifestRecordQuerySet",
+    "RegistryCredential",
+]

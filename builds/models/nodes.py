@@ -1,0 +1,125 @@
+"""Builder nodes (Docker engines with BuildKit) and the buildx builders made of them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from builds.dockerhost import TlsMaterial
+from portal.sealing import seal, unseal
+
+
+class BuilderNode(models.Model):
+    """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value.
+
+    tcp:// nodes off loopback need mutual TLS: the CA, client certificate and key are stored
+    sealed (portal.sealing) and written to a private folder only for the length of a connection.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    endpoint = models.CharField(
+        max_length=300, help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:port"
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Untick to drain: running builds finish, no new work starts."
+    )
+    max_builds = models.PositiveSmallIntegerField(
+        default=2, help_text="Builds this node runs at once."
+    )
+    tls_sealed = models.TextField(blank=True, editable=False)
+    tls_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reachable = models.BooleanField(default=False)
+    engine_version = models.CharField(max_length=100, blank=True)
+    buildkit_version = models.CharField(max_length=100, blank=True)
+    image_store = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="containerd, or the engine's classic storage driver (overlay2, ...)",
+    )
+    native_platforms = models.JSONField(default=list, blank=True)
+    emulated_platforms = models.JSONField(default=list, blank=True)
+    free_disk_bytes = models.BigIntegerField(null=True, blank=True)
+    # Emulators an admin installed: a check that finds one missing (lost on reboot) says so,
+    # and reinstalls it when repair_emulators is on.
+    wanted_emulators = models.JSONField(default=list, blank=True)
+    repair_emulators = models.BooleanField(default=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def tls(self) -> TlsMaterial | None:
+        if not self.tls_sealed:
+            return None
+        return TlsMaterial(**json.loads(unseal(self.tls_sealed)))
+
+    def set_tls(self, material: TlsMaterial | None, expires_at: datetime | None = None) -> None:
+        self.tls_sealed = seal(json.dumps(asdict(material))) if material else ""
+        self.tls_expires_at = expires_at if material else None
+
+    @property
+    def healthy(self) -> bool:
+        return self.enabled and self.reachable
+
+    @property
+    def platforms(self) -> list[str]:
+        return [*self.native_platforms, *self.emulated_platforms]
+
+    @property
+    def missing_emulators(self) -> list[str]:
+        return [p for p in self.wanted_emulators if p not in self.platforms]
+
+    def running_builds(self) -> int:
+        from .build import Build  # builds point at nodes, so this side imports late
+
+        return (
+            Build.objects.filter(state=Build.State.RUNNING, platform_states__node=self)
+            .distinct()
+            .count()
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "tls": bool(self.tls_sealed),
+            "tls_expires_at": self.tls_expires_at.isoformat() if self.tls_expires_at else None,
+            "enabled": self.enabled,
+            "max_builds": self.max_builds,
+            "healthy": self.healthy,
+            "reachable": self.reachable,
+            "engine_version": self.engine_version,
+            "buildkit_version": self.buildkit_version,
+            "image_store": self.image_store,
+            "native_platforms": self.native_platforms,
+            "emulated_platforms": self.emulated_platforms,
+            "missing_emulators": self.missing_emulators,
+            "free_disk_bytes": self.free_disk_bytes,
+            "running_builds": self.running_builds(),
+            "last_checked_at": self.last_checked_at.isoformat() if self.last_checked_at else None,
+            "last_error": self.last_error,
+        }
+
+
+class BuildxBuilder(models.Model):
+    """A named multi-node buildx builder (docker-container driver), made by builds.builders."""
+
+    name = models.CharField(max_length=63, unique=True)
+    nodes = models.ManyToManyField(BuilderNode, related_name="buildx_builders", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
