@@ -22,9 +22,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from builds import outbound, registry
+from builds import registry
 from builds.models import RegistryCredential
-from builds.registry import registry_address
+from portal import outbound
 from portal.grammar import InvalidValue
 from portal.grammar.reference import DEFAULT_DOMAIN, canonical_domain, parse_reference
 from portal.sealing import SealError
@@ -167,7 +167,7 @@ def save_login(
     """Create or replace the team's login for a registry (validated first; nothing saved on
     bad input)."""
     host = validate_registry(registry)
-    if outbound.refused_without_lookup(*registry_address(host)):
+    if outbound.refused_without_lookup(*outbound.registry_address(host)):
         raise outbound.Refused("registry", host)
     name, secret = validate_login(username, password)
     login = RegistryCredential.objects.filter(team=team, registry=host).first()

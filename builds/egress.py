@@ -24,7 +24,7 @@ import socketserver
 import threading
 from urllib.parse import urlsplit
 
-from builds import outbound
+from portal import outbound
 
 logger = logging.getLogger(__name__)
 MAX_HEAD = 16 * 1024

@@ -18,13 +18,12 @@ import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from builds import outbound
 from builds.proc import ProcessTimeout, run
-from portal.grammar import InvalidValue
+from portal import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 # git's record of what a fetch got: "<sha>\t\ttag 'v1.2.3' of <url>" (or "branch 'main' of").
 _FETCHED_TAG = re.compile(r"^[0-9a-f]+\t[^\t]*\ttag '([^']+)' of ", re.MULTILINE)
 Tick = Callable[[], bool] | None
-DEFAULT_PORTS = {"https": 443, "ssh": 22}
 SSH_OPTIONS = ["-oBatchMode=yes", "-oStrictHostKeyChecking=accept-new"]
 # What git printed, mapped to what the project page says (first match wins).
 _FAILURES = [
@@ -69,29 +67,10 @@ class SourceError(Exception):
 def destination(url: str) -> outbound.Destination | None:
     """The checked address to fetch an https:// or ssh:// URL from (None for file://).
     Raises outbound.Refused."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "file":
+    address = outbound.git_address(url)
+    if address is None:
         return None
-    host = parts.hostname or ""
-    return outbound.resolve(
-        host, parts.port or DEFAULT_PORTS.get(scheme, 443), kind="git URL", shown=url
-    )
-
-
-def check_url(url: str) -> None:
-    """The checks that need no network, for when a git URL is saved: file:// roots, and hosts
-    refused whatever DNS says (localhost, literal internal addresses)."""
-    try:
-        check_file_url(url)
-    except SourceError as exc:
-        raise InvalidValue("git URL", url, str(exc)) from None
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme != "file":
-        port = parts.port or DEFAULT_PORTS.get(scheme, 443)
-        if outbound.refused_without_lookup(parts.hostname or "", port):
-            raise outbound.Refused("git URL", url)
+    return outbound.resolve(*address, kind="git URL", shown=url)
 
 
 def _pinning(url: str, where: outbound.Destination | None) -> tuple[list[str], list[str]]:
@@ -147,17 +126,9 @@ def _git(
 
 
 def check_file_url(url: str) -> None:
-    """file:// reads the portal host's disk: only below PORTAL_GIT_FILE_ROOTS (none by default),
-    so one team cannot clone the portal's own or another team's repositories."""
-    if not url.lower().startswith("file://"):
-        return
-    path = Path(unquote(urlsplit(url).path)).resolve()
-    roots = [Path(root).resolve() for root in settings.PORTAL_GIT_FILE_ROOTS]
-    if not any(path == root or root in path.parents for root in roots):
-        where = ", ".join(map(str, roots)) if roots else "none configured"
-        raise SourceError(
-            f"file:// repositories are allowed only below PORTAL_GIT_FILE_ROOTS ({where})"
-        )
+    problem = outbound.file_url_problem(url)
+    if problem:
+        raise SourceError(problem)
 
 
 def fetch(url: str, ref: str, dest: Path, tick: Tick = None) -> str:

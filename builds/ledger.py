@@ -17,9 +17,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from builds import tagging
 from builds.models import Build, ManifestRecord
 from builds.registry import IndexSummary
+from portal import tagging
 from portal.grammar import InvalidValue
 from portal.models import Project, Team
 

@@ -33,18 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
-from builds import (
-    builders,
-    buildx,
-    credentials,
-    events,
-    gitsource,
-    ledger,
-    outbound,
-    registry,
-    services,
-    tagging,
-)
+from builds import builders, buildx, credentials, events, gitsource, ledger, registry, services
 from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.buildruns import BuildxRuns
@@ -53,6 +42,7 @@ from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
 from builds.proc import ProcessStopped
+from portal import outbound, tagging
 from portal.grammar import InvalidValue
 from portal.grammar.reference import ImageRef, parse_reference
 from portal.sealing import SealError

@@ -25,9 +25,10 @@ from typing import Any
 
 from django.conf import settings
 
-from builds import egress, outbound
+from builds import egress
 from builds.proc import ProcessTimeout, docker_cli_env, run
-from portal.grammar.reference import DEFAULT_DOMAIN, ImageRef, parse_reference
+from portal import outbound
+from portal.grammar.reference import ImageRef, parse_reference
 
 Tick = Callable[[], bool] | None
 log = logging.getLogger(__name__)
@@ -64,14 +65,6 @@ _FAILURES = [
 UNREACHABLE = "the registry could not be reached, or did not answer as a registry"
 
 
-def registry_address(domain: str) -> tuple[str, int]:
-    """Where a reference's domain is served: Docker Hub's API host, else host[:port]."""
-    if domain == DEFAULT_DOMAIN:
-        return "registry-1.docker.io", 443
-    host, port = outbound.split_host_port(domain)
-    return host, port or 443
-
-
 def check_destinations(args: tuple[str, ...]) -> None:
     """Every reference an imagetools call names (after `--`, and `--tag=`) passes the guard."""
     positional = args[args.index("--") + 1 :] if "--" in args else ()
@@ -82,7 +75,7 @@ def check_destinations(args: tuple[str, ...]) -> None:
 
 def check_registry(domain: str, shown: str = "") -> None:
     """The registry serving `domain` passes the outbound guard (raises outbound.Refused)."""
-    host, port = registry_address(domain)
+    host, port = outbound.registry_address(domain)
     outbound.resolve(host, port, kind="image reference", shown=shown or domain)
 
 

@@ -14,12 +14,13 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
-from builds import gitsource, lint, tagging
+from builds import gitsource, lint
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
 from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from lang_plugins.base import Rendered
+from portal import outbound, tagging
 from portal.grammar import InvalidValue
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.reference import validate_tag
@@ -180,7 +181,7 @@ def detect_source(git_url: str, ref: str) -> dict[str, Any]:
     """Fetch the source and ask every plugin what it is: language, options and evidence.
     Raises InvalidValue for a bad URL/ref, SourceError when the fetch fails."""
     git_url, ref = validate_git_url(git_url), validate_git_ref(ref)
-    gitsource.check_url(git_url)
+    outbound.check_git_url(git_url)
     with tempfile.TemporaryDirectory(prefix="detect-", dir=workspace_root()) as work:
         deadline = time.monotonic() + DETECT_TIMEOUT
         try:

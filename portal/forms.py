@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse_lazy
 
 import lang_plugins
-from builds import gitsource, outbound, registry, tagging
+from portal import outbound, tagging
 from portal.access import teams_for
 from portal.grammar import InvalidValue
 from portal.grammar.git import validate_git_ref, validate_git_url
@@ -105,7 +105,7 @@ class ProjectForm(forms.Form):
     def clean_git_url(self) -> str:
         url = _grammar(validate_git_url, self.cleaned_data["git_url"])
         try:  # what is refused whatever DNS says is refused now; the rest at each fetch
-            gitsource.check_url(url)
+            outbound.check_git_url(url)
         except InvalidValue as exc:
             raise ValidationError(str(exc)) from exc
         return url
@@ -123,7 +123,7 @@ class ProjectForm(forms.Form):
 
     def clean_image(self) -> str:
         image = cast(ImageRef, _grammar(parse_repository, self.cleaned_data["image"]))
-        host, port = registry.registry_address(image.domain)
+        host, port = outbound.registry_address(image.domain)
         if outbound.refused_without_lookup(host, port):
             raise ValidationError(str(outbound.Refused("image repository", str(image))))
         return str(image)

@@ -147,7 +147,7 @@ PORTAL_BUILD_NETWORK = env.str("PORTAL_BUILD_NETWORK", default="")
 PORTAL_DOCKER_CLI = env.str("PORTAL_DOCKER_CLI", default="docker")
 PORTAL_GIT_CLI = env.str("PORTAL_GIT_CLI", default="git")
 # Hosts users name (git URLs, registries) must resolve to public addresses, unless listed here:
-# host, host:port or CIDR, comma-separated (builds/outbound.py).
+# host, host:port or CIDR, comma-separated (portal/outbound.py).
 PORTAL_OUTBOUND_ALLOW = env.list("PORTAL_OUTBOUND_ALLOW", default=[])
 # file:// git URLs read this machine's disk: allowed only below these folders (none by default).
 PORTAL_GIT_FILE_ROOTS = env.list("PORTAL_GIT_FILE_ROOTS", default=[])

@@ -149,7 +149,7 @@ class FakeBackend:
 
     def check_push(self, ref: ImageRef) -> None:
         """The outbound guard's answer for the push registry: registries listed here refuse."""
-        from builds.outbound import Refused
+        from portal.outbound import Refused
 
         if ref.domain in self.refused_registries:
             raise Refused("image reference", ref.domain)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from builds import outbound, registry
+from builds import registry
+from portal import outbound
 from portal.grammar.reference import parse_reference
 
 AUTH = os.environ.get("PORTAL_TEST_AUTH_REGISTRY", "crossport-registry.test:5443")

@@ -23,10 +23,13 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
 from portal.grammar import InvalidValue
+from portal.grammar.reference import DEFAULT_DOMAIN
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -202,3 +205,49 @@ def resolve(host: str, port: int, *, kind: str = "host", shown: object = None) -
     ):
         raise Refused(kind, shown)
     return Destination(host=name, port=port, address=str(addresses[0]))
+
+
+# --- where user-named destinations are --------------------------------------------------------
+
+DEFAULT_PORTS = {"https": 443, "ssh": 22}
+
+
+def git_address(url: str) -> tuple[str, int] | None:
+    """(host, port) an https:// or ssh:// git URL is fetched from; None for file://."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return None
+    return parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme, 443)
+
+
+def registry_address(domain: str) -> tuple[str, int]:
+    """Where a reference's domain is served: Docker Hub's API host, else host[:port]."""
+    if domain == DEFAULT_DOMAIN:
+        return "registry-1.docker.io", 443
+    host, port = split_host_port(domain)
+    return host, port or 443
+
+
+def file_url_problem(url: str) -> str | None:
+    """file:// reads the portal host's disk: only below PORTAL_GIT_FILE_ROOTS (none by default),
+    so one team cannot clone the portal's own or another team's repositories."""
+    if not url.lower().startswith("file://"):
+        return None
+    path = Path(unquote(urlsplit(url).path)).resolve()
+    roots = [Path(root).resolve() for root in settings.PORTAL_GIT_FILE_ROOTS]
+    if any(path == root or root in path.parents for root in roots):
+        return None
+    where = ", ".join(map(str, roots)) if roots else "none configured"
+    return f"file:// repositories are allowed only below PORTAL_GIT_FILE_ROOTS ({where})"
+
+
+def check_git_url(url: str) -> None:
+    """The checks that need no network, for when a git URL is saved: file:// roots, and hosts
+    refused whatever DNS says (localhost, literal internal addresses)."""
+    problem = file_url_problem(url)
+    if problem:
+        raise InvalidValue("git URL", url, problem)
+    address = git_address(url)
+    if address is not None and refused_without_lookup(*address):
+        raise Refused("git URL", url)

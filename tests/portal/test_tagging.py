@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from builds.tagging import expand, validate_templates, version
 from portal.grammar import InvalidValue
+from portal.tagging import expand, validate_templates, version
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from builds import egress, gitsource, outbound, registry
+from builds import egress, gitsource, registry
 from builds.gitsource import SourceError
-from builds.outbound import REFUSED, Refused
+from portal import outbound
+from portal.outbound import REFUSED, Refused
 
 # Every spelling of an internal address the issue lists, and more.
 INTERNAL = [
