@@ -153,7 +153,7 @@ def test_one_registry_entry_feeds_the_planner_the_form_and_the_api(
     client.post(f"/projects/{project.pk}/builds", {"strategy": "solo"})
     assert Build.objects.get().strategy == "solo"
 
-    schema = api(alice).get("/api/v1/").json()["components"]["schemas"]["BuildIn"]
+    schema = api(alice).get("/api/v1/openapi.json").json()["components"]["schemas"]["BuildIn"]
     strategy = schema["properties"]["strategy"]
     assert (
         "solo" in strategy["anyOf"][0]["enum"] and "solo: the first node" in strategy["description"]

@@ -31,7 +31,7 @@ def no_registry(monkeypatch: Any) -> list[tuple[str, ...]]:
     [
         ({"target": "localhost:5000/alpha/m", "sources": ["a"]}, "give repository:tag"),
         ({"target": "localhost:5000/alpha/m@sha256:" + "a" * 64, "sources": ["a"]}, "tag"),
-        ({"target": "localhost:5000/alpha/m:v1", "sources": "a"}, "list of image references"),
+        ({"target": "localhost:5000/alpha/m:v1", "sources": "a"}, "sources must be a list"),
         ({"target": "localhost:5000/alpha/m:v1", "sources": []}, "list of image references"),
         (
             {"target": "localhost:5000/alpha/m:v1", "sources": ["other.io/alpha/m:amd64"]},

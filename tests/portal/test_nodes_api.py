@@ -17,8 +17,11 @@ from builds.models import BuilderNode
 @pytest.fixture
 def staff(db: Any) -> Any:
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
 
-    return get_user_model().objects.create_user("root", password="root-password-1", is_staff=True)
+    user = get_user_model().objects.create_user("root", password="root-password-1", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__endswith="_buildernode"))
+    return user
 
 
 @pytest.fixture

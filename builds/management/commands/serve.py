@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.module_loading import import_string
 
 
 class Command(BaseCommand):
@@ -36,7 +37,8 @@ class Command(BaseCommand):
         from builds import events
         from builds.nodes import ensure_local_node
         from builds.worker import run_forever
-        from portal.asgi import application
+
+        application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
 
         call_command("migrate", interactive=False, verbosity=0)
         ensure_local_node()

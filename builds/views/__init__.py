@@ -1,0 +1,1 @@
+"""Build pages: projects and their builds, the ledger, a team's merges and registry logins."""

@@ -1,0 +1,20 @@
+"""What portal's and builds' pages share about a request."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
+
+
+class Request(HttpRequest):
+    """What the views get: django-htmx's details, and (behind login_required) a real user."""
+
+    htmx: HtmxDetails
+    user: User
+
+
+def posted_pk(request: HttpRequest, name: str) -> int:
+    """A row id from a form (0, which matches nothing, when it is not a number)."""
+    value = request.POST.get(name, "")
+    return int(value) if value.isascii() and value.isdecimal() else 0
