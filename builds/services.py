@@ -21,7 +21,7 @@ from builds.planner import STRATEGIES, PlanError, builder_name, validate_strateg
 from builds.proc import ProcessStopped
 from lang_plugins.base import Rendered
 from portal import outbound, tagging
-from portal.grammar import InvalidValue
+from portal.grammar import InvalidValue, unique_values
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.reference import validate_tag
 from portal.models import Project, image_allowed
@@ -71,20 +71,20 @@ def clean_tags(tags: Iterable[Any] | None, default: list[str] | None = None) -> 
         return list(default or ["latest"])
     if isinstance(tags, str) or not isinstance(tags, Iterable):
         raise InvalidValue("tags", tags, "expected a list of tag names")
-    result: list[str] = []
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise InvalidValue("tags", tags, "expected a list of tag names")
-        tag = (
-            tagging.validate_templates([tag])[0] if tagging.is_template(tag) else validate_tag(tag)
-        )
-        if tag not in result:
-            result.append(tag)
-    if not result:
-        raise InvalidValue("tags", tags, "give at least one tag")
-    if len(result) > MAX_TAGS:
-        raise InvalidValue("tags", tags, f"at most {MAX_TAGS} tags per build")
-    return result
+
+    def each() -> Iterable[str]:
+        for tag in tags:
+            if not isinstance(tag, str):
+                raise InvalidValue("tags", tags, "expected a list of tag names")
+            yield (
+                tagging.validate_templates([tag])[0]
+                if tagging.is_template(tag)
+                else validate_tag(tag)
+            )
+
+    return unique_values(
+        "tags", tags, each(), most=MAX_TAGS, noun="tags per build", empty="give at least one tag"
+    )
 
 
 def queue_build(

@@ -11,29 +11,26 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from portal.access import get_project_for_user, projects_for
-from portal.apiview import Body, Op, Schema, api_view, error
+from portal.apiview import Body, Op, Schema, api_view, array_of, error, shape
 from portal.forms import ProjectForm
 from portal.openapi import openapi_document
 
 PROJECT = Schema(
     "Project",
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "team": {"type": "string"},
-            "name": {"type": "string"},
-            "language": {"type": "string"},
-            "git_url": {"type": "string"},
-            "ref": {"type": "string"},
-            "image": {"type": "string"},
-            "platforms": {"type": "array", "items": {"type": "string"}},
-            "options": {"type": "object"},
-            "tags": {"type": "array", "items": {"type": "string"}},
-            "immutable_tags": {"type": "boolean"},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
+    shape(
+        id="integer",
+        team="string",
+        name="string",
+        language="string",
+        git_url="string",
+        ref="string",
+        image="string",
+        platforms=array_of("string"),
+        options="object",
+        tags=array_of("string"),
+        immutable_tags="boolean",
+        created_at={"type": "string", "format": "date-time"},
+    ),
 )
 
 

@@ -45,6 +45,23 @@ class Schema:
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
 
 
+def shape(**fields: str | Mapping[str, Any]) -> dict[str, Any]:
+    """An object schema, briefly: `shape(id="integer", node="string?", tags=["string"])`:
+    a JSON type name ("?" admits null), or a schema as it is."""
+
+    def one(spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
+        if not isinstance(spec, str):
+            return spec
+        name = spec.rstrip("?")
+        return {"type": [name, "null"]} if spec.endswith("?") else {"type": name}
+
+    return {"type": "object", "properties": {name: one(spec) for name, spec in fields.items()}}
+
+
+def array_of(spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": spec} if isinstance(spec, str) else spec}
+
+
 @dataclass(frozen=True)
 class Param:
     name: str

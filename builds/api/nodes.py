@@ -16,28 +16,25 @@ from pydantic import Field
 from builds.forms import node_form_from_api
 from builds.models import BuilderNode
 from builds.nodes import check_node, install_emulators
-from portal.apiview import Body, Op, Schema, api_view, error
+from portal.apiview import Body, Op, Schema, api_view, array_of, error, shape
 from portal.grammar import InvalidValue
 
 View = Callable[..., HttpResponse]
 NODE = Schema(
     "Node",
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "endpoint": {"type": "string"},
-            "tls": {"type": "boolean"},
-            "enabled": {"type": "boolean"},
-            "max_builds": {"type": "integer"},
-            "healthy": {"type": "boolean"},
-            "native_platforms": {"type": "array", "items": {"type": "string"}},
-            "emulated_platforms": {"type": "array", "items": {"type": "string"}},
-            "running_builds": {"type": "integer"},
-            "last_error": {"type": "string"},
-        },
-    },
+    shape(
+        id="integer",
+        name="string",
+        endpoint="string",
+        tls="boolean",
+        enabled="boolean",
+        max_builds="integer",
+        healthy="boolean",
+        native_platforms=array_of("string"),
+        emulated_platforms=array_of("string"),
+        running_builds="integer",
+        last_error="string",
+    ),
 )
 # What each method asks of the user, as Django's codename for BuilderNode.
 PERMISSION = {"GET": "view", "POST": "add", "PATCH": "change", "DELETE": "delete"}

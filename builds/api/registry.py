@@ -13,39 +13,29 @@ from builds.access import manifests_for
 from builds.models import RegistryCredential
 from builds.registry import RegistryError
 from portal.access import get_project_for_user, get_team_for_user, is_team_admin, teams_for
-from portal.apiview import Body, Op, Param, Schema, api_view, error, int_param
+from portal.apiview import Body, Op, Param, Schema, api_view, error, int_param, shape
 from portal.grammar import InvalidValue
 from portal.models import Team
 
 MAX_RECORDS = 5000
 MANIFEST = Schema(
     "Manifest",
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"enum": ["build", "merge"]},
-            "tag": {"type": "string"},
-            "digest": {"type": "string"},
-            "platforms": {"type": "object"},
-            "pushed_by": {"type": ["string", "null"]},
-            "pushed_at": {"type": "string", "format": "date-time"},
-            "source": {"type": "object"},
-        },
-    },
+    shape(
+        id="integer",
+        kind={"enum": ["build", "merge"]},
+        tag="string",
+        digest="string",
+        platforms="object",
+        pushed_by="string?",
+        pushed_at={"type": "string", "format": "date-time"},
+        source="object",
+    ),
 )
 CREDENTIAL = Schema(
     "Credential",
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "team": {"type": "string"},
-            "registry": {"type": "string"},
-            "username": {"type": "string"},
-            "last_test_ok": {"type": ["boolean", "null"]},
-        },
-    },
+    shape(
+        id="integer", team="string", registry="string", username="string", last_test_ok="boolean?"
+    ),
 )
 LEDGER_FILTERS = tuple(Param(name, f"only records matching {name}") for name in ledger.FILTERS) + (
     Param("format", "csv for a CSV export", {"enum": ["json", "csv"]}),

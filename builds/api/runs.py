@@ -12,59 +12,33 @@ from builds.access import get_build_for_user
 from builds.gitsource import SourceError
 from builds.planner import BUILDER, BUILDER_STRATEGY, DEFAULT_STRATEGY, STRATEGIES
 from portal.access import get_project_for_user, get_team_for_user
-from portal.apiview import Body, Op, Param, Schema, api_view, error, int_param
+from portal.apiview import Body, Op, Param, Schema, api_view, array_of, error, int_param, shape
 from portal.grammar import InvalidValue
 
 MAX_LOG_LINES = 5000
 
 BUILD = Schema(
     "Build",
-    {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "project": {"type": "integer"},
-            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "reason": {"type": "string"},
-            "strategy": {"type": "string"},
-            "plan": {"type": "object"},
-            "platforms": {
-                "type": "object",
-                "description": "per platform: state, node, method, seconds, digest",
-            },
-            "manifest": {
-                "type": ["object", "null"],
-                "properties": {
-                    "tag": {"type": "string"},
-                    "digest": {"type": "string"},
-                    "platforms": {"type": "object"},
-                },
-            },
-        },
-    },
+    shape(
+        id="integer",
+        project="integer",
+        state={"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        reason="string",
+        strategy="string",
+        plan="object",
+        platforms={"type": "object", "description": "per platform: state, node, method, seconds"},
+        manifest=shape(tag="string", digest="string", platforms="object")
+        | {"type": ["object", "null"]},
+    ),
 )
 LOG = Schema(
     "Log",
-    {
-        "type": "object",
-        "properties": {
-            "lines": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "seq": {"type": "integer"},
-                        "platform": {"type": ["string", "null"]},
-                        "stream": {"type": "integer"},
-                        "text": {"type": "string"},
-                    },
-                },
-            },
-            "next": {"type": "integer"},
-            "more": {"type": "boolean"},
-            "state": {"type": "string"},
-        },
-    },
+    shape(
+        lines=array_of(shape(seq="integer", platform="string?", stream="integer", text="string")),
+        next="integer",
+        more="boolean",
+        state="string",
+    ),
 )
 
 

@@ -13,8 +13,9 @@ and no maintained Python library implements distribution's or containerd's rules
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
-__all__ = ["InvalidValue", "check_text"]
+__all__ = ["InvalidValue", "check_text", "unique_values"]
 
 
 class InvalidValue(ValueError):
@@ -41,3 +42,15 @@ def check_text(kind: str, text: object, max_length: int) -> str:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
             raise InvalidValue(kind, text, "it contains control or invisible characters")
     return text
+
+
+def unique_values(
+    kind: str, raw: object, values: Iterable[str], *, most: int, noun: str, empty: str
+) -> list[str]:
+    """`values` (already canonical) without repeats, first kept; 1 to `most` of them."""
+    result = list(dict.fromkeys(values))
+    if not result:
+        raise InvalidValue(kind, raw, empty)
+    if len(result) > most:
+        raise InvalidValue(kind, raw, f"at most {most} {noun}")
+    return result

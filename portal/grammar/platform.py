@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from . import InvalidValue, check_text
+from . import InvalidValue, check_text, unique_values
 
 # Canonical containerd names, and for each architecture the variants it accepts (mapped to
 # their canonical form; "" = no variant). Only Linux: that is what the builders run.
@@ -87,17 +87,18 @@ def normalize_platforms(items: Iterable[str] | str) -> list[str]:
     Duplicates (after normalisation) are dropped, keeping the first; 1 to 8 platforms.
     """
     items = [items] if isinstance(items, str) else list(items)
-    result: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InvalidValue("platform", item, "expected text")
-        for word in re.split(r"[,\s]+", item):
-            if word:
-                platform = normalize_platform(word)
-                if platform not in result:
-                    result.append(platform)
-    if not result:
-        raise InvalidValue("platform list", items, "choose at least one platform")
-    if len(result) > MAX_PLATFORMS:
-        raise InvalidValue("platform list", items, f"at most {MAX_PLATFORMS} platforms")
-    return result
+
+    def each() -> Iterable[str]:
+        for item in items:
+            if not isinstance(item, str):
+                raise InvalidValue("platform", item, "expected text")
+            yield from (normalize_platform(w) for w in re.split(r"[,\s]+", item) if w)
+
+    return unique_values(
+        "platform list",
+        items,
+        each(),
+        most=MAX_PLATFORMS,
+        noun="platforms",
+        empty="choose at least one platform",
+    )
