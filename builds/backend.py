@@ -1,14 +1,13 @@
 """The seam between a build and the outside world: git, buildx, the registry, node checks.
 
-The pipeline talks only to a :class:`Backend`; :class:`DockerBackend` is the real one, and the
-tests hand it a fake (``tests/fakes.py``) instead of patching git, buildx and the registry apart.
+The pipeline talks only to a :class:`Backend`, which is the real one; the tests hand it a
+subclass (``tests/fakes.py``) instead of patching git, buildx and the registry apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from builds import buildx, gitsource, registry
 from builds.models import BuilderNode
@@ -18,34 +17,9 @@ from portal.grammar.reference import ImageRef
 Tick = Callable[[], bool]  # renews the lease; True when the build should stop
 
 
-class Backend(Protocol):
-    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str: ...
+class Backend:
+    """The real world: git, buildx and the registry. Tests subclass it (``tests/fakes.py``)."""
 
-    def build(
-        self,
-        specs: list[buildx.BuildSpec],
-        on_output: Callable[[int, bytes], None],
-        should_stop: Callable[[], bool],
-        grace: float,
-        on_exit: Callable[[int, int], None] | None = None,
-    ) -> list[int]: ...
-
-    def read_index(self, ref: ImageRef, digest: str, tick: Tick) -> registry.IndexSummary: ...
-
-    def merge(
-        self, ref: ImageRef, sources: list[str], tag: str, annotations: dict[str, str], tick: Tick
-    ) -> str: ...
-
-    def tag(self, ref: ImageRef, digest: str, tag: str, tick: Tick) -> None: ...
-
-    def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool: ...
-
-    def check(self, node: BuilderNode) -> BuilderNode: ...
-
-    def check_push(self, ref: ImageRef) -> None: ...
-
-
-class DockerBackend:
     def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
         return gitsource.fetch(url, ref, dest, tick=tick)
 

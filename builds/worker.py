@@ -22,7 +22,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from builds import events, services
-from builds.backend import Backend, DockerBackend
+from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.nodes import check_due_nodes, plan_build
@@ -161,14 +161,14 @@ def work_once(worker_id: str, backend: Backend | None = None) -> Build | None:
     reap_stale()
     build = claim_next(worker_id)
     if build is not None:
-        BuildRun(build, backend or DockerBackend(), worker_id).execute()
+        BuildRun(build, backend or Backend(), worker_id).execute()
     return build
 
 
 def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float = 1.0) -> None:
     worker_id = worker_id or default_worker_id()
     log.info("build worker %s started", worker_id)
-    backend = DockerBackend()
+    backend = Backend()
     next_node_check = 0.0
     while not stop.is_set():
         close_old_connections()

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from builds.backend import Backend
 from builds.buildx import BuildSpec
 from builds.models import BuilderNode
 from builds.registry import IndexSummary
@@ -37,7 +38,7 @@ def run_digest(index: int) -> str:
     return "sha256:" + f"{index + 1:02x}" * 32
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     def __init__(
         self,
         stream: bytes | None = None,
@@ -156,3 +157,10 @@ class FakeBackend:
 
     def exists(self, ref: ImageRef, tag: str, tick: Callable[[], bool]) -> bool:
         return f"{ref.repository}:{tag}" in self.existing
+
+
+# A fake that forgot a method would reach the real git, buildx or registry from a unit test.
+_NOT_FAKED = [
+    name for name in vars(Backend) if not name.startswith("_") and name not in vars(FakeBackend)
+]
+assert not _NOT_FAKED, f"FakeBackend must override {_NOT_FAKED}"
