@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -138,6 +139,42 @@ SECURE_CSP = {
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """PORTAL_PROXY_SSL_HEADER, e.g. HTTP_X_FORWARDED_PROTO=https: the header (in META form)
+    and value by which the TLS proxy in front says a request came in over HTTPS."""
+    value = env.str("PORTAL_PROXY_SSL_HEADER", default="")
+    if not value:
+        return None
+    name, _, secure = value.partition("=")
+    if not (name.startswith("HTTP_") and len(name) > 5 and secure):
+        raise ImproperlyConfigured(
+            f"PORTAL_PROXY_SSL_HEADER={value!r}: expected HTTP_<HEADER>=<value>, "
+            "e.g. HTTP_X_FORWARDED_PROTO=https"
+        )
+    return name, secure
+
+
+# Only a proxy that sets this header itself (and strips it from clients) may be believed; then
+# request.is_secure() and the websocket origin check (portal/wsauth.py) see HTTPS.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
+# Behind TLS (PORTAL_HTTPS=true): HTTPS only, remembered by browsers (HSTS), cookies never sent
+# over plain HTTP. Behind a proxy that terminates TLS, set PORTAL_PROXY_SSL_HEADER too, or every
+# request looks like plain HTTP and the redirect never ends.
+PORTAL_HTTPS = env.bool("PORTAL_HTTPS", default=False)
+SECURE_SSL_REDIRECT = PORTAL_HTTPS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PORTAL_HTTPS
+SECURE_HSTS_SECONDS = env.int("PORTAL_HSTS_SECONDS", default=365 * 24 * 3600) if PORTAL_HTTPS else 0
+# includeSubDomains covers names below the portal's own (not its siblings): on by default.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading asks browser vendors to hard-code the name, hard to undo: only when asked for, and
+# then the deployment check's reminder about it (security.W021) is pointless.
+SECURE_HSTS_PRELOAD = env.bool("PORTAL_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
