@@ -15,22 +15,25 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from portal.private import UMASK, create_once, private_dir
+
+# Every file and folder a portal process creates is its user's alone (the database and its
+# -wal/-shm, workspaces, docker configs...): set here because every entry point (manage.py,
+# ASGI servers, workers, tests) loads the settings first. Programs whose output becomes image
+# content (git checkouts) run with the usual umask instead (builds/gitsource.py).
+os.umask(UMASK)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
-DATA_DIR = Path(env.str("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = private_dir(Path(env.str("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve())
 
 
 def _secret_key() -> str:
     """PORTAL_SECRET_KEY, else a random key kept in the data dir so sessions survive restarts."""
     if value := env.str("PORTAL_SECRET_KEY", default=""):
         return value
-    path = DATA_DIR / "secret.key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    return create_once(DATA_DIR / "secret.key", secrets.token_urlsafe(50)).strip()
 
 
 SECRET_KEY = _secret_key()
@@ -190,8 +193,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = private_dir(DATA_DIR / "static")  # served by WhiteNoise, in this process
+# Nothing is uploaded today; if something ever is, it stays private like the rest.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
