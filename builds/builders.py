@@ -23,6 +23,7 @@ from builds.dockerhost import cert_dir
 from builds.models import BuilderNode, BuildxBuilder
 from builds.nodes import CommandResult
 from portal.grammar import InvalidValue
+from portal.private import private_dir
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DRIVER = "docker-container"
@@ -37,9 +38,7 @@ def validate_name(value: object) -> str:
 
 
 def config_dir() -> Path:
-    path = Path(settings.DATA_DIR) / "docker"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(Path(settings.DATA_DIR) / "docker")
 
 
 def client() -> DockerClient:

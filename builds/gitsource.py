@@ -114,7 +114,16 @@ def _git(
 ) -> str:
     cmd = [settings.PORTAL_GIT_CLI, "-c", "core.hooksPath=/dev/null", *(config or []), *args]
     try:
-        proc = run(cmd, cwd=cwd, env=_git_env(ssh_options), timeout=timeout, tick=tick)
+        proc = run(
+            cmd,
+            cwd=cwd,
+            env=_git_env(ssh_options),
+            timeout=timeout,
+            tick=tick,
+            # The checkout's modes become the image's (COPY keeps them): the usual 0644/0755,
+            # not the portal's private 0600/0700. The workspace around it is private.
+            umask=0o022,
+        )
     except ProcessTimeout as exc:
         raise SourceError(f"git {args[0]}: {exc}") from exc
     if proc.returncode != 0:

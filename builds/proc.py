@@ -75,6 +75,7 @@ def run(
     timeout: float,
     cwd: Path | None = None,
     tick: Callable[[], bool] | None = None,
+    umask: int = -1,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run to completion; raise ProcessTimeout / ProcessStopped after killing the group."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -87,6 +88,7 @@ def run(
             stderr=err,
             start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509 (calls only prctl)
+            umask=umask,  # -1: the portal's own (077)
         )
         deadline = time.monotonic() + timeout
         try:

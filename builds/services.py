@@ -25,6 +25,7 @@ from portal.grammar import InvalidValue, unique_values
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.reference import validate_tag
 from portal.models import Project, image_allowed
+from portal.private import private_dir
 
 MAX_TAGS = 10
 
@@ -172,9 +173,7 @@ DETECT_TIMEOUT = 120
 
 def workspace_root() -> Path:
     """Where builds and source detection keep their private folders (each removed after)."""
-    root = Path(settings.PORTAL_WORKSPACE_DIR)
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return private_dir(Path(settings.PORTAL_WORKSPACE_DIR))
 
 
 def detect_source(git_url: str, ref: str) -> dict[str, Any]:

@@ -11,10 +11,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from builds.routing import websocket_urlpatterns  # noqa: E402
-from portal.wsauth import TokenOrSessionAuth  # noqa: E402
+from portal.wsauth import SameOrigin, TokenOrSessionAuth  # noqa: E402
 
 websockets = URLRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(
@@ -22,7 +21,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "websocket": TokenOrSessionAuth(
             token_app=websockets,
-            session_app=AllowedHostsOriginValidator(AuthMiddlewareStack(websockets)),
+            session_app=SameOrigin(AuthMiddlewareStack(websockets)),
         ),
     }
 )

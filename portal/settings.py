@@ -12,23 +12,28 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+from portal.private import UMASK, create_once, private_dir
+
+# Every file and folder a portal process creates is its user's alone (the database and its
+# -wal/-shm, workspaces, docker configs...): set here because every entry point (manage.py,
+# ASGI servers, workers, tests) loads the settings first. Programs whose output becomes image
+# content (git checkouts) run with the usual umask instead (builds/gitsource.py).
+os.umask(UMASK)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
-DATA_DIR = Path(env.str("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = private_dir(Path(env.str("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve())
 
 
 def _secret_key() -> str:
     """PORTAL_SECRET_KEY, else a random key kept in the data dir so sessions survive restarts."""
     if value := env.str("PORTAL_SECRET_KEY", default=""):
         return value
-    path = DATA_DIR / "secret.key"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    return create_once(DATA_DIR / "secret.key", secrets.token_urlsafe(50)).strip()
 
 
 SECRET_KEY = _secret_key()
@@ -52,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -75,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # {{ csp_nonce }}, for the admin
             ],
         },
     },
@@ -116,6 +123,62 @@ else:
 # The build worker runs inside `manage.py serve` unless separate workers carry the load.
 PORTAL_EMBEDDED_WORKER = env.bool("PORTAL_EMBEDDED_WORKER", default=not REDIS_URL)
 
+# --- Browser policy ---------------------------------------------------------------------------
+# Pages load only the portal's own scripts, styles and images (htmx and its ws extension come from
+# django_htmx's static files) and connect only to the portal (fetch, and the live log's websocket:
+# 'self' covers ws/wss of the same host and port). Our templates have nothing inline; the Django
+# admin marks its few inline <script>/<style> blocks with the request's nonce, which the
+# middleware names in the header only when a page used it.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Django's defaults, stated because the policy relies on them.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """PORTAL_PROXY_SSL_HEADER, e.g. HTTP_X_FORWARDED_PROTO=https: the header (in META form)
+    and value by which the TLS proxy in front says a request came in over HTTPS."""
+    value = env.str("PORTAL_PROXY_SSL_HEADER", default="")
+    if not value:
+        return None
+    name, _, secure = value.partition("=")
+    if not (name.startswith("HTTP_") and len(name) > 5 and secure):
+        raise ImproperlyConfigured(
+            f"PORTAL_PROXY_SSL_HEADER={value!r}: expected HTTP_<HEADER>=<value>, "
+            "e.g. HTTP_X_FORWARDED_PROTO=https"
+        )
+    return name, secure
+
+
+# Only a proxy that sets this header itself (and strips it from clients) may be believed; then
+# request.is_secure() and the websocket origin check (portal/wsauth.py) see HTTPS.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
+# Behind TLS (PORTAL_HTTPS=true): HTTPS only, remembered by browsers (HSTS), cookies never sent
+# over plain HTTP. Behind a proxy that terminates TLS, set PORTAL_PROXY_SSL_HEADER too, or every
+# request looks like plain HTTP and the redirect never ends.
+PORTAL_HTTPS = env.bool("PORTAL_HTTPS", default=False)
+SECURE_SSL_REDIRECT = PORTAL_HTTPS
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PORTAL_HTTPS
+SECURE_HSTS_SECONDS = env.int("PORTAL_HSTS_SECONDS", default=365 * 24 * 3600) if PORTAL_HTTPS else 0
+# includeSubDomains covers names below the portal's own (not its siblings): on by default.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading asks browser vendors to hard-code the name, hard to undo: only when asked for, and
+# then the deployment check's reminder about it (security.W021) is pointless.
+SECURE_HSTS_PRELOAD = env.bool("PORTAL_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -130,8 +193,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = private_dir(DATA_DIR / "static")  # served by WhiteNoise, in this process
+# Nothing is uploaded today; if something ever is, it stays private like the rest.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -93,6 +93,7 @@ def test_build_button_queues_and_build_page_shows_log(project: Project, alice: A
     page = client.get(f"/builds/{build.pk}/").content.decode()
     assert f'ws-connect="/ws/builds/{build.pk}/?after=0"' in page
     assert 'data-state="queued"' in page
+    assert "{#" not in page  # a template comment spanning lines is printed, not dropped
     client.post(f"/builds/{build.pk}/cancel")
     assert Build.objects.get().state == "cancelled"
 

@@ -1,0 +1,197 @@
+"""The pages work in a real browser under the Content-Security-Policy: Debian's chromium walks
+the login page, home, team, project, build (its live-log websocket), tokens and the admin, and
+any refusal by the policy or script error fails the test. No Docker needed: the portal runs as
+`manage.py serve --no-worker` on the test database.
+
+Skips without chromium, except with CI=true, where it fails instead. Screenshots (1280 px wide)
+land in the test's tmp_path for a human to look at."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.db import connection
+
+from builds.models import Build, BuilderNode, BuildxBuilder
+from portal.models import Project, Team
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the server process reads what we write
+
+
+def _database_url() -> str:
+    """The test database, as a DATABASE_URL for the server process."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db["USER"] or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+    return f"postgres://{user}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def portal_url(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "PORTAL_CHANNEL_PREFIX": f"csp-{port}",
+        "PORTAL_DEBUG": "false",
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/login/", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"portal did not start:\n{log.read_text()}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"chromium missing at {CHROMIUM}")
+        pytest.skip(f"chromium missing at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(alice: Any, bob: Any, project: Project, queued_build: Build) -> dict[str, Any]:
+    """What the pages show, written before the browser starts (Playwright's sync API keeps an
+    event loop in this thread, where Django refuses database calls)."""
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    return {
+        "project": project,
+        "build": queued_build,
+        "node": BuilderNode.objects.get(name="local"),
+        "builder": BuildxBuilder.objects.create(name="multi"),
+        "team": Team.objects.get(slug="alpha"),
+    }
+
+
+def test_the_pages_work_under_the_policy(
+    site: dict[str, Any], portal_url: str, chromium: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    problems: list[str] = []
+    frames: list[str] = []
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(15_000)
+    page.on(
+        "console",
+        lambda msg: "Content Security Policy" in msg.text and problems.append(msg.text),
+    )
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: frames.append(frame)))
+
+    def visit(path: str, name: str) -> Any:
+        response = page.goto(portal_url + path)
+        assert response is not None and response.ok, (path, response and response.status)
+        policy = response.header_value("content-security-policy") or ""
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy, path
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=tmp_path / f"{name}.png", full_page=True)
+        assert not problems, (path, problems)
+        return response
+
+    visit("/login/", "login")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-password-1")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Projects")
+
+    visit("/", "home")
+    visit("/tokens/", "tokens")
+    page.fill("input[name=name]", "ci")
+    page.click("text=Create token")
+    expect(page.locator("#new-token")).to_be_visible()
+
+    # The team page's role picker sends its form when changed (app.js, no inline handler).
+    visit("/teams/alpha/", "team")
+    page.select_option("tr[data-user=bob] select[name=role]", "admin")
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("tr[data-user=bob] select[name=role]")).to_have_value("admin")
+
+    project, build = site["project"], site["build"]
+    visit(f"/projects/{project.pk}/", "project")
+    # htmx under the policy: the preview follows the form.
+    visit("/projects/new/", "project-new")
+    page.fill("input[name=name]", "hello-csp")  # htmx validates the form before it posts
+    page.fill("input[name=git_url]", "https://git.example.com/alpha/hello.git")
+    page.fill("input[name=image]", "registry.example.com/alpha/hello-csp")
+    page.fill("input[name=opt_ldflags]", "-s -w -X main.csp=1")
+    expect(page.locator("#dockerfile-preview")).to_contain_text('ARG LDFLAGS="-s -w -X main.csp=1"')
+
+    # The live log's websocket (connect-src is default-src 'self'): the consumer sends the
+    # build's status as soon as the socket opens.
+    visit(f"/builds/{build.pk}/", "build")
+    deadline = time.monotonic() + 10
+    while not any('id="build-status"' in str(frame) for frame in frames):
+        assert time.monotonic() < deadline, "no websocket frame arrived"
+        page.wait_for_timeout(100)
+
+    node, builder, team = site["node"], site["builder"], site["team"]
+    visit("/admin/builds/buildernode/", "admin-nodes")
+    visit(f"/admin/builds/buildernode/{node.pk}/change/", "admin-node")
+    visit(f"/admin/builds/buildernode/{node.pk}/emulators/", "admin-emulators")
+    visit(f"/admin/builds/buildxbuilder/{builder.pk}/manage/", "admin-builder")
+    visit("/admin/builds/manifestrecord/", "admin-ledger")
+    # The admin's own scripts run: the inline formset adds a row.
+    visit(f"/admin/portal/team/{team.pk}/change/", "admin-team")
+    rows = page.locator(".inline-group tr.form-row:not(.empty-form)")
+    before = rows.count()
+    page.click("text=Add another Membership")
+    expect(rows).to_have_count(before + 1)
+    assert not problems, problems
+    page.close()
