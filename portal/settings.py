@@ -1,8 +1,8 @@
 """Crossport settings: everything comes from the environment (django-environ).
 
 Embedded default (no variables set): SQLite and data under ./var, an in-memory channel layer and
-the build worker inside the server process. Scale-out: DATABASE_URL (PostgreSQL) and REDIS_URL
-(channels-redis) with separate `manage.py buildworker` processes.
+cache, and the build worker inside the server process. Scale-out: DATABASE_URL (PostgreSQL) and
+REDIS_URL (channels-redis and the cache) with separate `manage.py buildworker` processes.
 """
 
 from __future__ import annotations
@@ -112,6 +112,18 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds what every portal process must agree on: Redis when there are several
+# processes, memory in the embedded one.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache"
+        if REDIS_URL
+        else "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("PORTAL_CACHE_PREFIX", default="crossport"),
+    }
+}
 
 # The build worker runs inside `manage.py serve` unless separate workers carry the load.
 PORTAL_EMBEDDED_WORKER = env.bool("PORTAL_EMBEDDED_WORKER", default=not REDIS_URL)
