@@ -38,7 +38,7 @@ CSRF_TRUSTED_ORIGINS = env.list("PORTAL_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "portal.apps.AdminConfig",  # django.contrib.admin, its login behind the lockout
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -113,8 +113,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# The cache holds what every portal process must agree on: Redis when there are several
-# processes, memory in the embedded one.
+# The cache holds what every portal process must agree on (login failure counts,
+# portal/throttle.py): Redis when there are several processes, memory in the embedded one.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache"
@@ -135,6 +135,12 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Guessing (portal/throttle.py): past these many failures in the window, every attempt from that
+# account or address answers 429 until the window (opened by the first failure) has passed.
+PORTAL_LOGIN_FAILURES_PER_USER = env.int("PORTAL_LOGIN_FAILURES_PER_USER", default=10)
+PORTAL_LOGIN_FAILURES_PER_ADDRESS = env.int("PORTAL_LOGIN_FAILURES_PER_ADDRESS", default=30)
+PORTAL_LOGIN_WINDOW_SECONDS = env.int("PORTAL_LOGIN_WINDOW_SECONDS", default=900)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,0 +1,143 @@
+"""Guessing: failed logins are counted, and past a limit refused for a while.
+
+A window opens at the first failure for an account or address and lasts its setting's seconds.
+Once `limit` failures are in it, every attempt from there is refused, the right password
+included (else the lockout would tell a guesser when they hit), until the window
+closes; Retry-After counts down to that moment. A fixed window keeps the cache work to `add`
+and `incr`, atomic on Redis; its price is that a guesser who waits for a window's end can try
+up to twice the limit close together, though never more than the limit in one window.
+
+The counts live in Django's cache (Redis when REDIS_URL is set), so every portal process sees
+the same ones; a module global would let each process grant its own limit.
+
+The address is REMOTE_ADDR as the server saw it; X-Forwarded-For is not read, since any client
+can send one. Behind a proxy, operators must make the server set REMOTE_ADDR from the proxy's
+header (e.g. daphne's --proxy-headers). IPv6 clients count per /64, the block one host
+usually holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+import unicodedata
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+log = logging.getLogger("crossport.security")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most `limit` failures per window for one name (an account, an address)."""
+
+    scope: str
+    limit_setting: str
+    window_setting: str
+
+    # Read when used, so a changed setting (or a test's) applies at once.
+    @property
+    def limit(self) -> int:
+        return int(getattr(settings, self.limit_setting))
+
+    @property
+    def window(self) -> int:
+        return int(getattr(settings, self.window_setting))
+
+    def _key(self, name: str) -> str:
+        # Hashed: any user name makes a short key of safe characters.
+        return f"throttle:{self.scope}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+
+    def wait(self, name: str) -> int:
+        """Seconds until `name` may try again; 0: it may now."""
+        key = self._key(name)
+        start = cache.get(key)
+        if start is None or cache.get(f"{key}:{start}", 0) < self.limit:
+            return 0
+        return max(1, math.ceil(start + self.window - time.time()))
+
+    def fail(self, name: str) -> int:
+        """Count one failure; answer the failures in the current window, this one included."""
+        key = self._key(name)
+        now = time.time()
+        # The key holds the window's start; add() lets one process open it when several race.
+        cache.add(key, now, timeout=self.window)
+        start = cache.get(key, now)
+        # The count is named after its window's start, so it can never carry over into the
+        # next window, even though the two keys expire a moment apart.
+        count = f"{key}:{start}"
+        cache.add(count, 0, timeout=self.window)
+        try:
+            return int(cache.incr(count))
+        except ValueError:  # the window closed between add() and incr(): count in the next
+            return self.fail(name)
+
+    def clear(self, name: str) -> None:
+        cache.delete(self._key(name))
+
+
+LOGIN_ACCOUNT = Rule(
+    "login-account", "PORTAL_LOGIN_FAILURES_PER_USER", "PORTAL_LOGIN_WINDOW_SECONDS"
+)
+LOGIN_ADDRESS = Rule(
+    "login-address", "PORTAL_LOGIN_FAILURES_PER_ADDRESS", "PORTAL_LOGIN_WINDOW_SECONDS"
+)
+
+
+def client_address(remote_addr: str | None) -> str:
+    """The name an address is counted under (see the module's note on proxies)."""
+    try:
+        ip = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return remote_addr or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _account(username: str) -> str:
+    # As Django's login form reads it (NFKC), and case-blind, so "Alice" guesses count for alice.
+    return unicodedata.normalize("NFKC", username).casefold()
+
+
+def _shown(username: str) -> str:
+    # repr() in the log: a user name with a newline cannot forge a log line.
+    return repr(username[:150])
+
+
+# --- logins --------------------------------------------------------------------------------
+
+
+def login_wait(username: str, address: str) -> int:
+    """Seconds the account or the address must still wait before a password is checked."""
+    wait = max(LOGIN_ACCOUNT.wait(_account(username)), LOGIN_ADDRESS.wait(address))
+    if wait:
+        log.info(
+            "login refused for %s from %s: locked out for %ds", _shown(username), address, wait
+        )
+    return wait
+
+
+def login_failed(username: str, address: str) -> None:
+    per_account = LOGIN_ACCOUNT.fail(_account(username))
+    per_address = LOGIN_ADDRESS.fail(address)
+    log.warning(
+        "failed login for %s from %s (%d for the account, %d from the address in this window)",
+        _shown(username),
+        address,
+        per_account,
+        per_address,
+    )
+
+
+def login_succeeded(username: str) -> None:
+    """The owner knew the password: their account's count starts again. The address's count
+    stays, or a guesser could wash their address clean with a login of their own."""
+    LOGIN_ACCOUNT.clear(_account(username))
