@@ -113,7 +113,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# The cache holds what every portal process must agree on (login failure counts,
+# The cache holds what every portal process must agree on (login and token failure counts,
 # portal/throttle.py): Redis when there are several processes, memory in the embedded one.
 CACHES = {
     "default": {
@@ -141,6 +141,8 @@ LOGOUT_REDIRECT_URL = "login"
 PORTAL_LOGIN_FAILURES_PER_USER = env.int("PORTAL_LOGIN_FAILURES_PER_USER", default=10)
 PORTAL_LOGIN_FAILURES_PER_ADDRESS = env.int("PORTAL_LOGIN_FAILURES_PER_ADDRESS", default=30)
 PORTAL_LOGIN_WINDOW_SECONDS = env.int("PORTAL_LOGIN_WINDOW_SECONDS", default=900)
+PORTAL_TOKEN_FAILURES_PER_ADDRESS = env.int("PORTAL_TOKEN_FAILURES_PER_ADDRESS", default=20)
+PORTAL_TOKEN_WINDOW_SECONDS = env.int("PORTAL_TOKEN_WINDOW_SECONDS", default=60)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,8 +1,8 @@
-"""Guessing: failed logins are counted, and past a limit refused for a while.
+"""Guessing: failed logins and bad API tokens are counted, and past a limit refused for a while.
 
 A window opens at the first failure for an account or address and lasts its setting's seconds.
-Once `limit` failures are in it, every attempt from there is refused, the right password
-included (else the lockout would tell a guesser when they hit), until the window
+Once `limit` failures are in it, every attempt from there is refused, the right password or a
+good token included (else the lockout would tell a guesser when they hit), until the window
 closes; Retry-After counts down to that moment. A fixed window keeps the cache work to `add`
 and `incr`, atomic on Redis; its price is that a guesser who waits for a window's end can try
 up to twice the limit close together, though never more than the limit in one window.
@@ -25,11 +25,16 @@ import math
 import time
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 
+from portal.models import ApiToken
+
 log = logging.getLogger("crossport.security")
+
+TOKEN_REFUSAL = "too many bad API tokens from this address; retry in {wait} seconds"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,9 @@ LOGIN_ACCOUNT = Rule(
 LOGIN_ADDRESS = Rule(
     "login-address", "PORTAL_LOGIN_FAILURES_PER_ADDRESS", "PORTAL_LOGIN_WINDOW_SECONDS"
 )
+TOKEN_ADDRESS = Rule(
+    "token-address", "PORTAL_TOKEN_FAILURES_PER_ADDRESS", "PORTAL_TOKEN_WINDOW_SECONDS"
+)
 
 
 def client_address(remote_addr: str | None) -> str:
@@ -141,3 +149,22 @@ def login_succeeded(username: str) -> None:
     """The owner knew the password: their account's count starts again. The address's count
     stays, or a guesser could wash their address clean with a login of their own."""
     LOGIN_ACCOUNT.clear(_account(username))
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+def token_user(raw: str | None, address: str) -> tuple[Any | None, int]:
+    """The user a bearer token names (None for none or a bad one), and the seconds the address
+    must still wait (then the token is not looked at). `raw` None: no bearer token was sent,
+    which is no guess."""
+    if wait := TOKEN_ADDRESS.wait(address):
+        log.info("API token refused from %s: locked out for %ds", address, wait)
+        return None, wait
+    if raw is None:
+        return None, 0
+    user = ApiToken.authenticate(raw)
+    if user is None:
+        count = TOKEN_ADDRESS.fail(address)
+        log.warning("bad API token from %s (%d in this window)", address, count)
+    return user, 0

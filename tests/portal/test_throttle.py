@@ -1,9 +1,10 @@
-"""Guessing (issue: Hardening): failed logins are counted per account and per client address on
-the cache, and past the limit every attempt answers 429 with Retry-After, the right password
-included, until the window passes."""
+"""Guessing (issue: Hardening): failed logins and bad API tokens are counted per account and per
+client address on the cache, and past the limit every attempt answers 429 with Retry-After,
+the right password or a good token included, until the window passes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -13,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.test import Client
 
+from builds.models import Build
 from portal import throttle
+from portal.asgi import application
+from portal.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +161,104 @@ def test_the_lockout_holds_across_portal_processes(alice: Any, settings: Any) ->
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=60)
     assert_locked_out(attempt(RIGHT, address=NEIGHBOUR))
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+def bearer(token: str, address: str = ATTACKER, path: str = "/api/v1/projects") -> Any:
+    return Client(REMOTE_ADDR=address).get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_twenty_bad_tokens_lock_the_address_out_of_the_api(alice: Any) -> None:
+    _, good = ApiToken.issue(alice, "t")
+    assert bearer(good).status_code == 200
+    for i in range(20):
+        assert bearer(f"cp_guess-{i}").status_code == 401
+    response = bearer(good)
+    assert response.status_code == 429
+    assert 55 < int(response["Retry-After"]) <= 60
+    assert "error" in response.json()
+    assert bearer(good, address=NEIGHBOUR).status_code == 200
+
+
+def test_requests_without_a_token_are_not_guesses(alice: Any) -> None:
+    _, good = ApiToken.issue(alice, "t")
+    for _ in range(25):
+        assert Client(REMOTE_ADDR=ATTACKER).get("/api/v1/projects").status_code == 401
+    assert bearer(good).status_code == 200
+
+
+def test_the_token_window_is_a_setting(alice: Any, settings: Any) -> None:
+    settings.PORTAL_TOKEN_FAILURES_PER_ADDRESS = 3
+    settings.PORTAL_TOKEN_WINDOW_SECONDS = 1
+    _, good = ApiToken.issue(alice, "t")
+    for _ in range(3):
+        bearer("cp_guess")
+    assert int(bearer(good)["Retry-After"]) == 1
+    time.sleep(1.2)
+    assert bearer(good).status_code == 200
+
+
+def test_token_logs_name_the_address_never_the_token(alice: Any, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="crossport.security")
+    _, good = ApiToken.issue(alice, "t")
+    for _ in range(21):
+        bearer("cp_canary-token-value")
+    bearer(good)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "crossport.security")
+    assert ATTACKER in text and "20" in text
+    assert "canary-token-value" not in caplog.text and good not in caplog.text
+
+
+# --- websockets ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def _close_the_sync_threads_connection() -> Any:
+    """As in the consumer tests: PostgreSQL cannot drop a test database still in use."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+def socket(build: Build, token: str, address: str = ATTACKER) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(
+        application,
+        f"/ws/builds/{build.pk}/?format=json",
+        headers=[(b"authorization", f"Bearer {token}".encode())],
+    )
+    comm.scope["client"] = (address, 40000)  # the dict the application was handed
+    return comm
+
+
+async def closed_with(comm: WebsocketCommunicator) -> int:
+    await comm.connect()
+    while (message := await comm.receive_output(timeout=5))["type"] != "websocket.close":
+        pass
+    return int(message["code"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_close_the_sync_threads_connection")
+async def test_bad_socket_tokens_count_and_lock_the_address_out(
+    queued_build: Build, alice: Any
+) -> None:
+    _, good = await sync_to_async(ApiToken.issue)(alice, "t")
+    for i in range(10):
+        assert await closed_with(socket(queued_build, f"cp_guess-{i}")) == 4404
+    for i in range(10):  # the API and the sockets share one count per address
+        assert (await sync_to_async(bearer)(f"cp_guess-{i}")).status_code == 401
+    comm = socket(queued_build, good)
+    connected, _ = await comm.connect()
+    assert connected
+    refusal = json.loads(await comm.receive_from(timeout=5))
+    assert refusal["type"] == "error" and 55 < refusal["retry_after"] <= 60
+    assert (await comm.receive_output(timeout=5)) == {
+        "type": "websocket.close",
+        "code": 4429,
+        "reason": refusal["error"],
+    }
+    other = socket(queued_build, good, address=NEIGHBOUR)
+    connected, _ = await other.connect()
+    assert connected and json.loads(await other.receive_from(timeout=5))["type"] == "status"
+    await other.disconnect()
