@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import NON_FIELD_ERRORS
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
@@ -26,8 +26,8 @@ View = Callable[..., HttpResponseBase]
 
 
 def throttled_login(view: View) -> View:
-    """Refuse a locked-out account or address before the password is checked; then count
-    what the form says happened."""
+    """Refuse a locked-out account or address before the password is checked; then keep the
+    attempt counted if the form says the password was wrong, else give it back."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -35,22 +35,31 @@ def throttled_login(view: View) -> View:
             return view(request, *args, **kwargs)
         username = request.POST.get("username", "")
         address = throttle.client_address(request.META.get("REMOTE_ADDR"))
-        if wait := throttle.login_wait(username, address):
-            return locked_out(request, wait)
+        attempt = throttle.login_attempt(username, address)
+        if attempt.wait:
+            return locked_out(request, attempt.wait)
         response = view(request, *args, **kwargs)
-        # LoginView answers a rejected form with the page and the form in its context, and a
-        # login with a redirect.
-        form = (getattr(response, "context_data", None) or {}).get("form")
-        if form is None:
-            if request.user.is_authenticated:
-                throttle.login_succeeded(username)
-        elif form.has_error(NON_FIELD_ERRORS, "invalid_login") and form.get_user() is None:
-            # No user: the password was wrong. (The admin refuses a right password of a
-            # non-staff user with the same message; that is no guess.)
-            throttle.login_failed(username, address)
+        if _wrong_password(response):
+            attempt.failed()
+        elif isinstance(response, HttpResponseRedirect) and request.user.is_authenticated:
+            attempt.succeeded()  # LoginView redirects only after a login
+        else:
+            attempt.void()
         return response
 
     return wrapper
+
+
+def _wrong_password(response: HttpResponseBase) -> bool:
+    """LoginView answers a rejected form with the page and the form in its context. An
+    invalid_login without a user means the password was wrong (the admin refuses the right
+    password of a non-staff user with the same message; that is no guess)."""
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    return (
+        form is not None
+        and form.has_error(NON_FIELD_ERRORS, "invalid_login")
+        and form.get_user() is None
+    )
 
 
 def locked_out(request: HttpRequest, wait: int) -> HttpResponse:

@@ -18,6 +18,7 @@ usually holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -35,6 +36,19 @@ from portal.models import ApiToken
 log = logging.getLogger("crossport.security")
 
 TOKEN_REFUSAL = "too many bad API tokens from this address; retry in {wait} seconds"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """One counted attempt: its window's count now, this one included, and the seconds left."""
+
+    count: int
+    key: str
+    left: int
+
+    def give_back(self) -> None:
+        with contextlib.suppress(ValueError):  # the window has closed: nothing to give back
+            cache.decr(self.key)
 
 
 @dataclass(frozen=True)
@@ -58,16 +72,19 @@ class Rule:
         # Hashed: any user name makes a short key of safe characters.
         return f"throttle:{self.scope}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
 
+    def _left(self, start: float) -> int:
+        return max(1, math.ceil(start + self.window - time.time()))
+
     def wait(self, name: str) -> int:
         """Seconds until `name` may try again; 0: it may now."""
         key = self._key(name)
         start = cache.get(key)
         if start is None or cache.get(f"{key}:{start}", 0) < self.limit:
             return 0
-        return max(1, math.ceil(start + self.window - time.time()))
+        return self._left(start)
 
-    def fail(self, name: str) -> int:
-        """Count one failure; answer the failures in the current window, this one included."""
+    def take(self, name: str) -> Taken:
+        """Count one attempt in `name`'s current window, opening one if none is open."""
         key = self._key(name)
         now = time.time()
         # The key holds the window's start; add() lets one process open it when several race.
@@ -78,9 +95,9 @@ class Rule:
         count = f"{key}:{start}"
         cache.add(count, 0, timeout=self.window)
         try:
-            return int(cache.incr(count))
+            return Taken(int(cache.incr(count)), count, self._left(start))
         except ValueError:  # the window closed between add() and incr(): count in the next
-            return self.fail(name)
+            return self.take(name)
 
     def clear(self, name: str) -> None:
         cache.delete(self._key(name))
@@ -123,32 +140,55 @@ def _shown(username: str) -> str:
 # --- logins --------------------------------------------------------------------------------
 
 
-def login_wait(username: str, address: str) -> int:
-    """Seconds the account or the address must still wait before a password is checked."""
-    wait = max(LOGIN_ACCOUNT.wait(_account(username)), LOGIN_ADDRESS.wait(address))
-    if wait:
-        log.info(
-            "login refused for %s from %s: locked out for %ds", _shown(username), address, wait
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login attempt, counted before its password is checked: else parallel guesses could all
+    pass a check made before any of them had failed. One that was no wrong password is given
+    back."""
+
+    username: str
+    address: str
+    wait: int = 0  # > 0: refused for this many seconds, and nothing counted
+    taken: tuple[Taken, ...] = ()
+
+    def failed(self) -> None:
+        account, address = self.taken
+        log.warning(
+            "failed login for %s from %s (%d for the account, %d from the address in this window)",
+            _shown(self.username),
+            self.address,
+            account.count,
+            address.count,
         )
-    return wait
+
+    def void(self) -> None:
+        """No password was judged wrong (say, a field was missing)."""
+        for taken in self.taken:
+            taken.give_back()
+
+    def succeeded(self) -> None:
+        """The owner knew the password: their account's count starts again. The address's
+        count stays, or a guesser could wash their address clean with a login of their own."""
+        self.void()
+        LOGIN_ACCOUNT.clear(_account(self.username))
 
 
-def login_failed(username: str, address: str) -> None:
-    per_account = LOGIN_ACCOUNT.fail(_account(username))
-    per_address = LOGIN_ADDRESS.fail(address)
-    log.warning(
-        "failed login for %s from %s (%d for the account, %d from the address in this window)",
-        _shown(username),
-        address,
-        per_account,
-        per_address,
-    )
-
-
-def login_succeeded(username: str) -> None:
-    """The owner knew the password: their account's count starts again. The address's count
-    stays, or a guesser could wash their address clean with a login of their own."""
-    LOGIN_ACCOUNT.clear(_account(username))
+def login_attempt(username: str, address: str) -> LoginAttempt:
+    """Let an attempt in and count it, or refuse it (`wait`) while the account or the address
+    is locked out."""
+    rules = ((LOGIN_ACCOUNT, _account(username)), (LOGIN_ADDRESS, address))
+    # Reads first, so a flood of refused attempts costs no writes.
+    wait = max(rule.wait(name) for rule, name in rules)
+    if not wait:
+        taken = tuple(rule.take(name) for rule, name in rules)
+        over = [t.left for (rule, _), t in zip(rules, taken, strict=True) if t.count > rule.limit]
+        if not over:
+            return LoginAttempt(username, address, taken=taken)
+        for t in taken:  # a parallel attempt took the last place
+            t.give_back()
+        wait = max(over)
+    log.info("login refused for %s from %s: locked out for %ds", _shown(username), address, wait)
+    return LoginAttempt(username, address, wait=wait)
 
 
 # --- API tokens ----------------------------------------------------------------------------
@@ -157,7 +197,9 @@ def login_succeeded(username: str) -> None:
 def token_user(raw: str | None, address: str) -> tuple[Any | None, int]:
     """The user a bearer token names (None for none or a bad one), and the seconds the address
     must still wait (then the token is not looked at). `raw` None: no bearer token was sent,
-    which is no guess."""
+    which is no guess. Unlike a password, a token (256 random bits) is beyond guessing: this
+    count is against noise and abuse, so a bad token is counted after it is judged and a good
+    one costs two reads (parallel requests may overshoot the limit by those in flight)."""
     if wait := TOKEN_ADDRESS.wait(address):
         log.info("API token refused from %s: locked out for %ds", address, wait)
         return None, wait
@@ -165,6 +207,6 @@ def token_user(raw: str | None, address: str) -> tuple[Any | None, int]:
         return None, 0
     user = ApiToken.authenticate(raw)
     if user is None:
-        count = TOKEN_ADDRESS.fail(address)
+        count = TOKEN_ADDRESS.take(address).count
         log.warning("bad API token from %s (%d in this window)", address, count)
     return user, 0

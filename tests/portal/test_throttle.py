@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth import forms as auth_forms
 from django.db import connections
 from django.test import Client
 
@@ -107,6 +109,21 @@ def test_a_good_login_clears_its_accounts_failures_but_not_its_addresses(
     assert_locked_out(attempt("bob-password-1", username="bob"))
 
 
+def test_only_wrong_passwords_count(alice: Any, bob: Any) -> None:
+    for _ in range(15):  # no password: nothing was judged
+        assert (
+            Client(REMOTE_ADDR=ATTACKER).post("/login/", {"username": "alice"}).status_code == 200
+        )
+    for _ in range(9):
+        attempt(WRONG)
+    # Someone logged in, posting alice's name without a password, is no login of alice's.
+    browser = Client(REMOTE_ADDR=ATTACKER)
+    browser.force_login(bob)
+    assert browser.post("/login/", {"username": "alice"}).status_code == 200
+    attempt(WRONG)
+    assert_locked_out(attempt(RIGHT))
+
+
 def test_admin_login_shares_the_lockout(alice: Any) -> None:
     alice.is_staff = True
     alice.save()
@@ -136,6 +153,35 @@ def test_login_logs_name_the_user_and_address_never_the_password(alice: Any, cap
     assert WRONG not in caplog.text and RIGHT not in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_cannot_all_slip_past_the_check(alice: Any, monkeypatch: Any) -> None:
+    """A password check is slow on purpose: 30 guesses sent at once must not all be judged
+    because none of them had failed yet when each was let in."""
+    real = auth_forms.authenticate
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth_forms, "authenticate", slow)
+    start = threading.Barrier(30)
+    statuses: list[int] = []
+
+    def guess(i: int) -> None:
+        start.wait()
+        try:
+            statuses.append(attempt(WRONG, address=f"192.0.2.{i}").status_code)
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] * 10 + [429] * 20
+
+
 def test_spellings_of_one_account_or_client_count_as_one(alice: Any) -> None:
     for i, name in enumerate(["Alice", "ALICE", "ａｌｉｃｅ"] * 3 + ["alice"]):  # ａ: NFKC folds it
         attempt(WRONG, username=name, address=f"192.0.2.{i}")
@@ -151,7 +197,7 @@ def test_the_lockout_holds_across_portal_processes(alice: Any, settings: Any) ->
     code = (
         "import django; django.setup()\n"
         "from portal import throttle\n"
-        "for _ in range(10): throttle.login_failed('alice', '192.0.2.99')\n"
+        "for _ in range(10): throttle.login_attempt('alice', '192.0.2.99').failed()\n"
     )
     env = {
         **os.environ,
