@@ -76,11 +76,13 @@ def test_thirty_failures_from_one_address_lock_that_address(alice: Any, bob: Any
 
 
 def test_the_lockout_ends_when_the_window_passes(alice: Any, settings: Any) -> None:
-    settings.PORTAL_LOGIN_WINDOW_SECONDS = 1
-    for _ in range(10):
-        attempt(WRONG)
-    assert_locked_out(attempt(RIGHT), window=1)
-    time.sleep(1.2)
+    # One failure and a short window: the test needs the lockout checked before it passes,
+    # also on a busy machine.
+    settings.PORTAL_LOGIN_FAILURES_PER_USER = 1
+    settings.PORTAL_LOGIN_WINDOW_SECONDS = 2
+    attempt(WRONG)
+    assert_locked_out(attempt(RIGHT), window=2)
+    time.sleep(2.2)
     assert attempt(RIGHT).status_code == 302
 
 
@@ -236,13 +238,12 @@ def test_requests_without_a_token_are_not_guesses(alice: Any) -> None:
 
 
 def test_the_token_window_is_a_setting(alice: Any, settings: Any) -> None:
-    settings.PORTAL_TOKEN_FAILURES_PER_ADDRESS = 3
-    settings.PORTAL_TOKEN_WINDOW_SECONDS = 1
+    settings.PORTAL_TOKEN_FAILURES_PER_ADDRESS = 1
+    settings.PORTAL_TOKEN_WINDOW_SECONDS = 2
     _, good = ApiToken.issue(alice, "t")
-    for _ in range(3):
-        bearer("cp_guess")
-    assert int(bearer(good)["Retry-After"]) == 1
-    time.sleep(1.2)
+    bearer("cp_guess")
+    assert 0 < int(bearer(good)["Retry-After"]) <= 2
+    time.sleep(2.2)
     assert bearer(good).status_code == 200
 
 
