@@ -23,8 +23,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from portal import throttle
 from portal.grammar import InvalidValue
-from portal.models import ApiToken
 from portal.sealing import SealError
 
 MAX_BODY = 256 * 1024
@@ -94,10 +94,10 @@ def int_param(request: HttpRequest, name: str, default: int = 0) -> int:
     return int(value)
 
 
-def authenticate(request: HttpRequest) -> Any:
-    """The user a bearer token names, or None."""
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-    return ApiToken.authenticate(raw.strip()) if scheme.lower() == "bearer" else None
+def bearer_token(authorization: str) -> str | None:
+    """The raw token of an `Authorization: Bearer ...` header; None for any other header."""
+    scheme, _, raw = authorization.partition(" ")
+    return raw.strip() if scheme.lower() == "bearer" else None
 
 
 _PLAIN = {
@@ -144,13 +144,21 @@ def parse_body(request: HttpRequest, model: type[Body] | None) -> tuple[Any, Jso
 
 
 def api_view(**ops: Op) -> Callable[[View], View]:
-    """Auth first (401 before 405), then the method, then the body; 404 and 409 mapped."""
+    """Auth first (429 for a guessing address, 401 before 405), then the method, then the
+    body; 404 and 409 mapped."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            user = authenticate(request)
+            user, wait = throttle.token_user(
+                bearer_token(request.headers.get("Authorization", "")),
+                throttle.client_address(request.META.get("REMOTE_ADDR")),
+            )
+            if wait:
+                response = error(429, throttle.TOKEN_REFUSAL.format(wait=wait))
+                response["Retry-After"] = str(wait)
+                return response
             if user is None:
                 response = error(
                     401, "a valid API token is required (Authorization: Bearer <token>)"

@@ -22,6 +22,7 @@ _ERRORS = {
     "401": "Missing or invalid token",
     "404": "Not found, or not in one of your teams",
     "405": "Method not allowed",
+    "429": "Too many bad tokens from this address: wait Retry-After seconds",
 }
 
 

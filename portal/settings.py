@@ -1,8 +1,8 @@
 """Crossport settings: everything comes from the environment (django-environ).
 
 Embedded default (no variables set): SQLite and data under ./var, an in-memory channel layer and
-the build worker inside the server process. Scale-out: DATABASE_URL (PostgreSQL) and REDIS_URL
-(channels-redis) with separate `manage.py buildworker` processes.
+cache, and the build worker inside the server process. Scale-out: DATABASE_URL (PostgreSQL) and
+REDIS_URL (channels-redis and the cache) with separate `manage.py buildworker` processes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ CSRF_TRUSTED_ORIGINS = env.list("PORTAL_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "portal.apps.AdminConfig",  # django.contrib.admin, its login behind the lockout
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -120,6 +120,18 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds what every portal process must agree on (login and token failure counts,
+# portal/throttle.py): Redis when there are several processes, memory in the embedded one.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache"
+        if REDIS_URL
+        else "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("PORTAL_CACHE_PREFIX", default="crossport"),
+    }
+}
+
 # The build worker runs inside `manage.py serve` unless separate workers carry the load.
 PORTAL_EMBEDDED_WORKER = env.bool("PORTAL_EMBEDDED_WORKER", default=not REDIS_URL)
 
@@ -186,6 +198,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Guessing (portal/throttle.py): past these many failures in the window, every attempt from that
+# account or address answers 429 until the window (opened by the first failure) has passed.
+PORTAL_LOGIN_FAILURES_PER_USER = env.int("PORTAL_LOGIN_FAILURES_PER_USER", default=10)
+PORTAL_LOGIN_FAILURES_PER_ADDRESS = env.int("PORTAL_LOGIN_FAILURES_PER_ADDRESS", default=30)
+PORTAL_LOGIN_WINDOW_SECONDS = env.int("PORTAL_LOGIN_WINDOW_SECONDS", default=900)
+PORTAL_TOKEN_FAILURES_PER_ADDRESS = env.int("PORTAL_TOKEN_FAILURES_PER_ADDRESS", default=20)
+PORTAL_TOKEN_WINDOW_SECONDS = env.int("PORTAL_TOKEN_WINDOW_SECONDS", default=60)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -7,11 +7,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
-from portal import api, views
+from portal import api, logins, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="portal/login.html"), name="login"),
+    path("login/", logins.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<id:pk>/revoke", views.token_revoke, name="token-revoke"),

@@ -2,10 +2,13 @@
 
 A bearer token is not an ambient credential, so token clients skip the Origin check; browser
 connections ride on the session cookie and must come from the portal's own pages (SameOrigin).
+Token guesses count with the API's (portal/throttle.py): a locked-out address is told so and
+closed with 4429, HTTP's 429 as an application close code (the consumer closes with 4404).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,7 +18,10 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
-from portal.models import ApiToken
+from portal import throttle
+from portal.apiview import bearer_token
+
+LOCKED_OUT = 4429
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 Origin = tuple[str, str, int]  # scheme, host name (lower case), port
@@ -28,12 +34,27 @@ class TokenOrSessionAuth:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         headers = dict(scope.get("headers", []))
-        scheme, _, raw = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer":
-            user = await database_sync_to_async(ApiToken.authenticate)(raw.strip())
-            scope = {**scope, "user": user or AnonymousUser()}
-            return await self.token_app(scope, receive, send)
-        return await self.session_app(scope, receive, send)
+        raw = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+        if raw is None:
+            return await self.session_app(scope, receive, send)
+        client = scope.get("client") or [None]
+        address = throttle.client_address(client[0])
+        user, wait = await database_sync_to_async(throttle.token_user)(raw, address)
+        if wait:
+            return await refuse(receive, send, wait)
+        return await self.token_app({**scope, "user": user or AnonymousUser()}, receive, send)
+
+
+async def refuse(receive: Any, send: Any, wait: int) -> None:
+    """Accept, then say why and close: a refused handshake would reach the client as a bare
+    403, and daphne drops a close frame's reason, so the wait goes in a message first."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    text = throttle.TOKEN_REFUSAL.format(wait=wait)
+    await send({"type": "websocket.accept"})
+    message = {"type": "error", "error": text, "retry_after": wait}
+    await send({"type": "websocket.send", "text": json.dumps(message)})
+    await send({"type": "websocket.close", "code": LOCKED_OUT, "reason": text})
 
 
 class SameOrigin:

@@ -24,9 +24,13 @@ def _isolated_settings(settings: Any, tmp_path: Path) -> None:
     settings.PORTAL_OUTBOUND_ALLOW = ["localhost:5000"]
     # Where the test projects' file:// repositories live (tests that check refusals narrow it).
     settings.PORTAL_GIT_FILE_ROOTS = ["/srv/git"]
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    # Each test starts with an empty cache, in the scale-out run too, where the cache is a
+    # Redis that other runs may share.
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
     if settings.REDIS_URL:
         # The scale-out run exercises channels-redis itself, on a prefix of its own.
-        settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"test-{uuid.uuid4().hex[:8]}"
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
     else:
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
