@@ -21,6 +21,8 @@ def projects_for(user: Any) -> QuerySet[Project]:
 
 
 def get_team_for_user(user: Any, slug: str, *, admin: bool = False) -> Team:
+    if not slug.isprintable() or len(slug) > 50:  # names no team; a NUL would reach the query
+        raise Http404("no such team")
     teams = teams_for(user)
     if admin:
         teams = teams.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
