@@ -20,6 +20,7 @@ from builds.models import (
 )
 from builds.nodes import BINFMT_NAMES, HEALTH_FIELDS, binfmt_image, check_node, install_emulators
 from portal.grammar import InvalidValue
+from portal.http import posted_pk
 
 # What a health check learns, as the admin shows it (free disk in human units).
 HEALTH_SHOWN = [name.replace("free_disk_bytes", "free_disk") for name in HEALTH_FIELDS]
@@ -203,7 +204,7 @@ class BuildxBuilderAdmin(ObjectPageAdmin):
         results = request.session.pop("builder_results", [])
         if request.method == "POST":
             action = request.POST.get("action")
-            node = BuilderNode.objects.filter(pk=request.POST.get("node") or 0).first()
+            node = BuilderNode.objects.filter(pk=posted_pk(request, "node")).first()
             if action == "bootstrap":
                 done = builders.bootstrap(builder)
             elif action == "inspect":

@@ -20,7 +20,8 @@ from django.db.models import Q, QuerySet
 from builds.models import Build, ManifestRecord
 from builds.registry import IndexSummary
 from portal import tagging
-from portal.grammar import InvalidValue
+from portal.grammar import InvalidValue, check_text
+from portal.ids import parse_id
 from portal.models import Project, Team
 
 
@@ -112,16 +113,18 @@ def filter_records(
     records: QuerySet[ManifestRecord], params: Mapping[str, str]
 ) -> QuerySet[ManifestRecord]:
     """Narrow an access-checked queryset by team slug, project id, tag, person, date range."""
+    # Names are checked as text first: a NUL would reach PostgreSQL, which refuses it (a 500).
     if team := params.get("team"):
+        team = check_text("team", team, 50)
         records = records.filter(Q(team__slug=team) | Q(project__team__slug=team))
     if project := params.get("project"):
-        if not (project.isascii() and project.isdecimal()):
+        if (project_id := parse_id(project)) is None:
             raise InvalidValue("project", project, "expected a project id")
-        records = records.filter(project_id=int(project))
+        records = records.filter(project_id=project_id)
     if tag := params.get("tag"):
-        records = records.filter(reference__endswith=f":{tag}")
+        records = records.filter(reference__endswith=f":{check_text('tag', tag, 128)}")
     if person := params.get("person"):
-        records = records.filter(pushed_by__username=person)
+        records = records.filter(pushed_by__username=check_text("person", person, 150))
     if since := params.get("since"):
         records = records.filter(pushed_at__date__gte=_date("since", since))
     if until := params.get("until"):

@@ -23,10 +23,11 @@ from typing import Any
 
 from builds import ledger, registry
 from builds.models import Build, ManifestRecord
+from portal.access import check_repository
 from portal.grammar import InvalidValue
 from portal.grammar.platform import normalize_platform
 from portal.grammar.reference import ImageRef, parse_reference
-from portal.models import Project, Team, image_allowed, other_owner
+from portal.models import Project, Team
 
 MAX_SOURCES = 16
 
@@ -148,10 +149,7 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
     ref = parse_reference(target)
     if not ref.tag or ref.digest:
         raise InvalidValue("target", target, "give repository:tag (a tag, no digest)")
-    if not image_allowed(ref.repository, team.image_prefix):
-        raise InvalidValue(
-            "target", target, f"team {team.slug} pushes only below {team.image_prefix}"
-        )
+    check_repository("target", ref.repository, team)
     if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
         raise InvalidValue("sources", sources, "expected a list of image references")
     if len(sources) > MAX_SOURCES:
@@ -172,27 +170,18 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
                 "source", text, f"sources must be in the target's registry {ref.domain}"
             )
         # The portal reads (and may copy) sources with its own access: only the team's images.
-        if not image_allowed(source_ref.repository, team.image_prefix):
-            raise InvalidValue(
-                "source", text, f"team {team.slug} reads only images below {team.image_prefix}"
-            )
-        _check_not_foreign(team, "source", text, source_ref)
+        check_repository("source", source_ref.repository, team)
         refs.append(source_ref)
     if len({(r.repository, r.digest or r.tag or "latest") for r in refs}) != len(refs):
         raise InvalidValue("sources", sources, "a source is listed twice")
-    _check_not_foreign(team, "target", target, ref)
     tag = ref.tag
     assert tag is not None
     if ledger.version_taken(ref.repository, tag, lambda: registry.tag_exists(ref, tag)):
         raise InvalidValue("target", f"{ref.repository}:{tag}", "versions are immutable")
-    running = Build.objects.filter(
-        project__image=ref.repository, state=Build.State.RUNNING
-    ).select_related("project")
-    if (build := running.first()) is not None:
-        # Its push would race this one for the tag (and the ledger's previous digest).
-        raise InvalidValue(
-            "target", target, f"build {build.pk} of {build.project} is pushing there; try after it"
-        )
+    if Build.objects.filter(project__image=ref.repository, state=Build.State.RUNNING).exists():
+        # Its push would race this one for the tag (and the ledger's previous digest). Not
+        # named: it may be another team's that builds the repository too.
+        raise InvalidValue("target", target, "a build is pushing there; try after it")
     result = MergePlan(team, ref, ref.tag, [])
     owner: dict[str, str] = {}
     for text, source_ref in zip(sources, refs, strict=True):
@@ -205,12 +194,6 @@ def plan(team: Team, target: object, sources: object, overrides: object = None) 
             owner[platform] = text
         result.sources.append(source)
     return result
-
-
-def _check_not_foreign(team: Team, name: str, text: str, ref: ImageRef) -> None:
-    """A repository another team's project builds is that team's, prefix or not."""
-    if (other := other_owner(ref.repository, team)) is not None:
-        raise InvalidValue(name, text, f"{ref.repository} belongs to team {other.slug}")
 
 
 def push(merge: MergePlan, user: Any) -> ManifestRecord:

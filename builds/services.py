@@ -21,10 +21,11 @@ from builds.planner import STRATEGIES, PlanError, builder_name, validate_strateg
 from builds.proc import ProcessStopped
 from lang_plugins.base import Rendered
 from portal import outbound, tagging
+from portal.access import check_repository
 from portal.grammar import InvalidValue, unique_values
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.reference import validate_tag
-from portal.models import Project, image_allowed
+from portal.models import Project
 from portal.private import private_dir
 
 MAX_TAGS = 10
@@ -105,11 +106,8 @@ def queue_build(
     if name is not None and not BuildxBuilder.objects.filter(name=name).exists():
         raise InvalidValue("strategy", strategy, f"no buildx builder named {name}")
     ref = validate_git_ref(ref) if ref else project.ref
-    if not image_allowed(project.image, project.team.image_prefix):
-        # The prefix may have changed (or the image edited in the admin) since registration.
-        raise InvalidValue(
-            "image", project.image, f"team pushes only below {project.team.image_prefix}"
-        )
+    # The prefix may have changed (or the image edited in the admin) since registration.
+    check_repository("image", project.image, project.team)
     clean = clean_tags(tags, project.tag_templates)
     with transaction.atomic():
         build = Build.objects.create(

@@ -9,9 +9,19 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 
 from portal.access import get_project_for_user, projects_for
-from portal.apiview import Body, Op, Schema, api_view, array_of, error, shape
+from portal.apiview import (
+    Body,
+    Op,
+    Schema,
+    api_view,
+    array_of,
+    authenticate,
+    error,
+    shape,
+)
 from portal.forms import ProjectForm
 from portal.openapi import openapi_document
 
@@ -82,15 +92,10 @@ def project_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
     return JsonResponse(get_project_for_user(request.user, pk).to_api())
 
 
+@csrf_exempt
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    """Any other path under /api/: JSON, like every API answer (after the token check)."""
+    """Any other path under /api/: 401 without a token, as on every route, then a JSON 404."""
+    _, refusal = authenticate(request)
+    if refusal is not None:
+        return refusal
     return error(404, f"no API route {request.path}")
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: JSON under /api/, Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return error(500, "internal error; it has been logged")
-    from django.views.defaults import server_error as page
-
-    return page(request)

@@ -10,19 +10,12 @@ from django.urls import reverse_lazy
 
 import lang_plugins
 from portal import outbound, tagging
-from portal.access import teams_for
+from portal.access import NOT_ALLOWED, repository_allowed, teams_for
 from portal.grammar import InvalidValue
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.platform import normalize_platforms
 from portal.grammar.reference import ImageRef, parse_repository
-from portal.models import (
-    Membership,
-    Project,
-    Team,
-    image_allowed,
-    name_validator,
-    other_owner,
-)
+from portal.models import Membership, Project, Team, name_validator
 
 COMMON_PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 OPTION_PREFIX = "opt_"
@@ -144,10 +137,8 @@ class ProjectForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         team, name, image = cleaned.get("team"), cleaned.get("name"), cleaned.get("image")
-        if team and image and not image_allowed(image, team.image_prefix):
-            self.add_error("image", f"Team {team.slug} pushes only below {team.image_prefix}")
-        elif team and image and (other := other_owner(image, team)) is not None:
-            self.add_error("image", f"{image} is built by team {other.slug}.")
+        if team and image and not repository_allowed(image, team):
+            self.add_error("image", NOT_ALLOWED)
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
         language = cleaned.get("language")

@@ -25,4 +25,8 @@ urlpatterns = [
     re_path(r"^api/", api.not_found),  # last: an unknown API path is a JSON 404
 ]
 
-handler500 = "portal.api.server_error"
+# Django's own refusals: JSON under /api/, pages elsewhere (portal/errors.py).
+handler400 = "portal.errors.bad_request"
+handler403 = "portal.errors.permission_denied"
+handler404 = "portal.errors.page_not_found"
+handler500 = "portal.errors.server_error"

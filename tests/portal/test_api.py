@@ -10,6 +10,7 @@ from builds.buildlog import BuildLog
 from builds.models import Build
 from builds.worker import work_once
 from fakes import INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
+from portal.access import NOT_ALLOWED
 from portal.models import ApiToken, Project
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +76,8 @@ def test_bad_project_input_is_refused_and_changes_nothing(
 def test_bad_options_name_the_option(alice: Any, api: Any, options: dict[str, str]) -> None:
     response = api(alice).post("/api/v1/projects", {**GOOD, "options": options})
     assert response.status_code == 400
-    errors = str(response.json()["fields"]["__all__"])
+    # The plugin names it; a NUL no field may hold is refused with the body, named there.
+    errors = str(response.json().get("fields", {}).get("__all__") or response.json()["error"])
     assert next(iter(options)) in errors
     assert not Project.objects.exists()
 
@@ -186,7 +188,7 @@ def test_a_team_pushes_only_below_its_image_prefix(alice: Any, api: Any, alpha: 
     alpha.save()
     response = api(alice).post("/api/v1/projects", {**GOOD, "image": "localhost:5000/beta/app"})
     assert response.status_code == 400
-    assert "localhost:5000/alpha/" in str(response.json()["fields"]["image"])
+    assert response.json()["fields"]["image"][0]["message"] == NOT_ALLOWED
     assert api(alice).post("/api/v1/projects", GOOD).status_code == 201
 
 
@@ -211,7 +213,7 @@ def test_a_repository_belongs_to_one_teams_projects(
         body = {**GOOD, "team": "beta", "image": image}
         response = api(charlie).post("/api/v1/projects", body)
         assert response.status_code == 400
-        assert "is built by team alpha" in str(response.json()["fields"]["image"])
+        assert response.json()["fields"]["image"][0]["message"] == NOT_ALLOWED
     assert Project.objects.count() == 1
     # The team itself may keep several projects on one repository (say, two Dockerfiles).
     second = api(alice).post("/api/v1/projects", {**GOOD, "name": "hello-2"})
@@ -238,5 +240,5 @@ def test_image_prefix_is_compared_by_path_segment_and_rechecked_at_build(
     alpha.image_prefix = "localhost:5000/other"
     alpha.save()
     response = api(alice).post(f"/api/v1/projects/{project.pk}/builds", {})
-    assert response.status_code == 400 and "localhost:5000/other" in response.json()["error"]
+    assert response.status_code == 400 and response.json()["error"] == NOT_ALLOWED
     assert not Build.objects.exists()

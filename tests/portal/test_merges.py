@@ -12,6 +12,7 @@ import pytest
 
 from builds import registry
 from builds.models import ManifestRecord
+from portal.access import NOT_ALLOWED
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_merges_respect_the_team_prefix_and_membership(
     alice_team.save()
     body = {"team": "alpha", "target": "localhost:5000/beta/m:v1", "sources": ["x"]}
     response = api(alice).post("/api/v1/merges", body)
-    assert response.status_code == 400 and "pushes only below" in response.json()["error"]
+    assert response.status_code == 400 and response.json()["error"] == NOT_ALLOWED
     assert api(charlie).post("/api/v1/merges", body).status_code == 404
     # Sources too: the portal reads and copies them with its own access.
     stolen = body | {
@@ -83,7 +84,7 @@ def test_merges_respect_the_team_prefix_and_membership(
         "sources": ["localhost:5000/beta/private:v1"],
     }
     response = api(alice).post("/api/v1/merges", stolen | {"dry_run": True})
-    assert response.status_code == 400 and "reads only images below" in response.json()["error"]
+    assert response.status_code == 400 and response.json()["error"] == NOT_ALLOWED
 
 
 def test_a_repository_of_another_teams_project_is_neither_target_nor_source(
@@ -100,7 +101,7 @@ def test_a_repository_of_another_teams_project_is_neither_target_nor_source(
     ):
         response = api(charlie).post("/api/v1/merges", {"team": "beta"} | body)
         assert response.status_code == 400, response.json()
-        assert f"{project.image} belongs to team alpha" in response.json()["error"]
+        assert response.json()["error"] == NOT_ALLOWED
     assert no_registry == [] and not ManifestRecord.objects.exists()
 
 
@@ -207,8 +208,7 @@ def test_another_spelling_of_the_registry_is_the_same_repository(
     target = project.image.replace("localhost:5000", "LOCALHOST:5000") + ":1.2.3"
     body = {"team": "beta", "target": target, "sources": ["localhost:5000/beta/m:a"]}
     response = api(charlie).post("/api/v1/merges", body)
-    assert response.status_code == 400
-    assert f"{project.image} belongs to team alpha" in response.json()["error"]
+    assert response.status_code == 400 and response.json()["error"] == NOT_ALLOWED
 
 
 def test_a_team_keeps_its_repository_when_another_team_registered_it_too(
