@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from portal.models import ApiToken, Membership, Project, Team
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(settings: Any, tmp_path: Path) -> None:
+def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
     settings.PORTAL_BASE_IMAGE_MIRROR = "localhost:5000/library"
     # As the test stack does for its own registry: nothing else internal is allowed.
@@ -33,6 +33,18 @@ def _isolated_settings(settings: Any, tmp_path: Path) -> None:
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
     else:
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    yield
+    _close_cache_connections()
+
+
+def _close_cache_connections() -> None:
+    """Each test's cache is a new Redis client whose pool Django never disconnects: without
+    this a scale-out run leaks a socket per test, and select() fails past 1024 descriptors."""
+    from django.core.cache import caches
+
+    for cache in caches.all(initialized_only=True):
+        for pool in getattr(getattr(cache, "_cache", None), "_pools", {}).values():
+            pool.disconnect()
 
 
 @pytest.fixture
