@@ -26,6 +26,7 @@ from builds import registry
 from builds.models import RegistryCredential
 from portal import outbound
 from portal.grammar import InvalidValue
+from portal.grammar.login import validate_login
 from portal.grammar.reference import DEFAULT_DOMAIN, canonical_domain, parse_reference
 from portal.sealing import SealError
 
@@ -49,18 +50,6 @@ def validate_registry(value: object) -> str:
     if not _REGISTRY.fullmatch(host):
         raise InvalidValue("registry", value, "not a host[:port]")
     return canonical_domain(host)
-
-
-def validate_login(username: object, password: object) -> tuple[str, str]:
-    if not isinstance(username, str) or not username or len(username) > 255:
-        raise InvalidValue("username", "(hidden)", "give a user name of at most 255 characters")
-    if any(c in username for c in ":\r\n\0"):
-        raise InvalidValue("username", "(hidden)", "no ':' or control characters")
-    if not isinstance(password, str) or not password or len(password) > 4096:
-        raise InvalidValue("password", "(hidden)", "give a password or token (at most 4096)")
-    if any(c in password for c in "\r\n\0"):
-        raise InvalidValue("password", "(hidden)", "no line breaks or NUL characters")
-    return username, password
 
 
 def registry_of(image: str) -> str:
