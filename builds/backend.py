@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from builds import buildx, gitsource, registry
+from builds.gitauth import GitAccess
 from builds.models import BuilderNode
 from builds.nodes import check_node
 from portal.grammar.reference import ImageRef
@@ -20,8 +21,10 @@ Tick = Callable[[], bool]  # renews the lease; True when the build should stop
 class Backend:
     """The real world: git, buildx and the registry. Tests subclass it (``tests/fakes.py``)."""
 
-    def fetch(self, url: str, ref: str, dest: Path, tick: Tick) -> str:
-        return gitsource.fetch(url, ref, dest, tick=tick)
+    def fetch(
+        self, url: str, ref: str, dest: Path, tick: Tick, access: GitAccess | None = None
+    ) -> str:
+        return gitsource.fetch(url, ref, dest, tick=tick, access=access)
 
     def build(
         self,

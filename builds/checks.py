@@ -1,6 +1,6 @@
 """System checks (``manage.py check``): secrets at rest and the strategies queued builds name.
 
-Secrets are node TLS keys and registry logins.
+Secrets are node TLS keys, registry logins, and projects' deploy keys and git tokens.
 
 Both are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
 their own, rotating the secret key (a routine step after a leak) silently loses every stored
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
+from portal.models import Project
 from portal.sealing import SealError, unseal
 
 from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential
@@ -27,12 +28,18 @@ def _sealed_samples() -> list[tuple[str, str]]:
     try:
         node = BuilderNode.objects.exclude(tls_sealed="").order_by("pk").first()
         login = RegistryCredential.objects.exclude(password_sealed="").order_by("pk").first()
+        keyed = Project.objects.exclude(deploy_key_sealed="").order_by("pk").first()
+        token = Project.objects.exclude(git_token_sealed="").order_by("pk").first()
     except DatabaseError:  # not migrated yet (migrate runs the checks first)
         return []
     if node is not None:
         samples.append((f"builder node {node.name!r} TLS key", node.tls_sealed))
     if login is not None:
         samples.append((f"registry login for {login.registry}", login.password_sealed))
+    if keyed is not None:
+        samples.append((f"deploy key of project {keyed}", keyed.deploy_key_sealed))
+    if token is not None:
+        samples.append((f"git token of project {token}", token.git_token_sealed))
     return samples
 
 
@@ -48,7 +55,8 @@ def check_sealed_secrets(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 checks.Error(
                     f"The stored {what} cannot be decrypted with the current key.",
                     hint="Set PORTAL_ENCRYPTION_KEY back to the key it was saved with, or enter "
-                    "the secrets again (admin: builder nodes; team pages: registry logins).",
+                    "the secrets again (admin: builder nodes; team pages: registry logins; project "
+                    "pages: a new deploy key, the git token).",
                     id="crossport.E002",
                 )
             )

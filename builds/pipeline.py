@@ -38,6 +38,7 @@ from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.buildruns import BuildxRuns
 from builds.dockerhost import cert_dir
+from builds.gitauth import for_project as git_access
 from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
@@ -118,7 +119,9 @@ class BuildRun:
         self.log.say(f"fetching {project.git_url} at {self.build.ref}")
         src = workspace / "src"
         try:
-            commit = self.backend.fetch(project.git_url, self.build.ref, src, self.lease.renew)
+            access = git_access(project)  # the project's deploy key and token, nothing else
+            renew = self.lease.renew
+            commit = self.backend.fetch(project.git_url, self.build.ref, src, renew, access)
         except gitsource.SourceError as exc:
             raise BuildFailed(str(exc)) from exc
         self.build.commit = commit

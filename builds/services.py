@@ -15,6 +15,7 @@ from django.utils import timezone
 
 import lang_plugins
 from builds import gitsource, lint
+from builds.gitauth import GitAccess
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.nodes import plan_build
 from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
@@ -174,8 +175,9 @@ def workspace_root() -> Path:
     return private_dir(Path(settings.PORTAL_WORKSPACE_DIR))
 
 
-def detect_source(git_url: str, ref: str) -> dict[str, Any]:
+def detect_source(git_url: str, ref: str, access: GitAccess | None = None) -> dict[str, Any]:
     """Fetch the source and ask every plugin what it is: language, options and evidence.
+    `access`: a project's key and token, or a team's pins and a one-off token (never stored).
     Raises InvalidValue for a bad URL/ref, SourceError when the fetch fails."""
     git_url, ref = validate_git_url(git_url), validate_git_ref(ref)
     outbound.check_git_url(git_url)
@@ -183,7 +185,11 @@ def detect_source(git_url: str, ref: str) -> dict[str, Any]:
         deadline = time.monotonic() + DETECT_TIMEOUT
         try:
             commit = gitsource.fetch(
-                git_url, ref, Path(work) / "src", tick=lambda: time.monotonic() > deadline
+                git_url,
+                ref,
+                Path(work) / "src",
+                tick=lambda: time.monotonic() > deadline,
+                access=access,
             )
         except ProcessStopped as exc:
             raise gitsource.SourceError(f"fetching took over {DETECT_TIMEOUT}s") from exc

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from portal.models import ApiToken, Membership, Project, Team
+from portal.models import ApiToken, Membership, PinnedHostKey, Project, Team
 
 
 class MembershipInline(admin.TabularInline):
@@ -29,3 +29,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False  # tokens are issued on the tokens page, where the raw value is shown once
+
+
+@admin.register(PinnedHostKey)
+class PinnedHostKeyAdmin(admin.ModelAdmin):
+    """Delete a pin when a git server's host key really changed; the next fetch pins anew."""
+
+    list_display = ["host", "port", "team", "key_type", "pinned_at"]
+    list_filter = ["team"]
+    readonly_fields = ["team", "host", "port", "key_type", "key", "pinned_at"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False  # pinned by the first fetch, or listed in PORTAL_GIT_KNOWN_HOSTS

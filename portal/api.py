@@ -10,8 +10,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
+from pydantic import Field
 
-from portal.access import get_project_for_user, projects_for
+from portal import gitaccess
+from portal.access import get_project_for_user, is_team_admin, projects_for
 from portal.apiview import (
     Body,
     Op,
@@ -23,6 +25,7 @@ from portal.apiview import (
     shape,
 )
 from portal.forms import ProjectForm
+from portal.grammar import InvalidValue
 from portal.openapi import openapi_document
 
 PROJECT = Schema(
@@ -39,6 +42,7 @@ PROJECT = Schema(
         options="object",
         tags=array_of("string"),
         immutable_tags="boolean",
+        git_token_set="boolean",
         created_at={"type": "string", "format": "date-time"},
     ),
 )
@@ -90,6 +94,55 @@ def projects(request: HttpRequest, body: Any) -> HttpResponse:
 @api_view(GET=Op("One project", answers=PROJECT))
 def project_detail(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
     return JsonResponse(get_project_for_user(request.user, pk).to_api())
+
+
+DEPLOY_KEY = Schema(
+    "DeployKey", shape(public_key="string", fingerprint="string", where_to_add="string")
+)
+
+
+class GitTokenIn(Body):
+    username: str = Field(description="the user name the git server expects with the token")
+    token: str = Field(description="write-only: stored sealed, never answered")
+
+
+@api_view(
+    GET=Op("The project's SSH deploy key (public half)", answers=DEPLOY_KEY),
+    POST=Op("Make a new deploy key; the old one stops working (team admins)", answers=DEPLOY_KEY),
+)
+def deploy_key(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    if request.method == "POST":
+        if not is_team_admin(request.user, project.team):
+            return error(403, "deploy keys are rotated by team admins")
+        public = gitaccess.rotate_deploy_key(project)
+    else:
+        public = gitaccess.deploy_key(project)
+    return JsonResponse(
+        {
+            "public_key": public,
+            "fingerprint": gitaccess.fingerprint(public),
+            "where_to_add": gitaccess.WHERE_TO_PASTE,
+        }
+    )
+
+
+@api_view(
+    PUT=Op("Set the project's https git token (team admins; write-only)", GitTokenIn, 204),
+    DELETE=Op("Remove the project's git token (team admins)", status=204),
+)
+def git_token(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    project = get_project_for_user(request.user, pk)
+    if not is_team_admin(request.user, project.team):
+        return error(403, "git tokens are managed by team admins")
+    if request.method == "DELETE":
+        gitaccess.clear_git_token(project)
+        return HttpResponse(status=204)
+    try:
+        gitaccess.set_git_token(project, body["username"], body["token"])
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    return HttpResponse(status=204)
 
 
 @csrf_exempt

@@ -35,6 +35,7 @@ MAX_BODY = 256 * 1024
 # ours, and code that recurses over it would fail with RecursionError, a 500.
 MAX_DEPTH = 16
 View = Callable[..., HttpResponse]
+BODY_METHODS = ("POST", "PATCH", "PUT")  # the methods whose JSON body is read and checked
 
 
 class Body(BaseModel):
@@ -183,7 +184,8 @@ def _encodes(text: str) -> bool:
 
 
 def parse_body(request: HttpRequest, model: type[Body] | None) -> tuple[Any, HttpResponse | None]:
-    """The JSON object a POST or PATCH carries, checked against `model`, or the error answer."""
+    """The JSON object a POST, PATCH or PUT carries, checked against `model`, or the error
+    answer."""
     try:
         raw = request.body
     except RequestDataTooBig:  # over Django's own limit, refused before reading
@@ -224,7 +226,7 @@ def api_view(**ops: Op) -> Callable[[View], View]:
             if op is None:
                 return error(405, f"method {request.method} not allowed", allowed=list(ops))
             body: Any = None
-            if request.method in ("POST", "PATCH"):
+            if request.method in BODY_METHODS:
                 body, problem = parse_body(request, op.body)
                 if problem is not None:
                     return problem

@@ -123,6 +123,12 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Private repositories (portal/gitaccess.py): the project's SSH deploy key and an https
+    # token, both sealed (portal/sealing.py); only the public key is ever shown.
+    deploy_key_sealed = models.TextField(blank=True, editable=False)
+    deploy_public_key = models.CharField(max_length=200, blank=True, editable=False)
+    git_token_sealed = models.TextField(blank=True, editable=False)
+    git_token_username = models.CharField(max_length=255, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -149,8 +155,30 @@ class Project(models.Model):
             "options": self.options,
             "tags": self.tag_templates,
             "immutable_tags": self.immutable_tags,
+            "git_token_set": bool(self.git_token_sealed),
             "created_at": self.created_at.isoformat(),
         }
+
+
+class PinnedHostKey(models.Model):
+    """The SSH host key a team's first successful fetch from host:port saw; later fetches
+    accept only this key (unless PORTAL_GIT_KNOWN_HOSTS names the operator's own file)."""
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="host_keys")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    key_type = models.CharField(max_length=50)
+    key = models.TextField()  # base64, as in known_hosts
+    pinned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "host", "port"], name="one_host_key_per_team")
+        ]
+        ordering = ["host", "port"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port} {self.key_type}"
 
 
 def other_owner(image: str, team: Team) -> Team | None:

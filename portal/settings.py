@@ -236,6 +236,9 @@ PORTAL_GIT_CLI = env.str("PORTAL_GIT_CLI", default="git")
 PORTAL_OUTBOUND_ALLOW = env.list("PORTAL_OUTBOUND_ALLOW", default=[])
 # file:// git URLs read this machine's disk: allowed only below these folders (none by default).
 PORTAL_GIT_FILE_ROOTS = env.list("PORTAL_GIT_FILE_ROOTS", default=[])
+# The operator's known_hosts for ssh:// git servers; unset, each team pins the key its first
+# fetch from a host:port saw (builds/gitauth.py).
+PORTAL_GIT_KNOWN_HOSTS = env.str("PORTAL_GIT_KNOWN_HOSTS", default="")
 PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR / "workspaces")))
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)

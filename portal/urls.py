@@ -16,11 +16,14 @@ urlpatterns = [
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<id:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("teams/<slug:slug>/", views.team_detail, name="team"),
+    path("projects/<id:pk>/git-access", views.project_git_access, name="project-git-access"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
     path("api/v1/projects", api.projects, name="api-projects"),
     path("api/v1/projects/<id:pk>", api.project_detail, name="api-project"),
+    path("api/v1/projects/<id:pk>/deploy-key", api.deploy_key, name="api-project-deploy-key"),
+    path("api/v1/projects/<id:pk>/git-token", api.git_token, name="api-project-git-token"),
     path("", include("builds.urls")),
     re_path(r"^api/", api.not_found),  # last: an unknown API path is a JSON 404
 ]

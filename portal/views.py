@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from portal import gitaccess
 from portal import teams as services_team
-from portal.access import get_team_for_user, is_team_admin, projects_for, teams_for
+from portal.access import (
+    get_project_for_user,
+    get_team_for_user,
+    is_team_admin,
+    projects_for,
+    teams_for,
+)
 from portal.forms import MembershipForm, TokenForm
+from portal.grammar import InvalidValue
 from portal.http import Request, posted_pk
 from portal.models import ApiToken
 
@@ -85,3 +94,29 @@ def team_detail(request: Request, slug: str) -> HttpResponse:
             "logins": team.credentials.all() if is_admin else [],
         },
     )
+
+
+@login_required
+@require_POST
+def project_git_access(request: Request, pk: int) -> HttpResponse:
+    """Team admins: set or remove the git token, or make a new deploy key."""
+    project = get_project_for_user(request.user, pk)
+    if not is_team_admin(request.user, project.team):
+        raise PermissionDenied("repository access is managed by team admins")
+    action = request.POST.get("action")
+    if action == "rotate":
+        gitaccess.rotate_deploy_key(project)
+        messages.success(request, "New deploy key: add it to the repository again.")
+    elif action == "clear-token":
+        gitaccess.clear_git_token(project)
+        messages.info(request, "Git token removed.")
+    elif action == "token":
+        try:
+            gitaccess.set_git_token(
+                project, request.POST.get("username", ""), request.POST.get("token", "")
+            )
+        except InvalidValue as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Git token saved.")
+    return redirect(project)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from builds.backend import Backend
 from builds.buildx import BuildSpec
+from builds.gitauth import GitAccess
 from builds.models import BuilderNode
 from builds.registry import IndexSummary
 from portal.grammar.reference import ImageRef
@@ -62,8 +63,17 @@ class FakeBackend(Backend):
         self.specs: list[BuildSpec] = []
         self.merged: list[tuple[str, list[str]]] = []
         self.run_platforms: dict[str, list[str]] = {}
+        self.access: GitAccess | None = None
 
-    def fetch(self, url: str, ref: str, dest: Path, tick: Callable[[], bool]) -> str:
+    def fetch(
+        self,
+        url: str,
+        ref: str,
+        dest: Path,
+        tick: Callable[[], bool],
+        access: GitAccess | None = None,
+    ) -> str:
+        self.access = access
         if tick():
             from builds.proc import ProcessStopped
 

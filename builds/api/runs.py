@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from pydantic import Field
 
-from builds import services
+from builds import gitauth, services
 from builds.access import get_build_for_user
 from builds.gitsource import SourceError
 from builds.planner import BUILDER, BUILDER_STRATEGY, DEFAULT_STRATEGY, STRATEGIES
@@ -46,6 +46,16 @@ class DetectIn(Body):
     team: str = Field(description="team slug: only members may make the portal fetch")
     git_url: str
     ref: str = "main"
+    project: int | None = Field(
+        default=None,
+        ge=1,
+        lt=10**18,
+        description="a saved project of the team: fetch with its deploy key/token",
+    )
+    git_username: str | None = Field(default=None, description="with git_token")
+    git_token: str | None = Field(
+        default=None, description="one-off https token for a project not saved yet; never stored"
+    )
 
 
 def _strategies(schema: dict[str, Any]) -> None:
@@ -64,9 +74,19 @@ class BuildIn(Body):
 @api_view(POST=Op("Fetch a source and say which plugin fits, with options", body=DetectIn))
 def detect(request: HttpRequest, body: Any) -> HttpResponse:
     # Fetching runs with the portal's own git access: only for members of a team.
-    get_team_for_user(request.user, body["team"])
+    team = get_team_for_user(request.user, body["team"])
+    project = None
+    if "project" in body:
+        project = get_project_for_user(request.user, body["project"])
+        if project.team_id != team.pk:
+            return error(400, "the project is not one of this team's")
     try:
-        return JsonResponse(services.detect_source(body["git_url"], body.get("ref") or "main"))
+        access = gitauth.for_detect(
+            team.pk, project, body.get("git_username"), body.get("git_token")
+        )
+        return JsonResponse(
+            services.detect_source(body["git_url"], body.get("ref") or "main", access)
+        )
     except InvalidValue as exc:
         return error(400, str(exc))
     except SourceError as exc:

@@ -16,8 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 import lang_plugins
-from builds import lint, services
+from builds import gitauth, lint, services
 from builds.gitsource import SourceError
+from portal import gitaccess
 from portal.access import get_project_for_user, get_team_for_user, teams_for
 from portal.forms import OPTION_PREFIX, ProjectForm
 from portal.grammar import InvalidValue
@@ -87,10 +88,15 @@ def project_new(request: Request) -> HttpResponse:
 def project_detect(request: Request) -> HttpResponse:
     """htmx: clone the source, let the plugins look at it, and fill the form with the result."""
     # Fetching runs with the portal's own git access: only for members of the chosen team.
-    get_team_for_user(request.user, request.POST.get("team", ""))
+    team = get_team_for_user(request.user, request.POST.get("team", ""))
     try:
+        access = gitauth.for_detect(
+            team.pk,
+            username=request.POST.get("detect_git_username"),
+            token=request.POST.get("detect_git_token"),
+        )
         result = services.detect_source(
-            request.POST.get("git_url", ""), request.POST.get("ref") or "main"
+            request.POST.get("git_url", ""), request.POST.get("ref") or "main", access
         )
     except (InvalidValue, SourceError) as exc:
         return render(request, "builds/project_new.html#detected", {"detect_error": str(exc)})
@@ -135,6 +141,7 @@ def project_detail(request: Request, pk: int) -> HttpResponse:
             "findings": lint.check(dockerfile) if dockerfile else [],
             "builds": project.builds.select_related("requested_by")[:20],
             "strategies": services.strategy_choices(),
+            "git_access": gitaccess.page(project, request.user),
         },
     )
 

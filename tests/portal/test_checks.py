@@ -111,3 +111,20 @@ def test_a_builder_that_exists_is_a_known_strategy(queued_build: Any) -> None:
     BuildxBuilder.objects.create(name="fleet")
     type(queued_build).objects.filter(pk=queued_build.pk).update(strategy="builder:fleet")
     assert ids(checks.run_checks()) == []
+
+
+def test_deploy_keys_and_git_tokens_are_checked_like_other_secrets(
+    project: Any, settings: Any
+) -> None:
+    from portal import gitaccess
+
+    settings.PORTAL_ENCRYPTION_KEY = "key-one"
+    gitaccess.deploy_key(project)
+    gitaccess.set_git_token(project, "ci", "git-s3cret")
+    assert ids(checks.run_checks()) == []
+    settings.PORTAL_ENCRYPTION_KEY = "key-two"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    text = str(info.value)
+    assert "deploy key of project alpha/hello" in text and "git token of project" in text
+    assert "git-s3cret" not in text and "PRIVATE KEY" not in text

@@ -36,12 +36,12 @@ from pydantic import BaseModel
 import lang_plugins
 from builds import credentials
 from builds.models import Build, BuilderNode, BuildxBuilder, ManifestRecord
-from portal.apiview import MAX_BODY
+from portal.apiview import BODY_METHODS, MAX_BODY
 from portal.forms import OPTION_PREFIX
 from portal.models import ApiToken, Project
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
-READS_BODY = ("POST", "PATCH")  # the methods whose body api_view reads
+READS_BODY = BODY_METHODS
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 PARAM = re.compile(r"<(?:\w+:)?\w+>")  # <id:pk>, <slug:slug>

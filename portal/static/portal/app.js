@@ -8,3 +8,17 @@ document.addEventListener("change", (event) => {
     field.form.requestSubmit();
   }
 });
+
+// <button data-copy="#id"> copies that element's text (the deploy key on the project page).
+document.addEventListener("click", (event) => {
+  const button = event.target;
+  if (!(button instanceof HTMLElement) || !button.matches("[data-copy]")) {
+    return;
+  }
+  const source = document.querySelector(button.dataset.copy || "");
+  if (source && navigator.clipboard) {
+    navigator.clipboard.writeText(source.textContent.trim()).then(() => {
+      button.textContent = "Copied";
+    });
+  }
+});
