@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,9 +183,13 @@ def _drop_database(url_base: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    data_dir = tmp_path_factory.mktemp("portal")
+@contextmanager
+def running_portal(
+    data_dir: Path, file_root: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Portal]:
+    """A portal server (and, with DATABASE_URL, its workers on a database of its own) in the
+    current configuration; `extra_env` on top (a test's own PORTAL_OUTBOUND_ALLOW, HOME)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = {
         key: value
@@ -194,10 +199,11 @@ def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Po
     env.update(
         PORTAL_DATA_DIR=str(data_dir),
         # The test repositories live in pytest's temporary folders.
-        PORTAL_GIT_FILE_ROOTS=str(tmp_path_factory.getbasetemp()),
+        PORTAL_GIT_FILE_ROOTS=str(file_root),
         PORTAL_BUILD_LEASE_SECONDS="15",
         PORTAL_CANCEL_GRACE_SECONDS="5",
         PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
     )
     database = None
     scale_out = bool(os.environ.get("DATABASE_URL"))
@@ -222,6 +228,13 @@ def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Po
             _drop_database(os.environ["DATABASE_URL"], database)
 
 
+@pytest.fixture(scope="session")
+def portal(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    data_dir = tmp_path_factory.mktemp("portal")
+    with running_portal(data_dir, tmp_path_factory.getbasetemp()) as instance:
+        yield instance
+
+
 @dataclass
 class Persona:
     username: str
@@ -230,20 +243,25 @@ class Persona:
     team: str
 
 
-@pytest.fixture(scope="session")
-def persona(portal: Portal) -> Persona:
+def make_persona(portal: Portal, username: str = "erin", team: str = "e2e") -> Persona:
+    """A team admin with a password and an API token, made through the portal's command."""
     password = uuid.uuid4().hex
     out = portal.manage(
         "portal_user",
-        "erin",
+        username,
         "--team",
-        "e2e",
+        team,
         "--admin",
         "--password-env",
         "E2E_PASSWORD",
         extra_env={"E2E_PASSWORD": password},
     )
-    return Persona("erin", password, out.strip().splitlines()[-1], "e2e")
+    return Persona(username, password, out.strip().splitlines()[-1], team)
+
+
+@pytest.fixture(scope="session")
+def persona(portal: Portal) -> Persona:
+    return make_persona(portal)
 
 
 @pytest.fixture(scope="session")
@@ -284,3 +302,15 @@ def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "slow"], check=True)
     return f"file://{work}"
+
+
+@pytest.fixture(scope="session")
+def portal_with(stack: None) -> Any:
+    """`running_portal` and `make_persona`, for a module that needs a portal of its own
+    (its own PORTAL_OUTBOUND_ALLOW or HOME): `with portal_with.running(...) as portal:`."""
+
+    class Helpers:
+        running = staticmethod(running_portal)
+        persona = staticmethod(make_persona)
+
+    return Helpers
