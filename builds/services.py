@@ -16,7 +16,7 @@ from django.utils import timezone
 import lang_plugins
 from builds import gitsource, lint
 from builds.models import Build, BuildPlatform, BuildxBuilder
-from builds.nodes import plan_build
+from builds.placement import plan_build
 from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from lang_plugins.base import Rendered
