@@ -47,10 +47,11 @@ class BuilderNodeAdmin(ObjectPageAdmin):
     check now, drain, and install emulators (showing the exact command and its output)."""
 
     form = NodeForm
-    list_display = ["name", "endpoint", "enabled", "max_builds", "running", *HEALTH_SHOWN]
+    list_display = ["name", "endpoint", "enabled", "max_builds", "pool", "running", *HEALTH_SHOWN]
     readonly_fields = ["tls_state", *HEALTH_SHOWN, "wanted_emulators", "emulator_link"]
     fieldsets = [
         (None, {"fields": ["name", "endpoint", "enabled", "max_builds"]}),
+        ("Node pool", {"fields": ["reserved_for"]}),
         (
             "Mutual TLS (tcp:// off loopback)",
             {"fields": ["tls_state", "tls_ca", "tls_cert", "tls_key", "clear_tls"]},
@@ -65,6 +66,10 @@ class BuilderNodeAdmin(ObjectPageAdmin):
         if not node.tls_sealed:
             return "none"
         return f"saved; client certificate valid until {node.tls_expires_at:%Y-%m-%d %H:%M} UTC"
+
+    @admin.display(description="reserved for")
+    def pool(self, node: BuilderNode) -> str:
+        return ", ".join(team.slug for team in node.reserved_for.all()) or "shared"
 
     @admin.display(description="running builds")
     def running(self, node: BuilderNode) -> int:

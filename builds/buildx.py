@@ -21,6 +21,10 @@ from django.conf import settings
 
 from builds.proc import die_with_parent, docker_cli_env, kill_group
 
+# BuildKit prefixes every cache mount's id with this build arg (the frontend attribute
+# `build-arg:BUILDKIT_CACHE_MOUNT_NS`): the portal sets it to the team's opaque id.
+CACHE_NS_ARG = "BUILDKIT_CACHE_MOUNT_NS"
+
 
 @dataclass(frozen=True)
 class BuildSpec:
@@ -38,6 +42,7 @@ class BuildSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     push_once: bool = False  # the engine keeps its images in containerd (see argv)
+    cache_namespace: str = ""  # the team's opaque id: its cache mounts are apart from others'
 
     def argv(self) -> list[str]:
         argv = [
@@ -56,6 +61,8 @@ class BuildSpec:
             f"--file={self.dockerfile}",
             f"--metadata-file={self.metadata_file}",
         ]
+        if self.cache_namespace:
+            argv.append(f"--build-arg={CACHE_NS_ARG}={self.cache_namespace}")
         if self.builder:
             argv.append(f"--builder={self.builder}")
         if self.network:

@@ -16,6 +16,7 @@ from django.core.validators import RegexValidator
 from builds.dockerhost import validate_node_endpoint
 from builds.models import BuilderNode
 from portal.grammar import InvalidValue
+from portal.models import Team
 
 name_validator = RegexValidator(
     r"\A[a-z0-9][a-z0-9_-]{0,62}\Z",
@@ -38,10 +39,17 @@ class NodeForm(forms.ModelForm):
         help_text=PEM_HELP,
     )
     clear_tls = forms.BooleanField(label="Remove the saved TLS material", required=False)
+    # Teams by slug, in the admin's select as in the API's list.
+    reserved_for = forms.ModelMultipleChoiceField(
+        Team.objects.order_by("slug"),
+        to_field_name="slug",
+        required=False,
+        help_text=BuilderNode._meta.get_field("reserved_for").help_text,
+    )
 
     class Meta:
         model = BuilderNode
-        fields = ["name", "endpoint", "enabled", "max_builds", "repair_emulators"]
+        fields = ["name", "endpoint", "enabled", "max_builds", "repair_emulators", "reserved_for"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,15 +92,17 @@ class NodeForm(forms.ModelForm):
         node.set_tls(self.tls_material, self.tls_expires)
         if commit:
             node.save()
+            self.save_m2m()
         return node
 
 
 def node_form_from_api(body: dict[str, Any], instance: BuilderNode | None = None) -> NodeForm:
     """The API's shape (`tls` as an object of PEM strings) mapped onto the form's fields."""
     fields = ("name", "endpoint", "enabled", "max_builds", "repair_emulators")
-    data: dict[str, Any] = {k: body[k] for k in fields if k in body}
+    data: dict[str, Any] = {k: body[k] for k in (*fields, "reserved_for") if k in body}
     if instance is not None:  # a partial update keeps what it does not name
-        data = {k: getattr(instance, k) for k in fields} | data
+        pool = [team.slug for team in instance.reserved_for.all()]
+        data = {k: getattr(instance, k) for k in fields} | {"reserved_for": pool} | data
     data.setdefault("enabled", True)
     tls = body.get("tls") or {}
     data |= {f"tls_{k}": tls.get(k) or "" for k in ("ca", "cert", "key")}

@@ -30,6 +30,14 @@ HEAVY = re.compile(
     r"cc|g\+\+|cmake|dotnet (?:build|publish|restore))\b"
 )
 BUILDPLATFORM = re.compile(r"--platform=\$(?:\{BUILDPLATFORM\}|BUILDPLATFORM(?!\w))")
+# Isolation between teams: BuildKit's own Dockerfile frontend prefixes cache mounts with the
+# namespace the portal passes (builds.buildx.CACHE_NS_ARG). A frontend the Dockerfile picks
+# (`# syntax=`, BuildKit also reads `// syntax=` and a JSON `{"syntax": ...}`) could ignore it.
+SYNTAX_DIRECTIVE = re.compile(r"^\s*(?:#|//)\s*syntax\s*=", re.IGNORECASE)
+PORTAL_ARGS = ("BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_SYNTAX")
+KEEPS_APART = (
+    "builds use BuildKit's own Dockerfile frontend, which keeps each team's cache mounts apart"
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,54 @@ def emulation_warnings(commands: list[dockerfile.Command]) -> list[Finding]:
     return findings
 
 
+def _refusal(line: int | None, message: str) -> Finding:
+    return Finding(line, "error", "isolation", message)
+
+
+def isolation_refusals(
+    text: str, commands: list[dockerfile.Command] | None = None
+) -> list[Finding]:
+    """What would let a Dockerfile leave its team's cache namespace: a frontend of its own
+    choosing, or an ARG of a name the portal sets. Checked when saved and when built."""
+    text = text.removeprefix("\ufeff")
+    findings: list[Finding] = []
+    if text.lstrip().startswith("{"):
+        try:
+            if isinstance(json.loads(text), dict):
+                findings.append(
+                    _refusal(None, f"a JSON build definition may pick its frontend: {KEEPS_APART}")
+                )
+        except ValueError:
+            pass
+    # Directives stand before the first instruction; anything comment-like there counts.
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith(("#", "//")):
+            break
+        if SYNTAX_DIRECTIVE.match(line):
+            message = (
+                f"`# syntax=` (a frontend of the Dockerfile's choosing) is refused: {KEEPS_APART}"
+            )
+            findings.append(_refusal(number, message))
+    if commands is None:
+        commands, _ = parse(text)
+    for command in commands:
+        if command.cmd != "ARG":
+            continue
+        for word in command.value:
+            name = word.split("=", 1)[0]
+            if name.upper() in PORTAL_ARGS:
+                message = f"`ARG {name}` is refused: the portal sets {name.upper()} ({KEEPS_APART})"
+                findings.append(_refusal(command.start_line, message))
+    return findings
+
+
+def isolation_reason(text: str) -> str:
+    """The first isolation refusal as a build's headline says it ("" when there is none)."""
+    for refusal in isolation_refusals(text):
+        return (f"line {refusal.line}: " if refusal.line else "") + refusal.message
+    return ""
+
+
 def check(text: str) -> list[Finding]:
     """All findings for a Dockerfile, errors first, then by line."""
     return list(_check(text))
@@ -141,6 +197,7 @@ def _check(text: str) -> tuple[Finding, ...]:
     commands, findings = parse(text)
     if not findings:
         findings = emulation_warnings(commands) + hadolint(text)
+    findings += isolation_refusals(text, commands)
     return tuple(
         sorted(
             findings,
@@ -150,8 +207,9 @@ def _check(text: str) -> tuple[Finding, ...]:
 
 
 # Errors that mean the file does not parse (BuildKit's parser, hadolint's parser, size, NUL);
-# hadolint's rule errors (e.g. DL3000) are advice: BuildKit builds such files.
-BLOCKING = {"parse", "DL1000", "size", "nul"}
+# hadolint's rule errors (e.g. DL3000) are advice: BuildKit builds such files. Isolation
+# refusals block too.
+BLOCKING = {"parse", "DL1000", "size", "nul", "isolation"}
 
 
 def has_errors(findings: list[Finding]) -> bool:

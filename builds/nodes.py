@@ -1,4 +1,5 @@
-"""Builder nodes: the default "local" node, choosing a node for a build, and health checks.
+"""Builder nodes: the default "local" node, health checks and emulators (choosing nodes for a
+build is ``builds.placement``).
 
 Engine facts come from the Engine API through docker-py; BuildKit facts (version, platforms the
 builder can target, natively or through binfmt emulators) from `docker buildx inspect`, which is
@@ -24,8 +25,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from builds.dockerhost import cert_dir, parse_endpoint
-from builds.models import Build, BuilderNode, BuildPlatform, BuildxBuilder
-from builds.planner import NodeInfo, Plan, PlanError, builder_name, estimate, make_plan
+from builds.models import BuilderNode
 from builds.proc import docker_cli_env
 from portal.grammar import InvalidValue
 from portal.grammar.platform import normalize_platform
@@ -45,64 +45,6 @@ def ensure_local_node() -> BuilderNode | None:
     endpoint = os.environ.get("DOCKER_HOST") or DEFAULT_ENDPOINT
     node, _ = BuilderNode.objects.get_or_create(name="local", defaults={"endpoint": endpoint})
     return node
-
-
-def node_facts(node: BuilderNode) -> NodeInfo:
-    return NodeInfo(
-        pk=node.pk,
-        name=node.name,
-        native=tuple(node.native_platforms),
-        emulated=tuple(node.emulated_platforms),
-        running=node.running_builds(),
-        max_builds=node.max_builds,
-    )
-
-
-def candidate_nodes(build: Build) -> list[NodeInfo]:
-    """Healthy, enabled nodes this build may use (the project's pinned node only, if set)."""
-    ensure_local_node()
-    nodes = BuilderNode.objects.filter(enabled=True, reachable=True)
-    if build.project.builder_node_id is not None:
-        nodes = nodes.filter(pk=build.project.builder_node_id)
-    return [node_facts(n) for n in nodes]
-
-
-def plan_build(build: Build, dockerfile: str) -> Plan:
-    """The plan for a build with the nodes as they are now, with expected times from history."""
-    nodes = candidate_nodes(build)
-    if (name := builder_name(build.strategy)) is not None:
-        builder = BuildxBuilder.objects.filter(name=name).first()
-        if builder is None:
-            raise PlanError(f"no buildx builder named {name}")
-        members = set(builder.nodes.values_list("pk", flat=True))
-        nodes = [n for n in nodes if n.pk in members]
-        if len(nodes) < len(members):  # buildx would send work to the unhealthy one too
-            raise PlanError(f"builder {name} has unhealthy or drained nodes", busy=True)
-    try:
-        plan = make_plan(build.strategy, list(build.platforms), nodes, dockerfile)
-    except PlanError as exc:
-        # A node that is down now may be back in a minute: wait for it rather than fail.
-        if not exc.busy and BuilderNode.objects.filter(enabled=True, reachable=False).exists():
-            raise PlanError(f"{exc} (waiting for unhealthy nodes to recover)", busy=True) from exc
-        raise
-    history: dict[tuple[str, str], list[float]] = {}
-    past = (
-        BuildPlatform.objects.filter(
-            build__project_id=build.project_id,
-            state=BuildPlatform.State.DONE,
-            started_at__isnull=False,
-            finished_at__isnull=False,
-        )
-        .exclude(build_id=build.pk)
-        .order_by("-finished_at")[:50]
-    )
-    for row in past:
-        seconds = row.seconds
-        key = (row.platform, row.method)
-        if seconds is not None and len(history.setdefault(key, [])) < 5:
-            history[key].append(seconds)
-    estimate(plan, history)
-    return plan
 
 
 def docker_env(node: BuilderNode, certs: Path | None) -> dict[str, str]:

@@ -40,6 +40,7 @@ from builds.buildruns import BuildxRuns
 from builds.dockerhost import cert_dir
 from builds.gitauth import for_project as git_access
 from builds.lease import Lease, LeaseLost
+from builds.lint import isolation_reason
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
 from builds.proc import ProcessStopped
@@ -180,6 +181,8 @@ class BuildRun:
         if project.custom_dockerfile:
             self.log.say("using the project's own Dockerfile instead of the generated one")
             text = project.custom_dockerfile
+        if refused := isolation_reason(text):  # saved before the rule, or by other means
+            raise BuildFailed(f"the Dockerfile is refused: {refused}")
         dockerfile = workspace / "Dockerfile"
         dockerfile.write_text(text)
         # BuildKit reads <Dockerfile>.dockerignore before the context's own .dockerignore.
@@ -217,6 +220,7 @@ class BuildRun:
                 labels=self.oci_annotations(),
                 annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
                 push_once=not builder and node.image_store == "containerd",
+                cache_namespace=project.team.opaque_id,
             )
             self.runs.add(spec, steps)
 

@@ -46,6 +46,10 @@ class NodeInfo:
     emulated: tuple[str, ...]
     running: int = 0  # builds running on it now
     max_builds: int = 2
+    reserved_for: frozenset[int] = frozenset()  # team ids; empty: shared by every team
+
+    def open_to(self, team: int | None) -> bool:
+        return not self.reserved_for or team in self.reserved_for
 
     @property
     def has_room(self) -> bool:
@@ -244,13 +248,43 @@ def builder_name(strategy: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _open_nodes(
+    strategy: str, platforms: list[str], nodes: list[NodeInfo], team: int | None
+) -> list[NodeInfo]:
+    """The nodes this team may use (node pools). When only other teams' nodes serve a
+    platform, say so now, naming the platforms but never those teams or their nodes."""
+    usable = [n for n in nodes if n.open_to(team)]
+    if len(usable) == len(nodes):
+        return nodes
+    if (name := builder_name(strategy)) is not None:
+        raise PlanError(f"builder {name} has nodes reserved for other teams")
+    closed = [
+        p
+        for p in platforms
+        if not any(n.can_target(p) for n in usable) and any(n.can_target(p) for n in nodes)
+    ]
+    if closed:
+        them = "them" if len(closed) > 1 else "it"
+        raise PlanError(
+            f"no node open to this team can build {', '.join(closed)}: "
+            f"the nodes that serve {them} are reserved for other teams"
+        )
+    return usable
+
+
 def make_plan(
-    strategy: str, platforms: list[str], nodes: list[NodeInfo], dockerfile: str = ""
+    strategy: str,
+    platforms: list[str],
+    nodes: list[NodeInfo],
+    dockerfile: str = "",
+    team: int | None = None,
 ) -> Plan:
-    """Assign each platform to a node. `nodes` are the healthy, enabled ones."""
+    """Assign each platform to a node. `nodes` are the healthy, enabled ones; only those
+    shared or reserved for `team` (the build's team id) are used."""
     how = strategy_for(strategy)
     if how is None:
         raise PlanError(f"unknown strategy {strategy!r}")
+    nodes = _open_nodes(strategy, platforms, nodes, team)
     plan = Plan(strategy=strategy)
     how.plan(plan, platforms, nodes, [n for n in nodes if n.has_room], dockerfile)
     return plan

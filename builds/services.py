@@ -17,7 +17,7 @@ import lang_plugins
 from builds import gitsource, lint
 from builds.gitauth import GitAccess
 from builds.models import Build, BuildPlatform, BuildxBuilder
-from builds.nodes import plan_build
+from builds.placement import plan_build
 from builds.planner import STRATEGIES, PlanError, builder_name, validate_strategy
 from builds.proc import ProcessStopped
 from lang_plugins.base import Rendered

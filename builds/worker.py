@@ -25,8 +25,9 @@ from builds import events, services
 from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.models import Build, BuilderNode, BuildPlatform
-from builds.nodes import check_due_nodes, plan_build
+from builds.nodes import check_due_nodes
 from builds.pipeline import BuildRun
+from builds.placement import plan_build
 from builds.planner import PlanError
 from portal.models import Project
 

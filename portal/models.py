@@ -17,6 +17,7 @@ from portal.grammar import InvalidValue
 from portal.grammar import git as git_grammar
 from portal.grammar import reference as reference_grammar
 from portal.grammar.reference import canonical_domain, is_registry_host
+from portal.sealing import opaque_id
 
 TOKEN_PREFIX = "cp_"
 
@@ -78,6 +79,11 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def opaque_id(self) -> str:
+        """The team as builder nodes see it (its BuildKit cache mount namespace)."""
+        return opaque_id("team", self.pk)
 
 
 class Membership(models.Model):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
@@ -17,10 +18,21 @@ class SealError(RuntimeError):
     pass
 
 
-def _fernet() -> Fernet:
+def _key(purpose: bytes) -> bytes:
     secret = settings.PORTAL_ENCRYPTION_KEY or settings.SECRET_KEY
-    digest = hashlib.sha256(b"crossport-sealing\0" + secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    return hashlib.sha256(purpose + b"\0" + secret.encode()).digest()
+
+
+def _fernet() -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(_key(b"crossport-sealing")))
+
+
+def opaque_id(kind: str, value: object) -> str:
+    """A stable name for a row that says nothing about it (32 hex digits, HMAC under the same
+    key): what builder nodes and pushed images may see instead of a slug or a row id. It
+    changes with PORTAL_ENCRYPTION_KEY."""
+    message = f"{kind}\0{value}".encode()
+    return hmac.new(_key(b"crossport-opaque-id"), message, hashlib.sha256).hexdigest()[:32]
 
 
 def seal(text: str) -> str:

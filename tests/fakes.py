@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from builds.backend import Backend
 from builds.buildx import BuildSpec
@@ -37,6 +38,21 @@ def write_hello(dest: Path) -> None:
 
 def run_digest(index: int) -> str:
     return "sha256:" + f"{index + 1:02x}" * 32
+
+
+def second_node(**extra: Any) -> BuilderNode:
+    """A healthy amd64 node with arm emulators besides the `local_node` fixture."""
+    from django.utils import timezone
+
+    fields = {
+        "name": "second",
+        "endpoint": "tcp://127.0.0.1:9",
+        "reachable": True,
+        "native_platforms": ["linux/amd64"],
+        "emulated_platforms": ["linux/arm64", "linux/arm/v7"],
+        "last_checked_at": timezone.now(),
+    }
+    return BuilderNode.objects.create(**(fields | extra))
 
 
 class FakeBackend(Backend):

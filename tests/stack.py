@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.cookiejar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -284,3 +287,34 @@ class SshNode:
             self.process = None
         if self.config.exists():
             self.config.write_text(self._without_block())
+
+
+def login_session(portal: Any, persona: Any) -> Any:
+    """A logged-in browser session as a function: get(path), or post a form with its CSRF token."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(portal.url + "/login/", timeout=30).read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    data = urllib.parse.urlencode(
+        {"username": persona.username, "password": persona.password, "csrfmiddlewaretoken": csrf}
+    ).encode()
+    opener.open(
+        urllib.request.Request(
+            portal.url + "/login/", data=data, headers={"Referer": portal.url + "/login/"}
+        ),
+        timeout=30,
+    )
+
+    def get(path: str, form: dict[str, str] | None = None, htmx: bool = False) -> str:
+        """GET, or POST a form with the session's CSRF token (as the page's form does)."""
+        if form is None:
+            return opener.open(portal.url + path, timeout=60).read().decode()
+        token = next(c.value for c in jar if c.name == "csrftoken")
+        headers = {"Referer": portal.url + path, "X-CSRFToken": token}
+        if htmx:
+            headers["HX-Request"] = "true"
+        body = urllib.parse.urlencode(form | {"csrfmiddlewaretoken": token}).encode()
+        request = urllib.request.Request(portal.url + path, data=body, headers=headers)
+        return opener.open(request, timeout=120).read().decode()
+
+    return get

@@ -29,6 +29,7 @@ NODE = Schema(
         tls="boolean",
         enabled="boolean",
         max_builds="integer",
+        reserved_for=array_of("string"),
         healthy="boolean",
         native_platforms=array_of("string"),
         emulated_platforms=array_of("string"),
@@ -55,6 +56,11 @@ class NodeIn(Body):
     max_builds: int | None = Field(default=None, json_schema_extra={"minimum": 1, "maximum": 64})
     enabled: bool | None = None
     repair_emulators: bool | None = None
+    reserved_for: list[str] | None = Field(
+        default=None,
+        description="team slugs whose builds alone run here; empty: shared by every team",
+        examples=[["web"]],
+    )
 
 
 class EmulatorsIn(Body):

@@ -31,6 +31,13 @@ class BuilderNode(models.Model):
     max_builds = models.PositiveSmallIntegerField(
         default=2, help_text="Builds this node runs at once."
     )
+    # Node pools: a node reserved for teams runs only their builds; none means shared.
+    reserved_for = models.ManyToManyField(
+        "portal.Team",
+        blank=True,
+        related_name="reserved_nodes",
+        help_text="Only these teams' builds run here. None: shared by every team.",
+    )
     tls_sealed = models.TextField(blank=True, editable=False)
     tls_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     reachable = models.BooleanField(default=False)
@@ -96,6 +103,7 @@ class BuilderNode(models.Model):
             "tls_expires_at": self.tls_expires_at.isoformat() if self.tls_expires_at else None,
             "enabled": self.enabled,
             "max_builds": self.max_builds,
+            "reserved_for": sorted(team.slug for team in self.reserved_for.all()),
             "healthy": self.healthy,
             "reachable": self.reachable,
             "engine_version": self.engine_version,

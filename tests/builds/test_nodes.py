@@ -8,13 +8,8 @@ from typing import Any
 from django.utils import timezone
 
 from builds.models import BuilderNode
-from builds.nodes import (
-    candidate_nodes,
-    check_due_nodes,
-    check_node,
-    ensure_local_node,
-    image_store,
-)
+from builds.nodes import check_due_nodes, check_node, ensure_local_node, image_store
+from builds.placement import candidate_nodes
 
 
 def test_local_node_is_registered_once(db: Any, monkeypatch: Any) -> None:

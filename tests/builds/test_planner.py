@@ -163,3 +163,58 @@ def test_one_registry_entry_feeds_the_planner_the_form_and_the_api(
 def test_an_unknown_stored_strategy_is_a_plan_error() -> None:
     with pytest.raises(PlanError, match="unknown strategy 'fastest'"):
         make_plan("fastest", ["linux/amd64"], [NodeInfo(1, "a", ("linux/amd64",), ())])
+
+
+# node pools ---------------------------------------------------------------------------------
+WEB, DATA = 10, 20  # team ids
+ARM_FOR_DATA = NodeInfo(
+    3, "arm", ARM.native, ARM.emulated, reserved_for=frozenset({DATA})
+)  # the only native arm node, reserved for one team
+AMD_FOR_DATA = NodeInfo(1, "amd", AMD.native, AMD.emulated, reserved_for=frozenset({DATA}))
+
+
+def test_a_reserved_node_serves_its_own_team_and_shared_nodes_serve_everyone() -> None:
+    plan = make_plan("native", THREE, [AMD2, ARM_FOR_DATA], NAIVE, team=DATA)
+    assert {s.node for s in plan.steps} == {"amd2", "arm"}
+    assert ARM_FOR_DATA.open_to(DATA) and not ARM_FOR_DATA.open_to(WEB)
+    assert AMD2.open_to(WEB) and AMD2.open_to(None), "no reservation: shared"
+
+
+@pytest.mark.parametrize("strategy", ["auto", "native", "emulate"])
+def test_another_teams_build_never_lands_on_a_reserved_node(strategy: str) -> None:
+    plan = make_plan(strategy, THREE, [AMD2, ARM_FOR_DATA], NAIVE, team=WEB)
+    assert {s.node for s in plan.steps} == {"amd2"}, "emulated on the shared node instead"
+    assert make_plan(strategy, THREE, [AMD_FOR_DATA, AMD2], NAIVE, team=WEB).node_ids() == {2}
+
+
+def test_platforms_only_reserved_nodes_serve_fail_with_a_reason_naming_no_team() -> None:
+    x86 = NodeInfo(4, "x86", ("linux/amd64",), ())
+    with pytest.raises(PlanError) as caught:
+        make_plan("auto", THREE, [x86, ARM_FOR_DATA], team=WEB)
+    message = str(caught.value)
+    assert not caught.value.busy
+    assert message == (
+        "no node open to this team can build linux/arm64, linux/arm/v7: "
+        "the nodes that serve them are reserved for other teams"
+    )
+    assert "20" not in message and "arm" not in message.replace("linux/arm", "")
+    with pytest.raises(PlanError, match="reserved for other teams"):
+        make_plan("native", ["linux/amd64"], [AMD_FOR_DATA], team=WEB)
+    with pytest.raises(PlanError, match="reserved for other teams"):
+        make_plan("emulate", ["linux/amd64"], [AMD_FOR_DATA], team=None)
+
+
+def test_a_busy_reserved_node_does_not_make_another_team_wait() -> None:
+    full_shared = NodeInfo(2, "amd2", AMD2.native, AMD2.emulated, running=2, max_builds=2)
+    with pytest.raises(PlanError) as caught:
+        make_plan("auto", ["linux/amd64"], [full_shared, AMD_FOR_DATA], team=WEB)
+    assert caught.value.busy, "the shared node will have room again"
+    assert "reserved" not in str(caught.value)
+
+
+def test_a_named_builder_with_another_teams_node_is_refused() -> None:
+    with pytest.raises(PlanError) as caught:
+        make_plan("builder:fleet", THREE, [AMD_FOR_DATA, AMD2], team=WEB)
+    assert not caught.value.busy
+    assert str(caught.value) == "builder fleet has nodes reserved for other teams"
+    assert make_plan("builder:fleet", THREE, [AMD_FOR_DATA, AMD2], team=DATA).node_ids() == {1, 2}

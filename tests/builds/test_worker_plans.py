@@ -8,21 +8,7 @@ from builds.models import Build, BuilderNode, BuildPlatform, LogLine, ManifestRe
 from builds.planner import staging_tag
 from builds.services import queue_build
 from builds.worker import claim_next, work_once
-from fakes import INDEX_DIGEST, FakeBackend, run_digest
-
-
-def second_node(**extra: Any) -> BuilderNode:
-    from django.utils import timezone
-
-    fields = {
-        "name": "second",
-        "endpoint": "tcp://127.0.0.1:9",
-        "reachable": True,
-        "native_platforms": ["linux/amd64"],
-        "emulated_platforms": ["linux/arm64", "linux/arm/v7"],
-        "last_checked_at": timezone.now(),
-    }
-    return BuilderNode.objects.create(**(fields | extra))
+from fakes import INDEX_DIGEST, FakeBackend, run_digest, second_node
 
 
 def test_a_native_build_runs_each_platform_apart_and_merges(project: Any, alice: Any) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.cookiejar
 import json
 import os
-import re
 import ssl
 import subprocess
 import tempfile
@@ -25,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from stack import platform_manifests, wait_finished
+from stack import login_session, platform_manifests, wait_finished
 
 AUTH = os.environ.get("PORTAL_TEST_AUTH_REGISTRY", "crossport-registry.test:5443")
 USER = os.environ.get("PORTAL_TEST_AUTH_USER", "crossport")
@@ -261,7 +259,7 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
     assert ("merge", f"{merged}:v1") in kinds and ("build", f"{image}:1.0.0") in kinds
 
     # The same merge from the team's merge page: htmx preview, then push.
-    session = _login_session(portal, persona)
+    session = login_session(portal, persona)
     form = {
         "target": f"{merged}:v2",
         "sources": f"{merged}:amd64\n{merged}:arm64",
@@ -293,33 +291,3 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
         assert _files_containing(Path(portal.data_dir), secret) == []
         leftovers = [p for p in Path(tempfile.gettempdir()).glob("crossport-*") if p.is_dir()]
         assert not [p for p in leftovers if _files_containing(p, secret)]
-
-
-def _login_session(portal: Any, persona: Any) -> Any:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = opener.open(portal.url + "/login/", timeout=30).read().decode()
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    data = urllib.parse.urlencode(
-        {"username": persona.username, "password": persona.password, "csrfmiddlewaretoken": csrf}
-    ).encode()
-    opener.open(
-        urllib.request.Request(
-            portal.url + "/login/", data=data, headers={"Referer": portal.url + "/login/"}
-        ),
-        timeout=30,
-    )
-
-    def get(path: str, form: dict[str, str] | None = None, htmx: bool = False) -> str:
-        """GET, or POST a form with the session's CSRF token (as the page's form does)."""
-        if form is None:
-            return opener.open(portal.url + path, timeout=60).read().decode()
-        token = next(c.value for c in jar if c.name == "csrftoken")
-        headers = {"Referer": portal.url + path, "X-CSRFToken": token}
-        if htmx:
-            headers["HX-Request"] = "true"
-        body = urllib.parse.urlencode(form | {"csrfmiddlewaretoken": token}).encode()
-        request = urllib.request.Request(portal.url + path, data=body, headers=headers)
-        return opener.open(request, timeout=120).read().decode()
-
-    return get
