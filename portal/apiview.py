@@ -183,7 +183,7 @@ def _encodes(text: str) -> bool:
 
 
 def parse_body(request: HttpRequest, model: type[Body] | None) -> tuple[Any, HttpResponse | None]:
-    """The JSON object a POST or PATCH carries, checked against `model`, or the error answer."""
+    """The JSON object a POST, PATCH or PUT carries, checked against `model`, or the answer."""
     try:
         raw = request.body
     except RequestDataTooBig:  # over Django's own limit, refused before reading
@@ -224,7 +224,7 @@ def api_view(**ops: Op) -> Callable[[View], View]:
             if op is None:
                 return error(405, f"method {request.method} not allowed", allowed=list(ops))
             body: Any = None
-            if request.method in ("POST", "PATCH"):
+            if request.method in ("POST", "PATCH", "PUT"):
                 body, problem = parse_body(request, op.body)
                 if problem is not None:
                     return problem
