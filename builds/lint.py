@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dockerfile
 
+from builds.buildsecrets import scan
 from builds.proc import ProcessTimeout, run
 
 LEVELS = ("error", "warning", "info", "style")
@@ -125,6 +126,11 @@ def emulation_warnings(commands: list[dockerfile.Command]) -> list[Finding]:
     return findings
 
 
+def secret_findings(commands: list[dockerfile.Command]) -> list[Finding]:
+    """Secret mounts a build would refuse (builds.buildsecrets.scan)."""
+    return [Finding(line, "error", "secret", problem) for line, problem in scan(commands)[1]]
+
+
 def check(text: str) -> list[Finding]:
     """All findings for a Dockerfile, errors first, then by line."""
     return list(_check(text))
@@ -140,7 +146,7 @@ def _check(text: str) -> tuple[Finding, ...]:
         return (Finding(None, "error", "nul", "contains a NUL character"),)
     commands, findings = parse(text)
     if not findings:
-        findings = emulation_warnings(commands) + hadolint(text)
+        findings = emulation_warnings(commands) + secret_findings(commands) + hadolint(text)
     return tuple(
         sorted(
             findings,
@@ -151,7 +157,7 @@ def _check(text: str) -> tuple[Finding, ...]:
 
 # Errors that mean the file does not parse (BuildKit's parser, hadolint's parser, size, NUL);
 # hadolint's rule errors (e.g. DL3000) are advice: BuildKit builds such files.
-BLOCKING = {"parse", "DL1000", "size", "nul"}
+BLOCKING = {"parse", "DL1000", "size", "nul", "secret"}
 
 
 def has_errors(findings: list[Finding]) -> bool:

@@ -37,7 +37,9 @@ from builds import builders, buildx, credentials, events, gitsource, ledger, reg
 from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.buildruns import BuildxRuns
+from builds.buildsecrets import BuildSecrets, prepare_secrets
 from builds.dockerhost import cert_dir
+from builds.failures import BuildFailed
 from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
@@ -50,13 +52,6 @@ from portal.sealing import SealError
 log = logging.getLogger(__name__)
 
 Outcome = tuple[str, str, str]  # state, reason, fault
-
-
-class BuildFailed(Exception):
-    def __init__(self, reason: str, fault: str = Build.Fault.USER) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.fault = fault
 
 
 class BuildRun:
@@ -72,6 +67,7 @@ class BuildRun:
         self.runs = BuildxRuns(build, self.platforms, self.nodes, self.log, backend, self.lease)
         self.docker_config = ""  # set when the team has a login for the image's registry
         self.git_tag: str | None = None  # set by fetch_source when the ref is a git tag
+        self.secrets = BuildSecrets()  # set by use_secrets
 
     # steps ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,6 +181,14 @@ class BuildRun:
         self.build.save(update_fields=["dockerfile"])
         return dockerfile
 
+    def use_secrets(self, workspace: Path) -> None:
+        """The team secrets the build names, as files in the workspace (builds.buildsecrets);
+        from here on the log hides their values."""
+        self.secrets = prepare_secrets(self.build.project, self.build.dockerfile, workspace)
+        self.log.redact = self.secrets.redactor()
+        if self.secrets.mounts:
+            self.log.say(f"build secrets, mounted only: {', '.join(self.secrets.mounts)}")
+
     def plan_runs(
         self, workspace: Path, src: Path, dockerfile: Path, certs: dict[int, Path | None]
     ) -> None:
@@ -214,6 +218,8 @@ class BuildRun:
                 labels=self.oci_annotations(),
                 annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
                 push_once=not builder and node.image_store == "containerd",
+                secrets=self.secrets.mounts,
+                build_args=self.secrets.build_args,
             )
             self.runs.add(spec, steps)
 
@@ -342,7 +348,8 @@ class BuildRun:
 
     def execute(self) -> None:
         if outcome := self._execute():
-            self.finish(*outcome)
+            state, reason, fault = outcome
+            self.finish(state, self.log.redact(reason), fault)
 
     def _execute(self) -> Outcome | None:
         root = services.workspace_root()
@@ -358,6 +365,7 @@ class BuildRun:
                     return self._stopped()
                 self.resolve_tags()
                 dockerfile = self.render(workspace, src)
+                self.use_secrets(workspace)
                 # Node TLS material exists as files only while the build runs.
                 certs = {
                     pk: stack.enter_context(cert_dir(n.tls(), parent=workspace))

@@ -3,7 +3,7 @@ the mount line. Only a secret's *name* is ever written into a Dockerfile; BuildK
 value as a file for one RUN step (``--mount=type=secret``), so it reaches no layer, build
 argument or environment variable.
 
-A step that reads a secret declares ``ARG CROSSPORT_SECRET_SCOPE`` just before it: the portal
+A step that reads a secret declares ``ARG CROSSPORT_TEAM_SCOPE`` just before it: the portal
 passes a team-specific value, and an ARG a RUN sees is part of that step's cache key, so one
 team's cached result of such a step is never reused for another team (BuildKit leaves secret
 contents out of the cache key).
@@ -17,7 +17,7 @@ from .base import Option
 
 SECRET_NAME_PATTERN = r"[A-Za-z][A-Za-z0-9_-]{0,63}"
 SECRET_NAME_MESSAGE = "must be a secret name: a letter, then up to 63 letters, digits, '_' or '-'"
-SCOPE_ARG = "CROSSPORT_SECRET_SCOPE"
+SCOPE_ARG = "CROSSPORT_TEAM_SCOPE"
 
 
 def is_secret_name(value: str) -> bool:

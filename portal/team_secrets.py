@@ -121,7 +121,7 @@ def mark_used(secrets: list[TeamSecret]) -> None:
 
 
 def cache_scope(team_id: int) -> str:
-    """An opaque value per team for CROSSPORT_SECRET_SCOPE: the same for all the team's builds
+    """An opaque value per team for CROSSPORT_TEAM_SCOPE: the same for all the team's builds
     (they share their cache), different for every other team, guessable by no one."""
     key = (settings.PORTAL_ENCRYPTION_KEY or settings.SECRET_KEY).encode()
     return hmac.new(key, f"crossport-secret-scope\0{team_id}".encode(), hashlib.sha256).hexdigest()[

@@ -1,5 +1,5 @@
 """Secret options: each plugin mounts the named secret on its dependency step only, in the
-stage on $BUILDPLATFORM, right after ARG CROSSPORT_SECRET_SCOPE; the name is checked."""
+stage on $BUILDPLATFORM, right after ARG CROSSPORT_TEAM_SCOPE; the name is checked."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ WORKDIR /src
 COPY go.mod go.sum* ./
 ARG GOPRIVATE="git.corp.example.com/*,example.org/acme"
 ENV GOPRIVATE=$GOPRIVATE GONOSUMDB=$GOPRIVATE
-ARG CROSSPORT_SECRET_SCOPE
+ARG CROSSPORT_TEAM_SCOPE
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=secret,id=gitNetrc,target=/root/.netrc,required=true \
     go mod download
 COPY . .

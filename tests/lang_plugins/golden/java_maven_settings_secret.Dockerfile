@@ -4,7 +4,7 @@ FROM --platform=$BUILDPLATFORM localhost:5000/library/maven:3-eclipse-temurin-17
 WORKDIR /src
 COPY . .
 ARG MAVEN_MIRROR=""
-ARG CROSSPORT_SECRET_SCOPE
+ARG CROSSPORT_TEAM_SCOPE
 RUN --mount=type=cache,target=/root/.m2/repository,sharing=locked \
     --mount=type=secret,id=m2_settings,target=/root/.m2/settings.xml,required=true <<'EOF'
 set -eu

@@ -10,7 +10,7 @@ FROM --platform=$BUILDPLATFORM localhost:5000/library/python:3.11-slim AS deps
 ARG TARGETPLATFORM TARGETARCH TARGETVARIANT PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
 WORKDIR /src
-ARG CROSSPORT_SECRET_SCOPE
+ARG CROSSPORT_TEAM_SCOPE
 RUN --mount=type=bind,target=/src,rw --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf,required=true \
     python - requirements <<'END_OF_PLAN'

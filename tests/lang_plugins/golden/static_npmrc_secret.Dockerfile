@@ -4,7 +4,7 @@ FROM --platform=$BUILDPLATFORM localhost:5000/library/node:18-slim AS build
 WORKDIR /src
 ARG NPM_REGISTRY=""
 COPY package.json package-lock.json* npm-shrinkwrap.json* .npmrc* ./
-ARG CROSSPORT_SECRET_SCOPE
+ARG CROSSPORT_TEAM_SCOPE
 RUN --mount=type=cache,target=/root/.npm \
     --mount=type=secret,id=npmrc,target=/root/.npmrc,required=true \
     if [ -n "$NPM_REGISTRY" ]; then export npm_config_registry="$NPM_REGISTRY"; fi; \
