@@ -1,8 +1,8 @@
 """System checks (``manage.py check``): secrets at rest and the strategies queued builds name.
 
-Secrets are node TLS keys and registry logins.
+Secrets are node TLS keys, registry logins and team build secrets.
 
-Both are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
+All are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
 their own, rotating the secret key (a routine step after a leak) silently loses every stored
 secret; with a key that changed, they cannot be opened and every build that needs them fails.
 """
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
+from portal.models import TeamSecret
 from portal.sealing import SealError, unseal
 
 from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential
@@ -27,12 +28,15 @@ def _sealed_samples() -> list[tuple[str, str]]:
     try:
         node = BuilderNode.objects.exclude(tls_sealed="").order_by("pk").first()
         login = RegistryCredential.objects.exclude(password_sealed="").order_by("pk").first()
+        secret = TeamSecret.objects.select_related("team").order_by("pk").first()
     except DatabaseError:  # not migrated yet (migrate runs the checks first)
         return []
     if node is not None:
         samples.append((f"builder node {node.name!r} TLS key", node.tls_sealed))
     if login is not None:
         samples.append((f"registry login for {login.registry}", login.password_sealed))
+    if secret is not None:
+        samples.append((f"build secret {secret}", secret.value_sealed))
     return samples
 
 

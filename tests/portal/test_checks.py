@@ -111,3 +111,16 @@ def test_a_builder_that_exists_is_a_known_strategy(queued_build: Any) -> None:
     BuildxBuilder.objects.create(name="fleet")
     type(queued_build).objects.filter(pk=queued_build.pk).update(strategy="builder:fleet")
     assert ids(checks.run_checks()) == []
+
+
+def test_a_build_secret_the_key_cannot_open_fails_check(alpha: Team, settings: Any) -> None:
+    from portal import team_secrets
+
+    settings.PORTAL_ENCRYPTION_KEY = "key-one"
+    team_secrets.create(alpha, "npmrc", "npm-token-value", None, None)
+    assert ids(checks.run_checks()) == []
+    settings.PORTAL_ENCRYPTION_KEY = "key-two"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    assert "build secret alpha/npmrc" in str(info.value)
+    assert "npm-token-value" not in str(info.value)
