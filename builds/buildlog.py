@@ -6,16 +6,19 @@ from django.db.models import Max
 
 from builds import events
 from builds.models import Build, LogLine
+from builds.redact import Redactor
 
 Line = tuple[str | None, int, str]  # platform (None: the build's own), stream, text
 
 
 class BuildLog:
-    """Assigns gapless sequence numbers to a build's lines, stores and publishes them."""
+    """Assigns gapless sequence numbers to a build's lines, hides the values of the secrets the
+    build uses (`redact`), stores and publishes them."""
 
     def __init__(self, build: Build) -> None:
         self.build = build
         self.seq = build.log_lines.aggregate(m=Max("seq"))["m"] or 0
+        self.redact = Redactor()
 
     def write(self, lines: list[Line]) -> None:
         if not lines:
@@ -29,7 +32,7 @@ class BuildLog:
                     seq=self.seq,
                     platform=platform or "",
                     stream=stream,
-                    text=text,
+                    text=self.redact(text),
                 )
             )
         LogLine.objects.bulk_create(rows)

@@ -140,8 +140,9 @@ class BuildxRuns:
                 row.finished_at = row.finished_at or timezone.now()
                 if code != 0:
                     errors = stream.tracker.errors
-                    row.reason = f"on node {step.node}: " + (
-                        errors[-1] if errors else f"buildx exited with status {code}"
+                    row.reason = self.log.redact(
+                        f"on node {step.node}: "
+                        + (errors[-1] if errors else f"buildx exited with status {code}")
                     )
                     row.state = BuildPlatform.State.FAILED
                 row.save(update_fields=["finished_at", "reason", "state"])

@@ -7,6 +7,8 @@ cancel can interrupt (SIGINT, buildx then cancels the solve) and later kill the 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import select
@@ -41,6 +43,8 @@ class BuildSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    secrets: dict[str, Path] = field(default_factory=dict)  # BuildKit secret id -> 0600 file
+    build_args: dict[str, str] = field(default_factory=dict)
     push_once: bool = False  # the engine keeps its images in containerd (see argv)
     cache_namespace: str = ""  # the team's opaque id: its cache mounts are apart from others'
 
@@ -69,6 +73,11 @@ class BuildSpec:
             argv.append(f"--network={self.network}")
         if self.no_cache:
             argv.append("--no-cache")
+        argv += [
+            f"--secret={csv_field(f'id={name}')},{csv_field(f'src={path}')}"
+            for name, path in sorted(self.secrets.items())
+        ]
+        argv += [f"--build-arg={key}={value}" for key, value in sorted(self.build_args.items())]
         argv += [f"--tag={tag}" for tag in self.tags]
         argv += [f"--label={key}={value}" for key, value in sorted(self.labels.items())]
         argv += [f"--annotation={k}={v}" for k, v in sorted(self.annotations.items())]
@@ -178,3 +187,10 @@ def run(
             if codes[index] is None:
                 codes[index] = process.wait()
     return [code if code is not None else -1 for code in codes]
+
+
+def csv_field(text: str) -> str:
+    """One field of a comma-separated buildx value (--secret), quoted when it must be."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([text])
+    return out.getvalue()

@@ -1,8 +1,9 @@
 """System checks (``manage.py check``): secrets at rest and the strategies queued builds name.
 
-Secrets are node TLS keys, registry logins, and projects' deploy keys and git tokens.
+Secrets are node TLS keys, registry logins, projects' deploy keys and git tokens, and team
+build secrets.
 
-Both are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
+All are sealed with PORTAL_ENCRYPTION_KEY, or the secret key when it is unset. Without a key of
 their own, rotating the secret key (a routine step after a leak) silently loses every stored
 secret; with a key that changed, they cannot be opened and every build that needs them fails.
 """
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
-from portal.models import Project
+from portal.models import Project, TeamSecret
 from portal.sealing import SealError, unseal
 
 from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential
@@ -30,6 +31,7 @@ def _sealed_samples() -> list[tuple[str, str]]:
         login = RegistryCredential.objects.exclude(password_sealed="").order_by("pk").first()
         keyed = Project.objects.exclude(deploy_key_sealed="").order_by("pk").first()
         token = Project.objects.exclude(git_token_sealed="").order_by("pk").first()
+        secret = TeamSecret.objects.select_related("team").order_by("pk").first()
     except DatabaseError:  # not migrated yet (migrate runs the checks first)
         return []
     if node is not None:
@@ -40,6 +42,8 @@ def _sealed_samples() -> list[tuple[str, str]]:
         samples.append((f"deploy key of project {keyed}", keyed.deploy_key_sealed))
     if token is not None:
         samples.append((f"git token of project {token}", token.git_token_sealed))
+    if secret is not None:
+        samples.append((f"build secret {secret}", secret.value_sealed))
     return samples
 
 

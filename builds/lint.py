@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dockerfile
 
+from builds.buildsecrets import scan
 from builds.proc import ProcessTimeout, run
 
 LEVELS = ("error", "warning", "info", "style")
@@ -181,6 +182,11 @@ def isolation_reason(text: str) -> str:
     return ""
 
 
+def secret_findings(commands: list[dockerfile.Command]) -> list[Finding]:
+    """Secret mounts a build would refuse (builds.buildsecrets.scan)."""
+    return [Finding(line, "error", "secret", problem) for line, problem in scan(commands)[1]]
+
+
 def check(text: str) -> list[Finding]:
     """All findings for a Dockerfile, errors first, then by line."""
     return list(_check(text))
@@ -196,7 +202,7 @@ def _check(text: str) -> tuple[Finding, ...]:
         return (Finding(None, "error", "nul", "contains a NUL character"),)
     commands, findings = parse(text)
     if not findings:
-        findings = emulation_warnings(commands) + hadolint(text)
+        findings = emulation_warnings(commands) + secret_findings(commands) + hadolint(text)
     findings += isolation_refusals(text, commands)
     return tuple(
         sorted(
@@ -209,7 +215,7 @@ def _check(text: str) -> tuple[Finding, ...]:
 # Errors that mean the file does not parse (BuildKit's parser, hadolint's parser, size, NUL);
 # hadolint's rule errors (e.g. DL3000) are advice: BuildKit builds such files. Isolation
 # refusals block too.
-BLOCKING = {"parse", "DL1000", "size", "nul", "isolation"}
+BLOCKING = {"parse", "DL1000", "size", "nul", "isolation", "secret"}
 
 
 def has_errors(findings: list[Finding]) -> bool:

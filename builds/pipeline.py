@@ -8,7 +8,8 @@ call alone, and :meth:`BuildRun.execute` runs them in this order:
 2. ``registry_login``: the team's login for the image's registry, as a private DOCKER_CONFIG.
 3. ``fetch_source``: clone the project at the requested ref; remember the commit (and git tag).
 4. ``resolve_tags``: expand tag templates; refuse a version tag the ledger says is taken.
-5. ``render``: the plugin's Dockerfile (or the project's own) and its .dockerignore.
+5. ``render``: the plugin's Dockerfile (or the project's own) and its .dockerignore
+   (``builds.dockerfiles``); ``use_secrets``: the team secrets it mounts, as 0600 files.
 6. ``plan_runs``: one ``docker buildx build`` per node of the plan (``builds.buildruns``).
 7. ``build_platforms``: run them at once, following their output; say why one failed.
 8. ``verify``: the pushed index (merged first when several runs pushed) must hold every platform.
@@ -32,15 +33,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-import lang_plugins
-from builds import builders, buildx, credentials, events, gitsource, ledger, registry, services
+from builds import (
+    builders,
+    buildx,
+    credentials,
+    dockerfiles,
+    events,
+    gitsource,
+    ledger,
+    registry,
+    services,
+)
 from builds.backend import Backend
 from builds.buildlog import BuildLog
 from builds.buildruns import BuildxRuns
+from builds.buildsecrets import BuildSecrets, prepare_secrets
 from builds.dockerhost import cert_dir
+from builds.failures import BuildFailed
 from builds.gitauth import for_project as git_access
 from builds.lease import Lease, LeaseLost
-from builds.lint import isolation_reason
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
 from builds.proc import ProcessStopped
@@ -52,13 +63,6 @@ from portal.sealing import SealError
 log = logging.getLogger(__name__)
 
 Outcome = tuple[str, str, str]  # state, reason, fault
-
-
-class BuildFailed(Exception):
-    def __init__(self, reason: str, fault: str = Build.Fault.USER) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.fault = fault
 
 
 class BuildRun:
@@ -74,6 +78,7 @@ class BuildRun:
         self.runs = BuildxRuns(build, self.platforms, self.nodes, self.log, backend, self.lease)
         self.docker_config = ""  # set when the team has a login for the image's registry
         self.git_tag: str | None = None  # set by fetch_source when the ref is a git tag
+        self.secrets = BuildSecrets()  # set by use_secrets
 
     # steps ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,31 +170,22 @@ class BuildRun:
                 raise BuildFailed(f"tag {tag} already exists and versions are immutable")
 
     def render(self, workspace: Path, src: Path) -> Path:
-        project = self.build.project
-        try:
-            plugin = lang_plugins.get_plugin(project.language)
-            options = plugin.clean_options(project.options)
-        except (KeyError, ValueError) as exc:
-            raise BuildFailed(f"project settings: {exc}") from exc
-        detection = plugin.detect(src)
-        for name, value in options.items():
-            if not value and detection is not None and detection.options.get(name):
-                options[name] = detection.options[name]
-                self.log.say(f"option {name} detected from the source: {options[name]}")
-        rendered = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR)
-        text = rendered.dockerfile
-        if project.custom_dockerfile:
-            self.log.say("using the project's own Dockerfile instead of the generated one")
-            text = project.custom_dockerfile
-        if refused := isolation_reason(text):  # saved before the rule, or by other means
-            raise BuildFailed(f"the Dockerfile is refused: {refused}")
+        text, dockerignore = dockerfiles.choose(self.build.project, src, self.log.say)
         dockerfile = workspace / "Dockerfile"
         dockerfile.write_text(text)
         # BuildKit reads <Dockerfile>.dockerignore before the context's own .dockerignore.
-        (workspace / "Dockerfile.dockerignore").write_text(rendered.dockerignore)
+        (workspace / "Dockerfile.dockerignore").write_text(dockerignore)
         self.build.dockerfile = text
         self.build.save(update_fields=["dockerfile"])
         return dockerfile
+
+    def use_secrets(self, workspace: Path) -> None:
+        """The team secrets the build names, as files in the workspace (builds.buildsecrets);
+        from here on the log hides their values."""
+        self.secrets = prepare_secrets(self.build.project, self.build.dockerfile, workspace)
+        self.log.redact = self.secrets.redactor()
+        if self.secrets.mounts:
+            self.log.say(f"build secrets, mounted only: {', '.join(self.secrets.mounts)}")
 
     def plan_runs(
         self, workspace: Path, src: Path, dockerfile: Path, certs: dict[int, Path | None]
@@ -221,6 +217,8 @@ class BuildRun:
                 annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
                 push_once=not builder and node.image_store == "containerd",
                 cache_namespace=project.team.opaque_id,
+                secrets=self.secrets.mounts,
+                build_args=self.secrets.build_args,
             )
             self.runs.add(spec, steps)
 
@@ -349,7 +347,8 @@ class BuildRun:
 
     def execute(self) -> None:
         if outcome := self._execute():
-            self.finish(*outcome)
+            state, reason, fault = outcome
+            self.finish(state, self.log.redact(reason), fault)
 
     def _execute(self) -> Outcome | None:
         root = services.workspace_root()
@@ -365,6 +364,7 @@ class BuildRun:
                     return self._stopped()
                 self.resolve_tags()
                 dockerfile = self.render(workspace, src)
+                self.use_secrets(workspace)
                 # Node TLS material exists as files only while the build runs.
                 certs = {
                     pk: stack.enter_context(cert_dir(n.tls(), parent=workspace))

@@ -55,6 +55,8 @@ class Option:
     # A regex the whole value must match (re.fullmatch), and the message shown when it does not.
     pattern: str | None = None
     pattern_message: str = ""
+    # The value names a team secret (lang_plugins.secrets); the portal mounts that secret.
+    secret: bool = False
 
     def __post_init__(self) -> None:
         # A plugin whose own default would be rejected is a programming error: fail at import.
@@ -133,6 +135,10 @@ class Plugin:
             if name not in known:
                 raise OptionError(name, f"unknown option for {self.key}")
         return {option.name: option.clean(raw.get(option.name)) for option in self.options}
+
+    def secret_names(self, options: Mapping[str, str]) -> list[str]:
+        """The team secrets these (cleaned) options name: the build must get them."""
+        return [options[o.name] for o in self.options if o.secret and options.get(o.name)]
 
     def render(self, options: Mapping[str, str], *, mirror: str = "") -> Rendered:
         """Produce the Dockerfile and .dockerignore from cleaned options."""

@@ -9,11 +9,15 @@ from pathlib import Path
 from . import tree as source
 from .base import Detection, Option, OptionError, Plugin, Rendered
 from .dockerfile import dockerfile_quote, dockerignore, find_control_char, mirror_image
+from .secrets import scope_arg, secret_mount, secret_option
 
 # "." or "./seg/seg": segments of [A-Za-z0-9._-], none made only of dots ("..", and "..." which
 # go build would read as a wildcard), none starting with "-".
 MAIN_PATTERN = r"\.(?:/(?!\.+(?:/|$))[A-Za-z0-9_.][A-Za-z0-9._-]*)*"
 GO_VERSION_PATTERN = r"[0-9]+\.[0-9]+"  # not \d, which also matches non-ASCII digits
+# GOPRIVATE: comma-separated module path globs (path.Match), e.g. "git.corp.example.com/*".
+_GLOB = r"[A-Za-z0-9*?][A-Za-z0-9._~*?/-]*"
+GOPRIVATE_PATTERN = rf"{_GLOB}(?:,{_GLOB})*"
 
 GO_IMAGE = "golang:{version}"
 RUNTIME_IMAGE = "alpine:3.20"
@@ -53,6 +57,23 @@ class GoPlugin(Plugin):
             max_length=10,
             pattern=GO_VERSION_PATTERN,
             pattern_message='must look like "1.19"',
+        ),
+        Option(
+            name="goprivate",
+            label="Private modules",
+            help="GOPRIVATE (and GONOSUMDB) for the download step: comma-separated module "
+            'path patterns, e.g. "git.corp.example.com/*,github.com/acme/*".',
+            default="",
+            max_length=500,
+            pattern=GOPRIVATE_PATTERN,
+            pattern_message="must be module path patterns separated by commas, "
+            'e.g. "git.corp.example.com/*"',
+        ),
+        secret_option(
+            "netrc_secret",
+            "netrc secret",
+            "a .netrc (machine HOST login USER password TOKEN) that go mod download reads "
+            "as /root/.netrc",
         ),
     )
 
@@ -94,8 +115,7 @@ class GoPlugin(Plugin):
 FROM --platform=$BUILDPLATFORM {builder} AS build
 WORKDIR /src
 COPY go.mod go.sum* ./
-RUN --mount=type=cache,target=/go/pkg/mod go mod download
-COPY . .
+{self._download(opts)}COPY . .
 ARG TARGETOS TARGETARCH TARGETVARIANT
 ARG LDFLAGS={dockerfile_quote(opts["ldflags"])}
 ARG MAIN={dockerfile_quote(opts["main"] or ".")}
@@ -109,6 +129,22 @@ USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/app"]
 """
         return Rendered(dockerfile=dockerfile, dockerignore=DOCKERIGNORE)
+
+    def _download(self, opts: Mapping[str, str]) -> str:
+        """The dependency step: with private modules and the netrc secret when set."""
+        private = ""
+        if opts["goprivate"]:
+            private = (
+                f"ARG GOPRIVATE={dockerfile_quote(opts['goprivate'])}\n"
+                "ENV GOPRIVATE=$GOPRIVATE GONOSUMDB=$GOPRIVATE\n"
+            )
+        if not opts["netrc_secret"]:
+            return f"{private}RUN --mount=type=cache,target=/go/pkg/mod go mod download\n"
+        mount = secret_mount(opts["netrc_secret"], "/root/.netrc")
+        return (
+            f"{private}{scope_arg()}RUN --mount=type=cache,target=/go/pkg/mod {mount} \\\n"
+            "    go mod download\n"
+        )
 
     def _find_main(self, tree: Path) -> tuple[str, str]:
         """The package to build ("" if none) and a sentence saying how it was chosen."""

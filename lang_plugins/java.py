@@ -14,6 +14,7 @@ from pathlib import Path
 from . import tree as source
 from .base import Detection, Option, OptionError, Plugin, Rendered
 from .dockerfile import dockerfile_quote, dockerignore, find_control_char, mirror_image
+from .secrets import scope_arg, secret_mount, secret_option
 
 JAVA_VERSIONS = ("11", "17", "21")  # Temurin LTS lines with -jdk, -jre and maven images
 MAVEN_IMAGE = "maven:3-eclipse-temurin-{version}"
@@ -131,6 +132,12 @@ class JavaPlugin(Plugin):
             pattern=HTTP_URL_PATTERN,
             pattern_message=URL_MESSAGE.format(extra=""),
         ),
+        secret_option(
+            "maven_settings_secret",
+            "Maven settings secret",
+            "a Maven settings.xml (servers with passwords, mirrors) that mvn reads as "
+            "/root/.m2/settings.xml (Maven only; instead of mirror and settings URL)",
+        ),
         Option(
             name="artifact",
             label="Jar to run",
@@ -147,9 +154,14 @@ class JavaPlugin(Plugin):
     def clean_options(self, raw: Mapping[str, object]) -> dict[str, str]:
         opts = super().clean_options(raw)
         if opts["build_tool"] == "gradle":
-            for name in ("maven_mirror", "maven_settings_url"):
+            for name in ("maven_mirror", "maven_settings_url", "maven_settings_secret"):
                 if opts[name]:
                     raise OptionError(name, "is only used when the build tool is maven")
+        given = [n for n in ("maven_mirror", "maven_settings_url") if opts[n]]
+        if given and opts["maven_settings_secret"]:
+            raise OptionError(
+                given[0], "set either this or maven_settings_secret (the settings can hold it)"
+            )
         if opts["maven_mirror"] and opts["maven_settings_url"]:
             raise OptionError(
                 "maven_mirror", "set either this or maven_settings_url (the settings can hold it)"
@@ -243,12 +255,17 @@ ENV JDK_JAVA_OPTIONS="$JVM_OPTIONS"
             # fetches it itself (not a RUN step), and it stays in the build stage.
             url = opts["maven_settings_url"]
             settings = f"ADD {url} /tmp/crossport/settings.xml\n"
+        secret_arg = secret = ""
+        if opts["maven_settings_secret"]:  # Maven's user settings, read without -s
+            secret_arg = scope_arg()
+            mount = secret_mount(opts["maven_settings_secret"], "/root/.m2/settings.xml")
+            secret = f" \\\n    {mount}"
         return f"""\
 FROM --platform=$BUILDPLATFORM {image} AS build
 WORKDIR /src
 COPY . .
 {settings}ARG MAVEN_MIRROR={dockerfile_quote(opts["maven_mirror"])}
-RUN --mount=type=cache,target=/root/.m2/repository,sharing=locked <<'EOF'
+{secret_arg}RUN --mount=type=cache,target=/root/.m2/repository,sharing=locked{secret} <<'EOF'
 set -eu
 set --
 if [ -f /tmp/crossport/settings.xml ]; then

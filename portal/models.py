@@ -17,7 +17,7 @@ from portal.grammar import InvalidValue
 from portal.grammar import git as git_grammar
 from portal.grammar import reference as reference_grammar
 from portal.grammar.reference import canonical_domain, is_registry_host
-from portal.sealing import opaque_id
+from portal.sealing import opaque_id, seal, unseal
 
 TOKEN_PREFIX = "cp_"
 
@@ -255,3 +255,49 @@ class ApiToken(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
+
+
+class TeamSecret(models.Model):
+    """A value builds of the team's projects read through a BuildKit secret mount (a netrc,
+    pip.conf, settings.xml or .npmrc). Sealed at rest like registry passwords; never shown."""
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=64)
+    value_sealed = models.TextField(editable=False)
+    # Empty: every project of the team may use it.
+    projects = models.ManyToManyField(Project, blank=True, related_name="secrets")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["team", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="one_secret_name_per_team")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team.slug}/{self.name}"
+
+    @property
+    def value(self) -> str:
+        return unseal(self.value_sealed)
+
+    def set_value(self, value: str) -> None:
+        self.value_sealed = seal(value)
+
+    def to_api(self) -> dict[str, Any]:
+        def when(moment: Any) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "name": self.name,
+            "team": self.team.slug,
+            "projects": sorted(p.name for p in self.projects.all()),
+            "created_at": when(self.created_at),
+            "rotated_at": when(self.rotated_at),
+            "last_used_at": when(self.last_used_at),
+        }

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
-from portal import api, logins, views
+from portal import api, logins, secrets_api, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("tokens/<id:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("teams/<slug:slug>/", views.team_detail, name="team"),
     path("projects/<id:pk>/git-access", views.project_git_access, name="project-git-access"),
+    path("teams/<slug:slug>/secrets", views.team_secret, name="team-secrets"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
@@ -24,6 +25,12 @@ urlpatterns = [
     path("api/v1/projects/<id:pk>", api.project_detail, name="api-project"),
     path("api/v1/projects/<id:pk>/deploy-key", api.deploy_key, name="api-project-deploy-key"),
     path("api/v1/projects/<id:pk>/git-token", api.git_token, name="api-project-git-token"),
+    path("api/v1/teams/<slug:slug>/secrets", secrets_api.secrets, name="api-team-secrets"),
+    path(
+        "api/v1/teams/<slug:slug>/secrets/<str:name>",
+        secrets_api.secret_detail,
+        name="api-team-secret",
+    ),
     path("", include("builds.urls")),
     re_path(r"^api/", api.not_found),  # last: an unknown API path is a JSON 404
 ]

@@ -8,9 +8,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
-from portal import gitaccess
+from portal import gitaccess, team_secrets
 from portal import teams as services_team
 from portal.access import (
     get_project_for_user,
@@ -92,10 +93,13 @@ def team_detail(request: Request, slug: str) -> HttpResponse:
             "is_admin": is_admin,
             "form": form,
             "logins": team.credentials.all() if is_admin else [],
+            "secrets": team.secrets.prefetch_related("projects"),
+            "projects": team.projects.order_by("name"),
         },
     )
 
 
+@sensitive_post_parameters("token")
 @login_required
 @require_POST
 def project_git_access(request: Request, pk: int) -> HttpResponse:
@@ -120,3 +124,33 @@ def project_git_access(request: Request, pk: int) -> HttpResponse:
         else:
             messages.success(request, "Git token saved.")
     return redirect(project)
+
+
+@sensitive_post_parameters("value")
+@login_required
+@require_POST
+def team_secret(request: Request, slug: str) -> HttpResponse:
+    """Team admins create, rotate and delete build secrets; values are never shown."""
+    team = get_team_for_user(request.user, slug)
+    if not is_team_admin(request.user, team):
+        return HttpResponse("only team admins manage build secrets", status=403)
+    action = request.POST.get("action")
+    name = request.POST.get("name", "")
+    projects = request.POST.getlist("projects")
+    try:
+        if action == "create":
+            team_secrets.create(team, name, request.POST.get("value"), projects, request.user)
+            messages.success(request, f"saved secret {name}")
+        else:
+            secret = team_secrets.find(team, name)
+            if secret is None:
+                messages.error(request, "no such secret")
+            elif action == "rotate":
+                team_secrets.rotate(secret, request.POST.get("value"), projects or None)
+                messages.success(request, f"rotated secret {name}")
+            elif action == "delete":
+                secret.delete()
+                messages.info(request, f"deleted secret {name}")
+    except InvalidValue as exc:
+        messages.error(request, str(exc))
+    return redirect("team", team.slug)

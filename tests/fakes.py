@@ -80,6 +80,8 @@ class FakeBackend(Backend):
         self.merged: list[tuple[str, list[str]]] = []
         self.run_platforms: dict[str, list[str]] = {}
         self.access: GitAccess | None = None
+        # What each --secret file held while buildx ran: (file mode, folder mode, text).
+        self.secret_files: dict[str, tuple[int, int, str]] = {}
 
     def fetch(
         self,
@@ -114,6 +116,14 @@ class FakeBackend(Backend):
         spec = self.spec = specs[0]
         self.dockerfile = spec.dockerfile.read_text()
         self.context_files = sorted(p.name for p in spec.context.iterdir())
+        self.secret_files = {
+            name: (
+                path.stat().st_mode & 0o777,
+                path.parent.stat().st_mode & 0o777,
+                path.read_text(),
+            )
+            for name, path in spec.secrets.items()
+        }
         for n, start in enumerate(range(0, len(self.stream), self.chunk_size)):
             if self.on_chunk:
                 self.on_chunk(n)

@@ -69,3 +69,34 @@ def test_hadolint_rule_errors_do_not_block_saving() -> None:
     findings = check("FROM alpine:3.20\nWORKDIR relative\n")
     assert any(f.level == "error" and f.code == "DL3000" for f in findings)
     assert not has_errors(findings)
+
+
+def test_a_secret_mount_without_the_scope_arg_cannot_be_saved() -> None:
+    text = (
+        "FROM --platform=$BUILDPLATFORM alpine:3.20\n"
+        "RUN --mount=type=secret,id=npmrc,target=/root/.npmrc true\n"
+    )
+    findings = [f for f in check(text) if f.code == "secret"]
+    assert [(f.line, f.level) for f in findings] == [(2, "error")]
+    assert "ARG CROSSPORT_TEAM_SCOPE" in findings[0].message and has_errors(findings)
+    scoped = text.replace("\nRUN", "\nARG CROSSPORT_TEAM_SCOPE\nRUN")
+    assert not [f for f in check(scoped) if f.code == "secret"]
+
+
+def test_generated_dockerfiles_with_secrets_lint_clean() -> None:
+    for key, options in [
+        ("go", {"netrc_secret": "n", "goprivate": "example.com/*"}),
+        ("python", {"pip_secret": "p"}),
+        ("java", {"maven_settings_secret": "m"}),
+        ("static", {"build": "npm", "npmrc_secret": "n"}),
+    ]:
+        plugin = lang_plugins.get_plugin(key)
+        plain = {k: v for k, v in options.items() if not k.endswith("_secret")}
+        before = {(f.code, f.level) for f in check(render(plugin, plain))}
+        findings = check(render(plugin, options))
+        assert not has_errors(findings), (key, findings)
+        assert {(f.code, f.level) for f in findings} == before, key  # nothing new to warn of
+
+
+def render(plugin: lang_plugins.Plugin, options: dict[str, str]) -> str:
+    return plugin.render(plugin.clean_options(options), mirror="localhost:5000/library").dockerfile

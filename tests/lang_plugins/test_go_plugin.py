@@ -67,11 +67,23 @@ def render(raw: dict[str, object], mirror: str = "") -> str:
 
 def test_registered_under_go() -> None:
     assert (go().key, go().label) == ("go", "Go")
-    assert [o.name for o in go().options] == ["main", "ldflags", "go_version"]
+    assert [o.name for o in go().options] == [
+        "main",
+        "ldflags",
+        "go_version",
+        "goprivate",
+        "netrc_secret",
+    ]
 
 
 def test_defaults() -> None:
-    assert go().clean_options({}) == {"main": "", "ldflags": "-s -w", "go_version": "1.19"}
+    assert go().clean_options({}) == {
+        "main": "",
+        "ldflags": "-s -w",
+        "go_version": "1.19",
+        "goprivate": "",
+        "netrc_secret": "",
+    }
 
 
 @pytest.mark.parametrize("value", [".", "./cmd/server", "./cmd/my-app.v2", "./a/b_c/D9"])

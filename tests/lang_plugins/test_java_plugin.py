@@ -80,6 +80,7 @@ def test_registered_under_java() -> None:
         "jvm_options",
         "maven_mirror",
         "maven_settings_url",
+        "maven_settings_secret",
         "artifact",
     ]
 
@@ -91,6 +92,7 @@ def test_defaults() -> None:
         "jvm_options": "",
         "maven_mirror": "",
         "maven_settings_url": "",
+        "maven_settings_secret": "",
         "artifact": "",
     }
 

@@ -102,6 +102,7 @@ def test_registered_under_python() -> None:
         "fallback",
         "command",
         "index_url",
+        "pip_secret",
     ]
 
 
@@ -112,6 +113,7 @@ def test_defaults() -> None:
         "fallback": "slim",
         "command": "app.py",
         "index_url": "",
+        "pip_secret": "",
     }
 
 

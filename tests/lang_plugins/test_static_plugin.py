@@ -47,7 +47,15 @@ HOSTILE = [
     "/etc",
 ]
 CONTROL = ["\nRUN rm -rf /", "a\x00b", "a\rb", "8\t080", "\x7f", "x\u2028RUN id"]
-OPTION_NAMES = ["build", "output_dir", "spa", "port", "node_version", "npm_registry"]
+OPTION_NAMES = [
+    "build",
+    "output_dir",
+    "spa",
+    "port",
+    "node_version",
+    "npm_registry",
+    "npmrc_secret",
+]
 DEFAULTS = {
     "build": "none",
     "output_dir": "",
@@ -55,6 +63,7 @@ DEFAULTS = {
     "port": "8080",
     "node_version": "18",
     "npm_registry": "",
+    "npmrc_secret": "",
 }
 
 

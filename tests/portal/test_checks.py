@@ -128,3 +128,16 @@ def test_deploy_keys_and_git_tokens_are_checked_like_other_secrets(
     text = str(info.value)
     assert "deploy key of project alpha/hello" in text and "git token of project" in text
     assert "git-s3cret" not in text and "PRIVATE KEY" not in text
+
+
+def test_a_build_secret_the_key_cannot_open_fails_check(alpha: Team, settings: Any) -> None:
+    from portal import team_secrets
+
+    settings.PORTAL_ENCRYPTION_KEY = "key-one"
+    team_secrets.create(alpha, "npmrc", "npm-token-value", None, None)
+    assert ids(checks.run_checks()) == []
+    settings.PORTAL_ENCRYPTION_KEY = "key-two"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("check")
+    assert "build secret alpha/npmrc" in str(info.value)
+    assert "npm-token-value" not in str(info.value)

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 import lang_plugins
 from builds import credentials
 from builds.models import Build, BuilderNode, BuildxBuilder, ManifestRecord
+from portal import team_secrets
 from portal.apiview import BODY_METHODS, MAX_BODY
 from portal.forms import OPTION_PREFIX
 from portal.models import ApiToken, Project
@@ -177,6 +178,7 @@ def world(alice: Any, project: Project, local_node: BuilderNode) -> World:
         pushed_by=alice,
     )
     login = credentials.save_login(project.team, "localhost:5000", "robot", "secret", alice)
+    secret = team_secrets.create(project.team, "npmrc", "token", None, alice)
     builder = BuildxBuilder.objects.create(name="hostile")
     builder.nodes.add(local_node)
     build = Build.objects.create(project=project, requested_by=alice, platforms=project.platforms)
@@ -192,6 +194,7 @@ def world(alice: Any, project: Project, local_node: BuilderNode) -> World:
             "builds": str(build.pk),
             "manifests": str(record.pk),
             "credentials": str(login.pk),
+            "secrets": secret.name,
             "nodes": node,
             "tokens": str(victim.pk),
             "buildernode": node,
