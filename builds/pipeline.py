@@ -9,6 +9,7 @@ call alone, and :meth:`BuildRun.execute` runs them in this order:
 3. ``fetch_source``: clone the project at the requested ref; remember the commit (and git tag).
 4. ``resolve_tags``: expand tag templates; refuse a version tag the ledger says is taken.
 5. ``render``: the plugin's Dockerfile (or the project's own) and its .dockerignore.
+   ``use_secrets``: the team secrets it names, as files for BuildKit secret mounts.
 6. ``plan_runs``: one ``docker buildx build`` per node of the plan (``builds.buildruns``).
 7. ``build_platforms``: run them at once, following their output; say why one failed.
 8. ``verify``: the pushed index (merged first when several runs pushed) must hold every platform.
