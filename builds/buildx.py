@@ -148,7 +148,7 @@ def run(
 ) -> list[int]:
     """Run one buildx per spec at once, to the end; returns their exit codes in order.
 
-    One thread reads them all (select over their pipes) and calls `on_output(index, chunk)`;
+    One thread reads them all (poll over their pipes) and calls `on_output(index, chunk)`;
     `should_stop` is asked every tick, `on_exit(index, code)` told as each one ends. When one
     fails, the others are interrupted: the build
     has failed, and nothing of it keeps running.
@@ -159,8 +159,13 @@ def run(
         for spec in specs:  # inside the try: if one cannot start, the started ones are killed
             processes.append(BuildxProcess(spec.argv(), spec.env(), cwd=spec.context))
         pipes = {p.proc.stdout.fileno(): i for i, p in enumerate(processes) if p.proc.stdout}
+        # poll, not select: select() refuses descriptors past 1024, which a long-lived worker
+        # (or test process) holding many connections reaches.
+        poller = select.poll()
+        for fd in pipes:
+            poller.register(fd, select.POLLIN)
         while pipes:
-            ready, _, _ = select.select(list(pipes), [], [], 1.0)
+            ready = [fd for fd, _ in poller.poll(1000)]
             for fd in ready:
                 index = pipes[fd]
                 chunk = os.read(fd, 65536)
@@ -168,6 +173,7 @@ def run(
                     on_output(index, chunk)
                     continue
                 del pipes[fd]
+                poller.unregister(fd)
                 codes[index] = code = processes[index].wait()
                 if on_exit is not None:
                     on_exit(index, code)

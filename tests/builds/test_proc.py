@@ -117,3 +117,34 @@ def test_several_runs_one_failure_interrupts_the_others(settings: Any, tmp_path:
     assert codes == [1, 130] and exits == [(0, 1), (1, 130)]
     assert marker.exists(), "the other run got SIGINT first"
     assert b"boom" in seen[0] and b"boom" not in seen[1] and b"started" in seen[1]
+
+
+def test_buildx_output_is_read_with_descriptors_past_1024(tmp_path: Path, settings: Any) -> None:
+    """A long-lived worker holds many descriptors (database, cache, channel connections):
+    buildx's pipe may get a number select() refuses."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1100 descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        script = tmp_path / "docker"
+        script.write_text("#!/bin/sh\necho '{}'\n")
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        settings.PORTAL_DOCKER_CLI = str(script)
+        spec = buildx.BuildSpec(
+            context=tmp_path,
+            dockerfile=tmp_path / "Dockerfile",
+            platforms=["linux/amd64"],
+            tags=["localhost:5000/x/y:z"],
+            metadata_file=tmp_path / "m.json",
+        )
+        seen: list[bytes] = []
+        assert buildx.run([spec], lambda _, chunk: seen.append(chunk), lambda: False, 1.0) == [0]
+        assert b"".join(seen).strip() == b"{}"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
