@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import selectors
 import signal
 import subprocess
 import time
@@ -139,7 +139,7 @@ def run(
 ) -> list[int]:
     """Run one buildx per spec at once, to the end; returns their exit codes in order.
 
-    One thread reads them all (select over their pipes) and calls `on_output(index, chunk)`;
+    One thread reads them all (a selector over their pipes) and calls `on_output(index, chunk)`;
     `should_stop` is asked every tick, `on_exit(index, code)` told as each one ends. When one
     fails, the others are interrupted: the build
     has failed, and nothing of it keeps running.
@@ -150,27 +150,32 @@ def run(
         for spec in specs:  # inside the try: if one cannot start, the started ones are killed
             processes.append(BuildxProcess(spec.argv(), spec.env(), cwd=spec.context))
         pipes = {p.proc.stdout.fileno(): i for i, p in enumerate(processes) if p.proc.stdout}
-        while pipes:
-            ready, _, _ = select.select(list(pipes), [], [], 1.0)
-            for fd in ready:
-                index = pipes[fd]
-                chunk = os.read(fd, 65536)
-                if chunk:
-                    on_output(index, chunk)
-                    continue
-                del pipes[fd]
-                codes[index] = code = processes[index].wait()
-                if on_exit is not None:
-                    on_exit(index, code)
-                if code != 0:
-                    for other in processes:
-                        if other.proc.poll() is None:
-                            other.interrupt()
-            if should_stop():
+        # A selector (epoll), not select(): a worker may hold descriptors past 1024.
+        with selectors.DefaultSelector() as watch:
+            for fd in pipes:
+                watch.register(fd, selectors.EVENT_READ)
+            while pipes:
+                for key, _ in watch.select(1.0):
+                    fd = int(key.fd)
+                    index = pipes[fd]
+                    chunk = os.read(fd, 65536)
+                    if chunk:
+                        on_output(index, chunk)
+                        continue
+                    watch.unregister(fd)
+                    del pipes[fd]
+                    codes[index] = code = processes[index].wait()
+                    if on_exit is not None:
+                        on_exit(index, code)
+                    if code != 0:
+                        for other in processes:
+                            if other.proc.poll() is None:
+                                other.interrupt()
+                if should_stop():
+                    for process in processes:
+                        process.interrupt()
                 for process in processes:
-                    process.interrupt()
-            for process in processes:
-                process.escalate(grace)
+                    process.escalate(grace)
     finally:
         for index, process in enumerate(processes):
             if process.proc.poll() is None:

@@ -27,6 +27,17 @@ def _alive(pid: int) -> bool:
     return status not in ("Z", "X")
 
 
+def _spec(tmp_path: Path, tag: str = "z") -> buildx.BuildSpec:
+    """A build of `tag` by the fake docker CLI the test put in PORTAL_DOCKER_CLI."""
+    return buildx.BuildSpec(
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        platforms=["linux/amd64"],
+        tags=[f"localhost:5000/x/y:{tag}"],
+        metadata_file=tmp_path / f"{tag}.json",
+    )
+
+
 def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     with pytest.raises(ProcessTimeout):
@@ -62,13 +73,7 @@ def test_buildx_is_interrupted_then_killed_after_the_grace(tmp_path: Path, setti
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     settings.PORTAL_DOCKER_CLI = str(script)
-    spec = buildx.BuildSpec(
-        context=tmp_path,
-        dockerfile=tmp_path / "Dockerfile",
-        platforms=["linux/amd64"],
-        tags=["localhost:5000/x/y:z"],
-        metadata_file=tmp_path / "m.json",
-    )
+    spec = _spec(tmp_path)
     seen: list[bytes] = []
     started = time.monotonic()
     [code] = buildx.run([spec], lambda _, chunk: seen.append(chunk), lambda: True, grace=1.0)
@@ -95,13 +100,7 @@ def test_several_runs_one_failure_interrupts_the_others(settings: Any, tmp_path:
     settings.PORTAL_DOCKER_CLI = str(script)
 
     def spec(tag: str) -> buildx.BuildSpec:
-        return buildx.BuildSpec(
-            context=tmp_path,
-            dockerfile=tmp_path / "Dockerfile",
-            platforms=["linux/amd64"],
-            tags=[f"localhost:5000/x/y:{tag}"],
-            metadata_file=tmp_path / f"{tag}.json",
-        )
+        return _spec(tmp_path, tag)
 
     seen: dict[int, bytes] = {0: b"", 1: b""}
     exits: list[tuple[int, int]] = []
@@ -117,3 +116,22 @@ def test_several_runs_one_failure_interrupts_the_others(settings: Any, tmp_path:
     assert codes == [1, 130] and exits == [(0, 1), (1, 130)]
     assert marker.exists(), "the other run got SIGINT first"
     assert b"boom" in seen[0] and b"boom" not in seen[1] and b"started" in seen[1]
+
+
+def test_buildx_output_is_read_whatever_the_processes_descriptor_numbers(
+    tmp_path: Path, settings: Any
+) -> None:
+    """A long-lived worker may hold more than 1024 descriptors: select() cannot watch those."""
+    script = tmp_path / "docker"
+    script.write_text("#!/bin/sh\necho built\n")
+    script.chmod(0o755)
+    settings.PORTAL_DOCKER_CLI = str(script)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        seen: list[bytes] = []
+        spec = _spec(tmp_path)
+        assert buildx.run([spec], lambda _i, chunk: seen.append(chunk), lambda: False, 5.0) == [0]
+        assert b"built" in b"".join(seen)
+    finally:
+        for fd in held:
+            os.close(fd)
