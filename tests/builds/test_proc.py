@@ -27,6 +27,17 @@ def _alive(pid: int) -> bool:
     return status not in ("Z", "X")
 
 
+def _spec(tmp_path: Path, tag: str = "z") -> buildx.BuildSpec:
+    """A build of `tag` by the fake docker CLI the test put in PORTAL_DOCKER_CLI."""
+    return buildx.BuildSpec(
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        platforms=["linux/amd64"],
+        tags=[f"localhost:5000/x/y:{tag}"],
+        metadata_file=tmp_path / f"{tag}.json",
+    )
+
+
 def test_timeout_kills_the_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     with pytest.raises(ProcessTimeout):
@@ -62,13 +73,7 @@ def test_buildx_is_interrupted_then_killed_after_the_grace(tmp_path: Path, setti
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     settings.PORTAL_DOCKER_CLI = str(script)
-    spec = buildx.BuildSpec(
-        context=tmp_path,
-        dockerfile=tmp_path / "Dockerfile",
-        platforms=["linux/amd64"],
-        tags=["localhost:5000/x/y:z"],
-        metadata_file=tmp_path / "m.json",
-    )
+    spec = _spec(tmp_path)
     seen: list[bytes] = []
     started = time.monotonic()
     [code] = buildx.run([spec], lambda _, chunk: seen.append(chunk), lambda: True, grace=1.0)
@@ -95,13 +100,7 @@ def test_several_runs_one_failure_interrupts_the_others(settings: Any, tmp_path:
     settings.PORTAL_DOCKER_CLI = str(script)
 
     def spec(tag: str) -> buildx.BuildSpec:
-        return buildx.BuildSpec(
-            context=tmp_path,
-            dockerfile=tmp_path / "Dockerfile",
-            platforms=["linux/amd64"],
-            tags=[f"localhost:5000/x/y:{tag}"],
-            metadata_file=tmp_path / f"{tag}.json",
-        )
+        return _spec(tmp_path, tag)
 
     seen: dict[int, bytes] = {0: b"", 1: b""}
     exits: list[tuple[int, int]] = []
