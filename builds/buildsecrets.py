@@ -9,9 +9,9 @@ they reach no layer, config, history or provenance. The build log hides them (bu
 
 BuildKit leaves secret contents out of the cache key, so a step that reads a secret could be
 answered from another team's cache. Every RUN that mounts one must therefore see
-``ARG CROSSPORT_TEAM_SCOPE`` (declared earlier in its stage), and the build passes a
-team-specific value for it (portal.team_secrets.cache_scope): that ARG is in the step's
-environment, hence in its cache key. Plugins declare it; a project's own Dockerfile that does
+``ARG CROSSPORT_TEAM_SCOPE`` (declared earlier in its stage), and the build passes the team's
+opaque id for it (as for its cache mounts): that ARG is in the step's environment, hence in its
+cache key. Plugins declare it; a project's own Dockerfile that does
 not is refused with a reason saying where to add it (nothing is injected into it).
 """
 
@@ -121,5 +121,5 @@ def prepare_secrets(project: Project, dockerfile_text: str, workspace: Path) -> 
         path.touch(mode=0o600)
         path.write_text(values[-1])
     team_secrets.mark_used(found)
-    scope = team_secrets.cache_scope(project.team_id)
+    scope = project.team.opaque_id
     return BuildSecrets(mounts, {SCOPE_ARG: scope}, tuple(values))

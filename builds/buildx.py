@@ -46,7 +46,6 @@ class BuildSpec:
     secrets: dict[str, Path] = field(default_factory=dict)  # BuildKit secret id -> 0600 file
     build_args: dict[str, str] = field(default_factory=dict)
     push_once: bool = False  # the engine keeps its images in containerd (see argv)
-    cache_namespace: str = ""  # the team's opaque id: its cache mounts are apart from others'
 
     def argv(self) -> list[str]:
         argv = [
@@ -65,8 +64,6 @@ class BuildSpec:
             f"--file={self.dockerfile}",
             f"--metadata-file={self.metadata_file}",
         ]
-        if self.cache_namespace:
-            argv.append(f"--build-arg={CACHE_NS_ARG}={self.cache_namespace}")
         if self.builder:
             argv.append(f"--builder={self.builder}")
         if self.network:

@@ -216,9 +216,9 @@ class BuildRun:
                 labels=self.oci_annotations(),
                 annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
                 push_once=not builder and node.image_store == "containerd",
-                cache_namespace=project.team.opaque_id,
                 secrets=self.secrets.mounts,
-                build_args=self.secrets.build_args,
+                # The team's cache mounts are apart from every other team's.
+                build_args={**self.secrets.build_args, buildx.CACHE_NS_ARG: project.team.opaque_id},
             )
             self.runs.add(spec, steps)
 

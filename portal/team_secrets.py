@@ -7,12 +7,9 @@ grammar plugins write into Dockerfiles (lang_plugins.secrets).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -118,12 +115,3 @@ def for_build(project: Project, names: Iterable[str]) -> tuple[list[TeamSecret],
 
 def mark_used(secrets: list[TeamSecret]) -> None:
     TeamSecret.objects.filter(pk__in=[s.pk for s in secrets]).update(last_used_at=timezone.now())
-
-
-def cache_scope(team_id: int) -> str:
-    """An opaque value per team for CROSSPORT_TEAM_SCOPE: the same for all the team's builds
-    (they share their cache), different for every other team, guessable by no one."""
-    key = (settings.PORTAL_ENCRYPTION_KEY or settings.SECRET_KEY).encode()
-    return hmac.new(key, f"crossport-secret-scope\0{team_id}".encode(), hashlib.sha256).hexdigest()[
-        :32
-    ]

@@ -52,7 +52,7 @@ def test_the_plugin_option_mounts_the_secret_from_a_private_file(
     argv = spec.argv()
     path = spec.secrets["gitNetrc"]
     assert f"--secret=id=gitNetrc,src={path}" in argv
-    scope = team_secrets.cache_scope(project.team_id)
+    scope = project.team.opaque_id
     assert f"--build-arg=CROSSPORT_TEAM_SCOPE={scope}" in argv
     assert not any(PASSWORD in a for a in argv) and PASSWORD not in json.dumps(spec.env())
     assert "type=secret,id=gitNetrc,target=/root/.netrc" in build.dockerfile

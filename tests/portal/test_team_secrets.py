@@ -134,9 +134,3 @@ def test_scope_decides_which_projects_get_a_secret(
     ]
     found, problems = team_secrets.for_build(project, ["onlyhello"])
     assert [s.name for s in found] == ["onlyhello"] and not problems
-
-
-def test_the_cache_scope_is_per_team_and_opaque(alpha: Team, beta: Team) -> None:
-    one, two = team_secrets.cache_scope(alpha.pk), team_secrets.cache_scope(beta.pk)
-    assert one != two and one == team_secrets.cache_scope(alpha.pk)
-    assert str(alpha.pk) not in (one[:1], one) and len(one) == 32
