@@ -325,9 +325,15 @@ class BuildRun:
         if not self.lease.end(state=state, reason=reason, fault=fault):
             return  # reaped meanwhile: the reaper's verdict stands
         if state != Build.State.SUCCEEDED:
-            self.build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
-                state=BuildPlatform.State.FAILED
-            )
+            # A cancelled build's unfinished platforms read cancelled, never failed; a failed
+            # build keeps the platforms that were stopped because another one failed.
+            unfinished = self.build.platform_states.exclude(state=BuildPlatform.State.DONE)
+            if state == Build.State.CANCELLED:
+                unfinished.update(state=BuildPlatform.State.CANCELLED, failed_step="")
+            else:
+                unfinished.exclude(state=BuildPlatform.State.CANCELLED).update(
+                    state=BuildPlatform.State.FAILED
+                )
         self.build.refresh_from_db()
         self.log.write(
             [(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")]

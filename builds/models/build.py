@@ -34,6 +34,8 @@ class Build(models.Model):
         max_length=10, choices=State.choices, default=State.QUEUED, db_index=True
     )
     reason = models.TextField(blank=True, help_text="Why the build ended the way it did.")
+    # The log line the reason was lifted from (the page opens the log there).
+    reason_line = models.PositiveIntegerField(null=True, blank=True)
     fault = models.CharField(max_length=10, choices=Fault.choices, default=Fault.NONE, blank=True)
     ref = models.CharField(max_length=255)
     commit = models.CharField(max_length=64, blank=True)
@@ -78,6 +80,7 @@ class Build(models.Model):
             "project": self.project_id,
             "state": self.state,
             "reason": self.reason,
+            "reason_line": self.reason_line,
             "fault": self.fault,
             "ref": self.ref,
             "commit": self.commit,
@@ -111,6 +114,7 @@ class BuildPlatform(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # on request, or stopped because another platform failed
 
     build = models.ForeignKey(Build, models.CASCADE, related_name="platform_states")
     platform = models.CharField(max_length=50)
@@ -125,6 +129,7 @@ class BuildPlatform(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    failed_step = models.CharField(max_length=20, blank=True, help_text='e.g. "6/8"')
 
     class Meta:
         ordering = ["pk"]
@@ -149,6 +154,7 @@ class BuildPlatform(models.Model):
             "digest": self.digest,
             "done": self.done,
             "total": self.total,
+            "failed_step": self.failed_step or None,
             "reason": self.reason,
         }
 
