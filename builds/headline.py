@@ -71,6 +71,8 @@ def short_command(name: str) -> str:
     if words[0].upper() != "RUN":
         return " ".join(words[:3])[:40]
     words = [w for w in words[1:] if not _RUN_FLAG.match(w)]
+    if words and words[0].startswith("<<"):  # a heredoc: BuildKit shows "<<'EOF' (set -eu...)"
+        return "RUN script"
     while words and _ASSIGNMENT.match(words[0]):
         words.pop(0)
     kept: list[str] = []

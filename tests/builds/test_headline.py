@@ -45,6 +45,31 @@ def test_go_compile_error_is_the_headline() -> None:
     assert lifted.line == "./main.go:4:2: undefined: nosuchfunc"
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "python",
+            "linux/amd64, step 3/11 (python): ERROR: Could not find a version that satisfies "
+            "the requirement nosuchpkg-crossport==1.0 (from versions: none)",
+        ),
+        (
+            "java",
+            "linux/amd64, step 4/8 (RUN script): [ERROR] "
+            "/src/src/main/java/com/example/crossport/Main.java:[8,28] cannot find symbol",
+        ),
+    ],
+)
+def test_captured_python_and_java_failures(language: str, expected: str) -> None:
+    """Streams captured from the plugins' own Dockerfiles on the real stack: pip asked for a
+    package the index does not have; javac (through Maven) met an unknown method."""
+    name = {"python": "python-pip-error", "java": "java-compile-error"}[language]
+    tracker = tracked(DATA / f"{name}-3platforms.rawjson")
+    dockerfile = (DATA / f"{name}.Dockerfile").read_text()
+    patterns = lang_plugins.get_plugin(language).error_patterns
+    assert headline(tracker.failures[0], patterns, dockerfile).text == expected
+
+
 def test_without_a_matching_line_buildkit_error_stands() -> None:
     failure = tracked(GO_ERROR).failures[0]
     lifted = headline(failure, (), GO_DOCKERFILE)
@@ -114,6 +139,7 @@ def test_short_command() -> None:
     assert short_command("[linux/arm64 build 2/3] RUN CGO_ENABLED=0 GOOS=linux go build -o x") == (
         "go build"
     )
+    assert short_command("[build 4/5] RUN --mount=type=cache <<'EOF' (set -eu...)") == "RUN script"
     assert short_command("[stage-1 2/2] COPY --from=build /out/app /usr/local/bin/app") == (
         "COPY --from=build /out/app"
     )
