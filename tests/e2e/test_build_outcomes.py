@@ -48,12 +48,13 @@ def _build(portal: Any, persona: Any, project_id: int, timeout: float = 600) -> 
 
 
 def _rebuild(portal: Any, persona: Any, build: dict[str, Any]) -> dict[str, Any]:
+    """POST .../rebuild: the same project, commit, tags and strategy, queued (not waited for)."""
     status, again = portal.api("POST", f"/api/v1/builds/{build['id']}/rebuild", persona.token)
     assert status == 201, again
     assert again["id"] != build["id"] and again["project"] == build["project"]
     assert again["state"] == "queued" and again["tags"] == build["tags"]
     assert again["ref"] == build["commit"] and again["strategy"] == build["strategy"]
-    return wait_finished(portal, persona.token, again["id"], timeout=600)
+    return dict(again)
 
 
 def _page(browser: Browser, portal: Any, persona: Any, width: int) -> Page:
@@ -98,8 +99,18 @@ def test_compile_error_is_the_headline_and_rebuild_fails_alike(
     assert reason.startswith(f"{platform}, step {failed[platform]['failed_step']} (go build): ")
     assert {s["state"] for s in build["platforms"].values()} <= {"failed", "cancelled"}
 
-    again = _rebuild(portal, persona, build)
+    # The rebuild fails the same way; a page opened as soon as it is queued (mostly while it
+    # runs: the cache makes it quick) shows the headline and the highlighted line without a reload.
+    queued = _rebuild(portal, persona, build)
+    page = _page(browser, portal, persona, WIDTHS["desktop"])
+    page.goto(f"{portal.url}/builds/{queued['id']}/")
+    page.evaluate("window.__noReload = true")
+    again = wait_finished(portal, persona.token, queued["id"], timeout=600)
     assert again["state"] == "failed" and ERROR_LINE in again["reason"]
+    expect(page.locator("#build-headline")).to_contain_text(again["reason"])
+    expect(page.locator("#log .line.cause")).to_contain_text(ERROR_LINE)
+    assert page.evaluate("window.__noReload") is True
+    page.context.close()
 
     for width in WIDTHS.values():
         page = _page(browser, portal, persona, width)
