@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.utils import timezone
 
-from builds import buildx, credentials, events
+import lang_plugins
+from builds import buildx, credentials, events, headline
 from builds.backend import Backend
 from builds.buildlog import BuildLog, Line
 from builds.lease import Lease
@@ -97,7 +98,7 @@ class BuildxRuns:
         if row.state == BuildPlatform.State.PENDING:
             fields["state"] = BuildPlatform.State.RUNNING
         if isinstance(event, StepUpdate) and event.state == "error":
-            fields["state"] = BuildPlatform.State.FAILED
+            fields["state"] = BuildPlatform.State.FAILED  # "canceled" waits for the verdict
         fields = {k: v for k, v in fields.items() if getattr(row, k) != v}
         if not fields:
             return False
@@ -125,7 +126,7 @@ class BuildxRuns:
             float(settings.PORTAL_CANCEL_GRACE_SECONDS),
             lambda n, _code: self.run_ended(which[n]),
         )
-        for index, code in zip(which, codes, strict=True):
+        for index in which:
             stream = self.streams[index]
             self._consume(index, stream.decoder.close())
             self.log.write(
@@ -135,18 +136,61 @@ class BuildxRuns:
                     if isinstance(e, RawLine)
                 ]
             )
+        headlines = {h.platform: h for i in which for h in self.headlines(i)}
+        first = next(iter(headlines.values()), None)
+        for index, code in zip(which, codes, strict=True):
+            stream = self.streams[index]
             for step in stream.steps:
                 row = self.platforms[step.platform]
                 row.finished_at = row.finished_at or timezone.now()
                 if code != 0:
-                    errors = stream.tracker.errors
-                    row.reason = self.log.redact(
-                        f"on node {step.node}: "
-                        + (errors[-1] if errors else f"buildx exited with status {code}")
-                    )
-                    row.state = BuildPlatform.State.FAILED
-                row.save(update_fields=["finished_at", "reason", "state"])
+                    self._platform_verdict(row, step, code, headlines.get(step.platform), first)
+                    row.reason = self.log.redact(row.reason)  # output may hold a secret
+                row.save(update_fields=["finished_at", "reason", "state", "failed_step"])
         return codes
+
+    def _platform_verdict(
+        self,
+        row: BuildPlatform,
+        step: Step,
+        code: int,
+        own: headline.Headline | None,
+        first: headline.Headline | None,
+    ) -> None:
+        """A platform of a failed run: failed at its own step, or stopped (cancelled) because
+        another platform failed or the build was cancelled."""
+        if own is not None:
+            row.state, row.failed_step = BuildPlatform.State.FAILED, own.step
+            row.reason = f"on node {step.node}: {own.line or own.text}"
+        elif self.lease.timed_out:
+            row.state, row.reason = BuildPlatform.State.FAILED, "stopped: the build timed out"
+        elif self.lease.cancel:
+            row.state, row.reason = BuildPlatform.State.CANCELLED, "cancelled on request"
+        elif first is not None:
+            row.state = BuildPlatform.State.CANCELLED
+            row.reason = f"stopped when {first.platform or 'another step'} failed"
+        else:
+            errors = self.streams[self._stream_of(step)].tracker.errors
+            row.state = BuildPlatform.State.FAILED
+            row.reason = f"on node {step.node}: " + (
+                errors[-1] if errors else f"buildx exited with status {code}"
+            )
+
+    def _stream_of(self, step: Step) -> int:
+        return next(i for i, s in enumerate(self.streams) if step in s.steps)
+
+    def headlines(self, index: int) -> list[headline.Headline]:
+        """The failures of one run that were Dockerfile steps, first per platform."""
+        try:
+            patterns = lang_plugins.get_plugin(self.build.project.language).error_patterns
+        except KeyError:
+            patterns = ()
+        found: dict[str | None, headline.Headline] = {}
+        for failure in self.streams[index].tracker.failures:
+            lifted = headline.headline(failure, patterns, self.build.dockerfile)
+            if lifted.step and failure.platform not in found:
+                found[failure.platform] = lifted
+        return list(found.values())
 
     def run_ended(self, index: int) -> None:
         """The timeline: each run's platforms end when that run's buildx does."""
@@ -186,8 +230,13 @@ class BuildxRuns:
 
     # verdicts -------------------------------------------------------------------------
     def first_failure(self, codes: list[int]) -> str:
-        """The first run that failed on its own (the others were stopped because of it)."""
+        """The first run that failed on its own (the others were stopped because of it): the
+        headline of its failed step, else its last error."""
         failed = [i for i, code in enumerate(codes) if code != 0]
+        for index in failed:
+            for lifted in self.headlines(index):
+                self._point_at(lifted)
+                return lifted.text
         for index in failed:
             stream = self.streams[index]
             errors = [e for e in stream.tracker.errors if "context canceled" not in e]
@@ -198,6 +247,23 @@ class BuildxRuns:
                     return what
                 return f"{platforms} on node {stream.steps[0].node}: {what}"
         return f"buildx exited with status {codes[failed[0]]}"
+
+    def _point_at(self, lifted: headline.Headline) -> None:
+        """Remember which log line the headline came from, for the page to open the log at."""
+        if lifted.line is None:
+            return
+        seq = (
+            self.build.log_lines.filter(
+                text__startswith=f"#{lifted.number} ",
+                text__contains=self.log.redact(lifted.line)[:120],
+            )
+            .order_by("seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
+        if seq is not None:
+            Build.objects.filter(pk=self.build.pk).update(reason_line=seq)
+            self.build.reason_line = seq
 
     def failure_reason(self, codes: list[int], *, logged_in: bool) -> str:
         """Why the build failed: the first failing run's error, with who pushed when the

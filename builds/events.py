@@ -65,6 +65,7 @@ def status_payload(build: Build) -> dict[str, Any]:
     return {
         "state": build.state,
         "reason": build.reason,
+        "reason_line": build.reason_line,
         "digest": build.digest,
         "platforms": [
             {
@@ -74,6 +75,7 @@ def status_payload(build: Build) -> dict[str, Any]:
                 "total": p.total,
                 "percent": p.percent,
                 "digest": p.digest,
+                "failed_step": p.failed_step,
             }
             for p in build.platform_states.all()
         ],

@@ -329,10 +329,7 @@ class BuildRun:
     def finish(self, state: str, reason: str, fault: str = Build.Fault.NONE) -> None:
         if not self.lease.end(state=state, reason=reason, fault=fault):
             return  # reaped meanwhile: the reaper's verdict stands
-        if state != Build.State.SUCCEEDED:
-            self.build.platform_states.exclude(state=BuildPlatform.State.DONE).update(
-                state=BuildPlatform.State.FAILED
-            )
+        self.build.close_platforms(state)
         self.build.refresh_from_db()
         self.log.write(
             [(None, 0 if state == Build.State.SUCCEEDED else 2, f"Crossport: {state}: {reason}")]

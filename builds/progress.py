@@ -7,6 +7,7 @@ stores and publishes the events.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "LogLine",
     "PlatformProgress",
     "ProgressTracker",
+    "StepFailure",
     "StepUpdate",
 ]
 
@@ -38,7 +40,8 @@ class LogLine:
 
 @dataclass(frozen=True)
 class StepUpdate:
-    """A platform's vertex changed state: "running", "done", "cached" or "error"."""
+    """A platform's vertex changed state: "running", "done", "cached", "error" or "canceled"
+    (stopped because something else failed, or on request)."""
 
     platform: str
     vertex: str
@@ -62,10 +65,25 @@ class PlatformProgress:
     total: int
 
 
+@dataclass(frozen=True)
+class StepFailure:
+    """A vertex that failed on its own (not canceled): BuildKit's error, the step's last
+    output lines and its platform's step counts per stage, for `builds.headline`."""
+
+    platform: str | None
+    name: str
+    number: int  # the "#N" of the step's log lines
+    step: StepName | None
+    error: str
+    output: tuple[str, ...]
+    stage_totals: dict[str, int]
+
+
 Event = LogLine | StepUpdate | PlatformProgress
 
 _TERMINAL = frozenset({"done", "cached", "error"})
 MAX_PARTIAL_LINE_BYTES = 64 * 1024
+OUTPUT_KEPT = 400  # a step's last output lines kept for its failure headline
 
 
 @dataclass
@@ -78,6 +96,7 @@ class _Vertex:
     step: StepName | None = None
     platform: str | None = None
     printed: bool = False
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_KEPT))
 
 
 @dataclass
@@ -110,6 +129,7 @@ class ProgressTracker:
     def __init__(self, default_platform: str | None = None) -> None:
         self.default_platform = default_platform
         self.errors: list[str] = []
+        self.failures: list[StepFailure] = []
         self._plain_errors: list[str] = []
         self._vertexes: dict[str, _Vertex] = {}
         self._next_number = 1
@@ -234,20 +254,36 @@ class ProgressTracker:
             error = str(raw.get("error"))
             if error.endswith("context canceled") or error == "canceled":
                 events.append(self._line(vertex, "CANCELED"))
+                state = "canceled"
             else:
                 events.append(self._line(vertex, f"ERROR: {error}"))
                 if error not in self.errors:
                     self.errors.append(error)
+                self._failed(vertex, error)
         elif state == "cached":
             events.append(self._line(vertex, "CACHED"))
         else:
             started = rawfields.timestamp(raw.get("started")) or vertex.started
             events.append(self._line(vertex, rawfields.done_text(started, raw.get("completed"))))
-        vertex.state = state
+        vertex.state = "error" if state == "canceled" else state
         if vertex.platform is not None:
             events.append(StepUpdate(vertex.platform, vertex.digest, vertex.name, state))
         if state in ("done", "cached"):
             self._step_done(vertex)
+
+    def _failed(self, vertex: _Vertex, error: str) -> None:
+        steps = self._platforms.get(vertex.platform or "")
+        self.failures.append(
+            StepFailure(
+                platform=vertex.platform,
+                name=vertex.name,
+                number=vertex.number,
+                step=vertex.step,
+                error=error,
+                output=tuple(vertex.output),
+                stage_totals=dict(steps.totals) if steps else {},
+            )
+        )
 
     # -- per-platform progress
 
@@ -312,7 +348,7 @@ class ProgressTracker:
             vertex = self._vertex(digest)
             self._header(vertex, events)
             for line in complete.split(b"\n"):
-                events.append(self._line(vertex, rawfields.clean_line(line), stream))
+                events.append(self._output(vertex, rawfields.clean_line(line), stream))
         # Of a partial line keep only the last carriage-return segment (progress bars), but
         # not a lone trailing "\r" that may be the first half of "\r\n".
         cr = buffer.rfind(b"\r", 0, max(len(buffer) - 1, 0))
@@ -328,7 +364,11 @@ class ProgressTracker:
         if buffer:
             vertex = self._vertex(digest)
             self._header(vertex, events)
-            events.append(self._line(vertex, rawfields.clean_line(bytes(buffer)), stream))
+            events.append(self._output(vertex, rawfields.clean_line(bytes(buffer)), stream))
+
+    def _output(self, vertex: _Vertex, text: str, stream: int) -> LogLine:
+        vertex.output.append(text)
+        return self._line(vertex, text, stream)
 
     def _warning(self, raw: dict[str, Any], events: list[Event]) -> None:
         digest = str(raw.get("vertex") or "")

@@ -127,6 +127,13 @@ def queue_build(
     return build
 
 
+def rebuild(build: Build, user: Any) -> Build:
+    """Queue the same build again: its project, commit (its ref when it never got one), tags
+    (as resolved) and strategy. Raises InvalidValue when one no longer holds (a removed
+    builder, a tag the project's image prefix now refuses)."""
+    return queue_build(build.project, user, build.commit or build.ref, build.tags, build.strategy)
+
+
 def preview_plan(build: Build) -> dict[str, Any]:
     """The plan as it would be now; when none is possible, why (the build still queues)."""
     try:
@@ -150,6 +157,7 @@ def cancel_build(build: Build) -> Build:
     ):
         from builds import events
 
+        build.platform_states.update(state=BuildPlatform.State.CANCELLED)
         build.refresh_from_db()
         events.publish_status(build)
     else:

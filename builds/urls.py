@@ -18,6 +18,7 @@ api_urls = [
     path("api/v1/builds/<id:pk>", runs.build_detail, name="api-build"),
     path("api/v1/builds/<id:pk>/log", runs.build_log, name="api-build-log"),
     path("api/v1/builds/<id:pk>/cancel", runs.build_cancel, name="api-build-cancel"),
+    path("api/v1/builds/<id:pk>/rebuild", runs.build_rebuild, name="api-build-rebuild"),
     path("api/v1/manifests", registry.manifests, name="api-manifests"),
     path("api/v1/merges", registry.merges, name="api-merges"),
     path("api/v1/credentials", registry.credentials_list, name="api-credentials"),
@@ -51,6 +52,7 @@ urlpatterns = [
     path("projects/<id:pk>/history", ledger.project_history, name="project-history"),
     path("builds/<id:pk>/", run_pages.build_detail, name="build"),
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
+    path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),
     *api_urls,
 ]

@@ -123,6 +123,10 @@ class Plugin:
     key: ClassVar[str] = ""
     label: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # Regexes (re.search on each stripped line) for what an error line of the plugin's tools
+    # looks like: the first output line of a failed step that matches one is the build's
+    # headline (builds.headline), ahead of the generic shapes.
+    error_patterns: ClassVar[tuple[str, ...]] = ()
 
     def detect(self, tree: Path) -> Detection | None:
         """Inspect (read only) the source tree; None when this is not the plugin's language."""

@@ -33,6 +33,7 @@ _IGNORE_TAG_RE = re.compile(r"^//(?:go:build|\s*\+build)\s.*(?<![!\w])ignore\b")
 class GoPlugin(Plugin):
     key = "go"
     label = "Go"
+    error_patterns = (r"^\S+\.go:\d+(?::\d+)?: ",)  # ./main.go:4:2: undefined: x
     options = (
         Option(
             name="main",

@@ -86,6 +86,11 @@ _GRADLE_VERSION_RES = [
 class JavaPlugin(Plugin):
     key = "java"
     label = "Java"
+    error_patterns = (
+        r"^\S+\.java:\d+: error: ",  # javac
+        r"^\[ERROR\] \S+\.java:\[\d+,\d+\] ",  # maven's compiler plugin
+        r"^e: ",  # gradle's Kotlin compiler
+    )
     options = (
         Option(
             name="build_tool",

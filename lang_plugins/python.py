@@ -72,6 +72,10 @@ _CACHE = "--mount=type=cache,target=/root/.cache/pip"
 class PythonPlugin(Plugin):
     key = "python"
     label = "Python"
+    error_patterns = (
+        r"^ERROR: ",  # pip
+        r"^\w+(?:\.\w+)*(?:Error|Exception): ",  # a traceback's last line
+    )
     options = (
         Option(
             name="install",

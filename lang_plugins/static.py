@@ -87,6 +87,7 @@ _MAJOR_RE = re.compile(r"(?<![0-9.])v?([0-9]+)(?![0-9])")
 class StaticPlugin(Plugin):
     key = "static"
     label = "Static site"
+    error_patterns = (r"^npm (?:ERR!|error) ",)
     options = (
         Option(
             name="build",

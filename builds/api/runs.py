@@ -24,9 +24,14 @@ BUILD = Schema(
         project="integer",
         state={"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
         reason="string",
+        reason_line={"type": ["integer", "null"], "description": "log seq the reason is from"},
         strategy="string",
         plan="object",
-        platforms={"type": "object", "description": "per platform: state, node, method, seconds"},
+        platforms={
+            "type": "object",
+            "description": "per platform: state (pending, running, done, failed, cancelled), "
+            "node, method, seconds, digest, failed_step, reason",
+        },
         manifest=shape(tag="string", digest="string", platforms="object")
         | {"type": ["object", "null"]},
     ),
@@ -141,6 +146,20 @@ def build_log(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
             "state": build.state,
         }
     )
+
+
+@api_view(
+    POST=Op("Build again: same project, commit, tags and strategy", status=201, answers=BUILD)
+)
+def build_rebuild(request: HttpRequest, body: Any, pk: int) -> HttpResponse:
+    build = get_build_for_user(request.user, pk)
+    try:
+        again = services.rebuild(build, request.user)
+    except InvalidValue as exc:
+        return error(400, str(exc))
+    data = again.to_api()
+    data["url"] = request.build_absolute_uri(again.get_absolute_url())
+    return JsonResponse(data, status=201)
 
 
 @api_view(POST=Op("Cancel a build (it stops at the next step)", status=202, answers=BUILD))

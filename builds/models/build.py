@@ -34,6 +34,8 @@ class Build(models.Model):
         max_length=10, choices=State.choices, default=State.QUEUED, db_index=True
     )
     reason = models.TextField(blank=True, help_text="Why the build ended the way it did.")
+    # The log line the reason was lifted from (the page opens the log there).
+    reason_line = models.PositiveIntegerField(null=True, blank=True)
     fault = models.CharField(max_length=10, choices=Fault.choices, default=Fault.NONE, blank=True)
     ref = models.CharField(max_length=255)
     commit = models.CharField(max_length=64, blank=True)
@@ -72,12 +74,27 @@ class Build(models.Model):
     def finished(self) -> bool:
         return self.state in self.FINISHED
 
+    def close_platforms(self, state: str) -> None:
+        """The platforms left unfinished when the build ended in `state`: a cancelled build's
+        read cancelled, never failed; a failed build keeps those that were stopped because
+        another one failed (cancelled) and fails the rest."""
+        if state == self.State.SUCCEEDED:
+            return
+        unfinished = self.platform_states.exclude(state=BuildPlatform.State.DONE)
+        if state == self.State.CANCELLED:
+            unfinished.update(state=BuildPlatform.State.CANCELLED, failed_step="")
+        else:
+            unfinished.exclude(state=BuildPlatform.State.CANCELLED).update(
+                state=BuildPlatform.State.FAILED
+            )
+
     def to_api(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": self.pk,
             "project": self.project_id,
             "state": self.state,
             "reason": self.reason,
+            "reason_line": self.reason_line,
             "fault": self.fault,
             "ref": self.ref,
             "commit": self.commit,
@@ -111,6 +128,7 @@ class BuildPlatform(models.Model):
         RUNNING = "running"
         DONE = "done"
         FAILED = "failed"
+        CANCELLED = "cancelled"  # on request, or stopped because another platform failed
 
     build = models.ForeignKey(Build, models.CASCADE, related_name="platform_states")
     platform = models.CharField(max_length=50)
@@ -125,6 +143,7 @@ class BuildPlatform(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    failed_step = models.CharField(max_length=20, blank=True, help_text='e.g. "6/8"')
 
     class Meta:
         ordering = ["pk"]
@@ -149,6 +168,7 @@ class BuildPlatform(models.Model):
             "digest": self.digest,
             "done": self.done,
             "total": self.total,
+            "failed_step": self.failed_step or None,
             "reason": self.reason,
         }
 

@@ -12,6 +12,7 @@ from builds import services
 from builds.access import get_build_for_user
 from builds.models import Build
 from builds.planner import Plan, equivalent_cli
+from portal.grammar import InvalidValue
 from portal.http import Request
 
 
@@ -40,6 +41,19 @@ def _equivalent_cli(build: Build) -> list[str]:
         return []
     plan = Plan.from_json(build.plan)
     return equivalent_cli(plan, build.project.image, build.tags, build.pk)
+
+
+@login_required
+@require_POST
+def build_rebuild(request: Request, pk: int) -> HttpResponse:
+    build = get_build_for_user(request.user, pk)
+    try:
+        again = services.rebuild(build, request.user)
+    except InvalidValue as exc:
+        messages.error(request, f"Cannot build again: {exc}")
+        return redirect(build)
+    messages.success(request, f"Build {again.pk} queued: build {build.pk} again.")
+    return redirect(again)
 
 
 @login_required

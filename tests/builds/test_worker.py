@@ -114,12 +114,18 @@ def test_cancel_interrupts_a_running_build(queued_build: Build, settings: Any) -
     assert backend.stopped
     assert build.state == Build.State.CANCELLED and build.reason == "cancelled on request"
     assert on_disk_at_finish == [[]]
+    # Its platforms read cancelled too, never failed.
+    assert set(build.platform_states.values_list("state", flat=True)) == {
+        BuildPlatform.State.CANCELLED
+    }
+    assert build.to_api()["platforms"]["linux/arm64"]["state"] == "cancelled"
 
 
 def test_cancel_before_start_needs_no_worker(queued_build: Build, api: Any, alice: Any) -> None:
     response = api(alice).post(f"/api/v1/builds/{queued_build.pk}/cancel")
     assert response.status_code == 202
     assert response.json()["state"] == "cancelled"
+    assert {p["state"] for p in response.json()["platforms"].values()} == {"cancelled"}
     assert claim_next("w1") is None
 
 

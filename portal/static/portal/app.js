@@ -9,16 +9,24 @@ document.addEventListener("change", (event) => {
   }
 });
 
-// <button data-copy="#id"> copies that element's text (the deploy key on the project page).
-document.addEventListener("click", (event) => {
-  const button = event.target;
-  if (!(button instanceof HTMLElement) || !button.matches("[data-copy]")) {
+// <button data-copy="#id"> copies the text of the element it names (docker pull lines).
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element && event.target.closest("button[data-copy]");
+  if (!button) return;
+  const source = document.querySelector(button.dataset.copy);
+  if (!source) return;
+  const text = source.textContent.trim();
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard (plain http off localhost): select the text for the user to copy.
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    button.textContent = "Press Ctrl+C";
     return;
   }
-  const source = document.querySelector(button.dataset.copy || "");
-  if (source && navigator.clipboard) {
-    navigator.clipboard.writeText(source.textContent.trim()).then(() => {
-      button.textContent = "Copied";
-    });
-  }
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
