@@ -157,7 +157,7 @@ def cancel_build(build: Build) -> Build:
     ):
         from builds import events
 
-        build.platform_states.update(state=BuildPlatform.State.CANCELLED)
+        build.close_platforms(Build.State.CANCELLED)
         build.refresh_from_db()
         events.publish_status(build)
     else:

@@ -112,7 +112,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A receive waits in a 5 s server-side BZPOPMIN; redis-py 8's default 5 s
+                # socket_timeout would cut that wait short and close idle websockets with 1011.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": env.str("PORTAL_CHANNEL_PREFIX", default="crossport"),
             },
         }
