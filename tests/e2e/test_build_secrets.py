@@ -244,20 +244,6 @@ def deps_step_states(lines: list[dict[str, Any]]) -> list[str]:
     return states
 
 
-def new_team(portal: Any, username: str, team: str) -> str:
-    out = portal.manage(
-        "portal_user",
-        username,
-        "--team",
-        team,
-        "--admin",
-        "--password-env",
-        "E2E_PASSWORD",
-        extra_env={"E2E_PASSWORD": uuid.uuid4().hex},
-    )
-    return out.strip().splitlines()[-1]
-
-
 def test_a_private_index_password_reaches_the_build_and_nothing_else(
     portal: Any, persona: Any, private_index: PrivateIndex, private_dep_repo: str
 ) -> None:
@@ -307,7 +293,11 @@ def test_a_private_index_password_reaches_the_build_and_nothing_else(
 
 
 def test_another_teams_identical_secret_step_runs_not_cached(
-    portal: Any, persona: Any, private_index: PrivateIndex, private_dep_repo: str
+    portal: Any,
+    portal_with: Any,
+    persona: Any,
+    private_index: PrivateIndex,
+    private_dep_repo: str,
 ) -> None:
     # The first team's project exists from the test above when run together; make sure.
     token = persona.token
@@ -323,7 +313,7 @@ def test_another_teams_identical_secret_step_runs_not_cached(
     _, again = run_build(portal, token, first)
     assert deps_step_states(again) == ["CACHED"] * len(PLATFORMS)
 
-    other = new_team(portal, "grace", "e2e-other")
+    other = portal_with.persona(portal, "grace", "e2e-other").token
     status, _ = portal.api(
         "POST",
         "/api/v1/teams/e2e-other/secrets",

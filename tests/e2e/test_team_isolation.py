@@ -15,7 +15,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,39 +26,20 @@ REFUSAL = "the nodes that serve it are reserved for other teams"
 HEADLINE = "no node open to this team can build linux/amd64: " + REFUSAL
 
 
-@dataclass
-class Member:
-    username: str
-    password: str
-    token: str
-    team: str
-
-
-def _member(portal: Any, prefix: str) -> Member:
+def _member(portal: Any, portal_with: Any, prefix: str) -> Any:
+    """A team admin (conftest.Persona) of a team of its own."""
     suffix = uuid.uuid4().hex[:6]
-    password = uuid.uuid4().hex
-    username, team = f"{prefix}-{suffix}", f"{prefix}-team-{suffix}"
-    out = portal.manage(
-        "portal_user",
-        username,
-        "--team",
-        team,
-        "--admin",
-        "--password-env",
-        "ISO_PASSWORD",
-        extra_env={"ISO_PASSWORD": password},
-    )
-    return Member(username, password, out.strip().splitlines()[-1], team)
+    return portal_with.persona(portal, f"{prefix}-{suffix}", f"{prefix}-team-{suffix}")
 
 
 @pytest.fixture(scope="module")
-def team_a(portal: Any) -> Member:
-    return _member(portal, "iso-a")
+def team_a(portal: Any, portal_with: Any) -> Any:
+    return _member(portal, portal_with, "iso-a")
 
 
 @pytest.fixture(scope="module")
-def team_b(portal: Any) -> Member:
-    return _member(portal, "iso-b")
+def team_b(portal: Any, portal_with: Any) -> Any:
+    return _member(portal, portal_with, "iso-b")
 
 
 @pytest.fixture(scope="module")
@@ -92,28 +72,28 @@ def probe() -> str:
     )
 
 
-def _project(portal: Any, member: Member, repo: str, name: str) -> tuple[int, str]:
+def _project(portal: Any, member: Any, repo: str, name: str) -> tuple[int, str]:
     return go_project(portal, member, repo, name, platforms=AMD64)
 
 
-def _save_dockerfile(portal: Any, member: Member, project_id: int, text: str) -> str:
+def _save_dockerfile(portal: Any, member: Any, project_id: int, text: str) -> str:
     """Save a custom Dockerfile through the edit page, as a person does; the page it lands on."""
     session = login_session(portal, member)
     return str(session(f"/projects/{project_id}/Dockerfile/edit", {"dockerfile": text}))
 
 
-def _dockerfile(portal: Any, member: Member, project_id: int) -> str:
+def _dockerfile(portal: Any, member: Any, project_id: int) -> str:
     _, text = portal.api("GET", f"/api/v1/projects/{project_id}/dockerfile", member.token)
     return str(text)
 
 
-def _build(portal: Any, member: Member, project_id: int) -> dict[str, Any]:
+def _build(portal: Any, member: Any, project_id: int) -> dict[str, Any]:
     status, build = portal.api("POST", f"/api/v1/projects/{project_id}/builds", member.token, {})
     assert status == 201, build
     return dict(build)
 
 
-def _built(portal: Any, member: Member, project_id: int) -> dict[str, Any]:
+def _built(portal: Any, member: Any, project_id: int) -> dict[str, Any]:
     build = wait_finished(portal, member.token, _build(portal, member, project_id)["id"], 300)
     assert build["state"] == "succeeded", build["reason"]
     return build
@@ -123,9 +103,7 @@ def _nodes(build: dict[str, Any]) -> set[str]:
     return {row["node"] for row in build["platforms"].values()}
 
 
-def test_cache_mounts_are_per_team(
-    portal: Any, team_a: Member, team_b: Member, hello_repo: str
-) -> None:
+def test_cache_mounts_are_per_team(portal: Any, team_a: Any, team_b: Any, hello_repo: str) -> None:
     a_writes, _ = _project(portal, team_a, hello_repo, "iso-writer")
     a_reads, a_image = _project(portal, team_a, hello_repo, "iso-reader")
     b_reads, b_image = _project(portal, team_b, hello_repo, "iso-reader")
@@ -155,14 +133,14 @@ def test_cache_mounts_are_per_team(
     assert run_image(f"{a_image}@{a_build['manifest']['digest']}", AMD64[0]) == expected_marker
 
 
-def _log(portal: Any, member: Member, build_id: int) -> str:
+def _log(portal: Any, member: Any, build_id: int) -> str:
     _, log = portal.api("GET", f"/api/v1/builds/{build_id}/log?after=0", member.token)
     lines = log["lines"] if isinstance(log, dict) else []
     return "\n".join(str(line.get("text", "")) for line in lines)
 
 
 @pytest.fixture
-def pool(portal: Any, staff_token: str, team_a: Member) -> Iterator[dict[str, Any]]:
+def pool(portal: Any, staff_token: str, team_a: Any) -> Iterator[dict[str, Any]]:
     """The local node reserved for team A, and a shared node on the same engine; both as
     before afterwards (later tests share the portal)."""
     _, listed = portal.api("GET", "/api/v1/nodes", staff_token)
@@ -186,8 +164,8 @@ def pool(portal: Any, staff_token: str, team_a: Member) -> Iterator[dict[str, An
 
 def test_a_reserved_node_never_runs_another_teams_build(
     portal: Any,
-    team_a: Member,
-    team_b: Member,
+    team_a: Any,
+    team_b: Any,
     hello_repo: str,
     staff_token: str,
     pool: dict[str, Any],
@@ -215,7 +193,7 @@ def test_a_reserved_node_never_runs_another_teams_build(
     assert _nodes(ran) == {"local"}, ran["platforms"]
 
 
-def _failed_or_waiting(portal: Any, member: Member, build_id: int) -> dict[str, Any]:
+def _failed_or_waiting(portal: Any, member: Any, build_id: int) -> dict[str, Any]:
     """Failed at planning; or, when another test of the session left a shared node enabled
     but down, waiting for it (the worker plans again as it may come back): cancelled here."""
     deadline = time.monotonic() + 30
