@@ -47,16 +47,18 @@ class BuildSecrets:
 
 
 def secret_mounts(flags: tuple[str, ...]) -> list[str]:
-    """The secret ids a RUN's flags mount (BuildKit's default id is the target's file name)."""
+    """The secret ids a RUN's flags mount, read as BuildKit reads them: keys and the type in
+    any case; the id, else the source, else the target's file name."""
     ids = []
     for flag in flags:
-        if not flag.startswith("--mount="):
+        if not flag.lower().startswith("--mount="):
             continue
-        fields = next(csv.reader([flag.removeprefix("--mount=")]), [])
-        options = dict(f.partition("=")[::2] for f in fields)
-        if options.get("type") == "secret":
+        fields = next(csv.reader([flag[len("--mount=") :]]), [])
+        options = {k.strip().lower(): v for k, _, v in (f.partition("=") for f in fields)}
+        if options.get("type", "").strip().lower() == "secret":
             target = options.get("target") or options.get("dst") or options.get("destination")
-            ids.append(options.get("id") or Path(target or "").name)
+            source = options.get("src") or options.get("source")
+            ids.append(options.get("id") or source or Path(target or "").name)
     return ids
 
 
@@ -68,11 +70,12 @@ def scan(commands: list[dockerfile.Command]) -> tuple[list[str], list[tuple[int,
     problems: list[tuple[int, str]] = []
     scoped = False
     for command in commands:
-        if command.cmd == "FROM":
+        cmd = command.cmd.upper()  # instructions are read in any case
+        if cmd == "FROM":
             scoped = False
-        elif command.cmd == "ARG":
+        elif cmd == "ARG":
             scoped |= any(v.partition("=")[0] == SCOPE_ARG for v in command.value)
-        elif command.cmd == "RUN":
+        elif cmd == "RUN":
             ids = secret_mounts(command.flags)
             for name in ids:
                 if not is_secret_name(name):

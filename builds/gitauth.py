@@ -26,6 +26,7 @@ from django.db import IntegrityError
 
 from portal import gitaccess
 from portal.gitaccess import Token
+from portal.grammar import InvalidValue
 from portal.models import PinnedHostKey, Project
 
 
@@ -51,11 +52,20 @@ def for_project(project: Project) -> GitAccess:
 
 
 def for_detect(
-    team_id: int, project: Project | None = None, username: object = None, token: object = None
+    team_id: int,
+    git_url: str,
+    project: Project | None = None,
+    username: object = None,
+    token: object = None,
 ) -> GitAccess:
-    """A saved project's access, or for a new one the team's pinned host keys and a one-off
-    token (checked like a saved one, never stored). Raises InvalidValue, SealError."""
+    """A saved project's access (for its own git URL only: its key and token must never be
+    offered to a host a member names), or for a new one the team's pinned host keys and a
+    one-off token (checked like a saved one, never stored). Raises InvalidValue, SealError."""
     if project is not None:
+        if git_url != project.git_url:
+            raise InvalidValue(
+                "git URL", git_url, "a project's key and token are used only for its own git URL"
+            )
         return for_project(project)
     if token or username:
         return GitAccess(team_id=team_id, token=gitaccess.one_off_token(username, token))

@@ -19,6 +19,7 @@ import dockerfile
 
 from builds.buildsecrets import scan
 from builds.proc import ProcessTimeout, run
+from lang_plugins.secrets import SCOPE_ARG
 
 LEVELS = ("error", "warning", "info", "style")
 HADOLINT_CONFIG = Path(__file__).with_name("hadolint.yaml")
@@ -145,16 +146,16 @@ def isolation_refusals(
     choosing, or an ARG of a name the portal sets. Checked when saved and when built."""
     text = text.removeprefix("\ufeff")
     findings: list[Finding] = []
-    if text.lstrip().startswith("{"):
-        try:
-            if isinstance(json.loads(text), dict):
-                findings.append(
-                    _refusal(None, f"a JSON build definition may pick its frontend: {KEEPS_APART}")
-                )
-        except ValueError:
-            pass
-    # Directives stand before the first instruction; anything comment-like there counts.
-    for number, line in enumerate(text.splitlines(), 1):
+    # BuildKit drops a first `#!` line, then reads a file that is a JSON object as a build
+    # definition (which may name a frontend). No Dockerfile starts with `{`: refuse it unparsed.
+    body = text.split("\n", 1)[1] if text.startswith("#!") and "\n" in text else text
+    if body.lstrip().startswith("{"):
+        findings.append(
+            _refusal(None, f"a JSON build definition may pick its frontend: {KEEPS_APART}")
+        )
+    # Directives stand before the first instruction; anything comment-like there counts. Lines
+    # are split on \n only, as BuildKit does (\r, \f, U+2028... are blanks inside a line).
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip() and not line.lstrip().startswith(("#", "//")):
             break
         if SYNTAX_DIRECTIVE.match(line):
@@ -165,12 +166,18 @@ def isolation_refusals(
     if commands is None:
         commands, _ = parse(text)
     for command in commands:
-        if command.cmd != "ARG":
+        cmd = command.cmd.upper()  # instructions are read in any case
+        if cmd == "ARG":
+            names = [word.split("=", 1)[0] for word in command.value]
+        elif cmd == "ENV":  # (key, value, key, value...): an ENV would win over the build arg
+            names = list(command.value[0::2])
+        else:
             continue
-        for word in command.value:
-            name = word.split("=", 1)[0]
-            if name.upper() in PORTAL_ARGS:
-                message = f"`ARG {name}` is refused: the portal sets {name.upper()} ({KEEPS_APART})"
+        for name in names:
+            if name.upper() in PORTAL_ARGS or (cmd == "ENV" and name.upper() == SCOPE_ARG):
+                message = (
+                    f"`{cmd} {name}` is refused: the portal sets {name.upper()} ({KEEPS_APART})"
+                )
                 findings.append(_refusal(command.start_line, message))
     return findings
 

@@ -87,7 +87,7 @@ def detect(request: HttpRequest, body: Any) -> HttpResponse:
             return error(400, "the project is not one of this team's")
     try:
         access = gitauth.for_detect(
-            team.pk, project, body.get("git_username"), body.get("git_token")
+            team.pk, body["git_url"], project, body.get("git_username"), body.get("git_token")
         )
         return JsonResponse(
             services.detect_source(body["git_url"], body.get("ref") or "main", access)

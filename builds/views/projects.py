@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -83,6 +84,7 @@ def project_new(request: Request) -> HttpResponse:
     )
 
 
+@sensitive_post_parameters("detect_git_token")
 @login_required
 @require_POST
 def project_detect(request: Request) -> HttpResponse:
@@ -92,6 +94,7 @@ def project_detect(request: Request) -> HttpResponse:
     try:
         access = gitauth.for_detect(
             team.pk,
+            request.POST.get("git_url", ""),
             username=request.POST.get("detect_git_username"),
             token=request.POST.get("detect_git_token"),
         )

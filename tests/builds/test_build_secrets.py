@@ -201,3 +201,21 @@ def test_mounted_reads_ids_and_default_ids() -> None:
         "--mount=type=secret,id=two,target=/t true\nRUN --mount=type=secret,target=/run/three true\n"
     )
     assert names == ["one", "two", "three"] and problems == []
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--mount=type=Secret,id=npmrc,target=/root/.npmrc",
+        "--mount=TYPE=secret,ID=npmrc",
+        "--MOUNT=type=SECRET,src=npmrc",
+    ],
+)
+@pytest.mark.parametrize("run", ["RUN", "run", "Run"])
+def test_secret_mounts_in_any_spelling_need_the_team_scope(flag: str, run: str) -> None:
+    """BuildKit reads mount keys and types in any case: so does the scan, or a RUN could read
+    a secret with no team scope in its cache key."""
+    names, problems = mounted(f"FROM alpine\n{run} {flag} cat /root/.npmrc\n")
+    assert names == ["npmrc"] and "without ARG CROSSPORT_TEAM_SCOPE" in problems[0]
+    scoped, none = mounted(f"FROM alpine\nARG CROSSPORT_TEAM_SCOPE\n{run} {flag} true\n")
+    assert scoped == ["npmrc"] and none == []

@@ -31,6 +31,14 @@ BODY = "FROM alpine:3.20\nRUN --mount=type=cache,target=/cache,id=shared ls /cac
         f"// syntax=evil/frontend\n{BODY}",
         '{"syntax": "evil/frontend", "steps": []}\n',
         '{"SYNTAX": "evil/frontend"}',
+        # BuildKit splits lines on \n only: these are one line, "#<blank>syntax=..." to it.
+        f"#\rsyntax=evil/fe\n{BODY}",
+        f"#\x0csyntax=evil/fe\n{BODY}",
+        f"#\x0bsyntax=evil/fe\n{BODY}",
+        f"#\x85syntax=evil/fe\n{BODY}",
+        f"#\u2028syntax=evil/fe\n{BODY}",
+        '#!/x\n{"syntax": "evil/frontend"}\n',  # the shebang line is dropped first
+        '{"a":' + "[" * 30000,  # not even JSON: still refused, and no RecursionError
     ],
 )
 def test_frontend_directives_are_refused(text: str) -> None:
@@ -49,6 +57,22 @@ def test_build_args_the_portal_owns_are_refused(line: str) -> None:
     (refusal,) = isolation_refusals(text)
     assert refusal.line == 2 and refusal.code == "isolation"
     assert "BUILDKIT_" in refusal.message and "the portal sets" in refusal.message
+    assert has_errors(check(text))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "arg BUILDKIT_CACHE_MOUNT_NS=other",  # instructions are read in any case
+        "ENV CROSSPORT_TEAM_SCOPE=another-teams-id",  # an ENV wins over the build arg
+        "env A=1 crossport_team_scope=x",
+        "ENV BUILDKIT_CACHE_MOUNT_NS other",
+    ],
+)
+def test_instructions_in_any_case_and_env_cannot_take_the_portals_names(line: str) -> None:
+    text = f"FROM alpine:3.20\nARG CROSSPORT_TEAM_SCOPE\n{line}\n"
+    (refusal,) = isolation_refusals(text)
+    assert refusal.line == 3 and "the portal sets" in refusal.message
     assert has_errors(check(text))
 
 

@@ -151,3 +151,18 @@ def test_detect_uses_only_projects_and_tokens_the_caller_may_use(
     assert refused.status_code == 400 and CANARY not in refused.content.decode()
     project.refresh_from_db()
     assert not project.git_token_sealed
+
+
+def test_a_projects_token_and_key_go_only_to_its_own_git_url(
+    api: Any, project: Project, alice: Any
+) -> None:
+    """A member may not point detection at a host of their own with the project's access:
+    git would hand that host the token (askpass) the member may never read."""
+    from portal import gitaccess
+
+    gitaccess.set_git_token(project, "ci", CANARY)
+    body = {"team": "alpha", "project": project.pk, "git_url": "https://attacker.test/x.git"}
+    answer = api(alice).post("/api/v1/detect", body)
+    assert answer.status_code == 400, answer.content
+    assert "only for its own git URL" in answer.json()["error"]
+    assert CANARY not in answer.content.decode()
