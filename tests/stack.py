@@ -211,6 +211,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Sshd:
+    """An sshd of the test's own on 127.0.0.1:<port>: the config lines it is given after the
+    listen address, port and host key; start() returns once the port accepts connections."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, host_key: Path, config: str, timeout: float = 20) -> None:
+        (self.root / "sshd_config").write_text(
+            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {host_key}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n" + config
+        )
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.root / "sshd.log").read_text()[-2000:])
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
 class SshNode:
     """An sshd made by the test on 127.0.0.1:<port>, its own host and client keys, in front of
     this machine's engine: what `ssh://user@host` nodes look like. The portal reaches it as
@@ -223,8 +261,8 @@ class SshNode:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.sshd = Sshd(root)
+        self.port = self.sshd.port
         self.config = Path.home() / ".ssh" / "config"
 
     @property
@@ -240,25 +278,15 @@ class SshNode:
         (self.root / "authorized_keys").write_text((self.root / "client_key.pub").read_text())
         host_pub = (self.root / "host_key.pub").read_text().split()
         (self.root / "known_hosts").write_text(f"{self.ALIAS} {host_pub[0]} {host_pub[1]}\n")
-        (self.root / "sshd_config").write_text(
-            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {self.root / 'host_key'}\n"
-            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPidFile {self.root / 'pid'}\n"
-            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
-            "StrictModes no\n"
-        )
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.sshd.start(
+            self.root / "host_key", f"AuthorizedKeysFile {self.root / 'authorized_keys'}\n"
         )
         self._write_client_config()
         deadline = time.monotonic() + timeout
         while subprocess.run(
             ["ssh", self.ALIAS, "-l", "root", "true"], capture_output=True, timeout=30
         ).returncode:
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 raise RuntimeError((self.root / "sshd.log").read_text()[-2000:])
             time.sleep(0.3)
 
@@ -281,10 +309,7 @@ class SshNode:
         return text
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        self.sshd.stop()
         if self.config.exists():
             self.config.write_text(self._without_block())
 

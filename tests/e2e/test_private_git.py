@@ -10,7 +10,6 @@ The https server borrows the stack's TLS name (crossport-registry.test, 127.0.0.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
 import ssl
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 
 from fakes import write_hello
-from stack import free_port, registry_index, unique_image, wait_finished
+from stack import Sshd, free_port, registry_index, unique_image, wait_finished
 
 TLS_NAME = "crossport-registry.test"  # the stack's name for 127.0.0.1, with a trusted cert
 TOKEN_USER = "ci-bot"
@@ -46,48 +45,22 @@ def fingerprint_of(pub: str, where: Path) -> str:
     return out.stdout.decode().split()[1]
 
 
-class GitSshd:
+class GitSshd(Sshd):
     """sshd serving bare repositories through git-shell to the keys in authorized_keys."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
+        super().__init__(root)
         self.authorized = root / "authorized_keys"
         self.authorized.write_text("")
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, host_key: Path) -> None:
-        (self.root / "sshd_config").write_text(
-            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {host_key}\n"
+    def start(self, host_key: Path, config: str = "", timeout: float = 20) -> None:
+        super().start(
+            host_key,
             f"AuthorizedKeysFile {self.authorized}\nPidFile none\n"
-            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
             "AllowAgentForwarding no\nAllowTcpForwarding no\n"
-            'ForceCommand /usr/bin/git-shell -c "$SSH_ORIGINAL_COMMAND"\n'
+            'ForceCommand /usr/bin/git-shell -c "$SSH_ORIGINAL_COMMAND"\n' + config,
+            timeout,
         )
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError):
-                import socket
-
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((self.root / "sshd.log").read_text()[-2000:])
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 def _http_handler(repos: Path) -> type[BaseHTTPRequestHandler]:
