@@ -54,5 +54,6 @@ urlpatterns = [
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),
+    path("manifests/<id:pk>/drift", ledger.manifest_drift, name="manifest-drift"),
     *api_urls,
 ]

@@ -70,8 +70,16 @@ def team_history(request: Request, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def manifest_detail(request: Request, pk: int) -> HttpResponse:
-    """One ledger record: the index as recorded, its platforms, and what the registry serves
-    for that tag now (drift: the tag was moved or deleted since)."""
+    """One ledger record: the index as recorded and its platforms. What the registry serves for
+    that tag now comes after the page (htmx, manifest_drift): a slow registry never holds it."""
+    record = get_object_or_404(manifests_for(request.user), pk=pk)
+    return render(request, "builds/manifest_detail.html", {"record": record})
+
+
+@login_required
+@require_GET
+def manifest_drift(request: Request, pk: int) -> HttpResponse:
+    """What the registry serves for the record's tag now (drift: moved or deleted since)."""
     record = get_object_or_404(manifests_for(request.user), pk=pk)
     repository, _, tag = record.reference.rpartition(":")
     current: str | None = None
@@ -84,6 +92,6 @@ def manifest_detail(request: Request, pk: int) -> HttpResponse:
         error = str(exc)
     return render(
         request,
-        "builds/manifest_detail.html",
+        "builds/manifest_detail.html#drift",
         {"record": record, "current": current, "registry_error": error, "tag": tag},
     )
