@@ -22,8 +22,8 @@ from portal.access import (
 )
 from portal.forms import MembershipForm, TokenForm
 from portal.grammar import InvalidValue
-from portal.http import Request, posted_pk
-from portal.models import ApiToken
+from portal.http import Request, posted_pk, team_admin_form
+from portal.models import ApiToken, Team
 
 
 @login_required
@@ -126,14 +126,9 @@ def project_git_access(request: Request, pk: int) -> HttpResponse:
     return redirect(project)
 
 
-@sensitive_post_parameters("value")
-@login_required
-@require_POST
-def team_secret(request: Request, slug: str) -> HttpResponse:
+@team_admin_form("value", refusal="only team admins manage build secrets")
+def team_secret(request: Request, team: Team) -> HttpResponse:
     """Team admins create, rotate and delete build secrets; values are never shown."""
-    team = get_team_for_user(request.user, slug)
-    if not is_team_admin(request.user, team):
-        return HttpResponse("only team admins manage build secrets", status=403)
     action = request.POST.get("action")
     name = request.POST.get("name", "")
     projects = request.POST.getlist("projects")
