@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
-from builds import health
+from builds import health, metrics
 from builds.api import nodes, registry, runs
 from builds.views import ledger, projects, team
 from builds.views import runs as run_pages
@@ -38,6 +38,7 @@ api_urls = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("teams/<slug:slug>/manifests/", ledger.team_history, name="team-manifests"),
     path("teams/<slug:slug>/merge/", team.team_merge, name="team-merge"),
     path("teams/<slug:slug>/credentials", team.team_credentials, name="team-credentials"),

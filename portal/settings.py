@@ -7,6 +7,7 @@ REDIS_URL (channels-redis and the cache) with separate `manage.py buildworker` p
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -253,6 +254,18 @@ PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
 PORTAL_ENCRYPTION_KEY = env.str("PORTAL_ENCRYPTION_KEY", default="")
 # The emulator installer (run privileged on a node with --install <platforms>).
 PORTAL_BINFMT_IMAGE = env.str("PORTAL_BINFMT_IMAGE", default="tonistiigi/binfmt")
+
+# --- Operations -----------------------------------------------------------------------------
+# /metrics (builds/metrics.py) answers these client addresses and networks, and anyone with
+# `Authorization: Bearer <PORTAL_METRICS_TOKEN>`; everyone else gets a 404.
+try:
+    PORTAL_METRICS_ALLOW = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in env.list("PORTAL_METRICS_ALLOW", default=["127.0.0.0/8", "::1"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PORTAL_METRICS_ALLOW: {exc}") from exc
+PORTAL_METRICS_TOKEN = env.str("PORTAL_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,
