@@ -29,6 +29,7 @@ from builds.nodes import check_due_nodes
 from builds.pipeline import BuildRun
 from builds.placement import plan_build
 from builds.planner import PlanError
+from portal import logcontext
 from portal.models import Project
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,9 @@ def work_once(worker_id: str, backend: Backend | None = None) -> Build | None:
     reap_stale()
     build = claim_next(worker_id)
     if build is not None:
-        BuildRun(build, backend or Backend(), worker_id).execute()
+        project = build.project
+        with logcontext.about_build(build.pk, project.name, project.team.slug):
+            BuildRun(build, backend or Backend(), worker_id).execute()
     return build
 
 
