@@ -17,6 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from builds import chain
 from builds.models import Build, ManifestRecord
 from builds.registry import IndexSummary
 from portal import tagging
@@ -41,7 +42,7 @@ def record(
     """Append what ``reference`` (repository:tag) points to now. ``source`` is the git
     (url, ref, commit) it was built from; ``sources`` the images a merge joined. The previous
     digest is the tag's last recorded one when it differs (empty for a first or same push)."""
-    with transaction.atomic():
+    with transaction.atomic(), chain.appending(team.pk) as chain_previous:
         before = (
             ManifestRecord.objects.filter(reference=reference)
             .order_by("-pushed_at", "-pk")
@@ -49,7 +50,7 @@ def record(
             .first()
         )
         url, ref, commit = source
-        return ManifestRecord.objects.create(
+        entry = ManifestRecord(
             kind=kind,
             team=team,
             project=project,
@@ -66,7 +67,11 @@ def record(
             source_commit=commit,
             builder_node=builder_node,
             previous_digest=before if before and before != summary.digest else "",
+            chain_previous=chain_previous,
         )
+        entry.chain_hash = chain.digest(chain.content(entry), chain_previous)
+        entry.save()
+        return entry
 
 
 def version_taken(repository: str, tag: str, in_registry: Callable[[], bool]) -> bool:

@@ -40,6 +40,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("teams/<slug:slug>/manifests/", ledger.team_history, name="team-manifests"),
+    path(
+        "teams/<slug:slug>/manifests/verify", ledger.team_ledger_verify, name="team-ledger-verify"
+    ),
     path("teams/<slug:slug>/merge/", team.team_merge, name="team-merge"),
     path("teams/<slug:slug>/credentials", team.team_credentials, name="team-credentials"),
     path("projects/new/", projects.project_new, name="project-new"),
