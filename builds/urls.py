@@ -36,6 +36,7 @@ api_urls = [
 ]
 
 urlpatterns = [
+    path("", projects.project_list, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -10,7 +10,6 @@ import portal.ids  # noqa: F401 - registers the <id:...> converter
 from portal import api, logins, secrets_api, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("login/", logins.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.tokens, name="tokens"),

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -19,8 +20,9 @@ from django_htmx.http import HttpResponseClientRedirect
 import lang_plugins
 from builds import gitauth, lint, services
 from builds.gitsource import SourceError
+from builds.models import Build
 from portal import gitaccess
-from portal.access import get_project_for_user, get_team_for_user, teams_for
+from portal.access import get_project_for_user, get_team_for_user, projects_for, teams_for
 from portal.forms import OPTION_PREFIX, ProjectForm
 from portal.grammar import InvalidValue
 from portal.http import Request
@@ -56,6 +58,21 @@ def _preview(form: ProjectForm) -> dict[str, object]:
     except ValidationError as exc:  # from raw_options
         return {"dockerfile": "", "error": "; ".join(exc.messages), "findings": []}
     return {"dockerfile": dockerfile, "error": "", "findings": lint.check(dockerfile)}
+
+
+@login_required
+@require_GET
+def project_list(request: Request) -> HttpResponse:
+    """Home: the user's projects, each with its last build (state, when), in one query."""
+    last = Build.objects.filter(project=OuterRef("pk")).order_by("-created_at", "-pk")
+    projects = projects_for(request.user).annotate(
+        last_build_id=Subquery(last.values("pk")[:1]),
+        last_build_state=Subquery(last.values("state")[:1]),
+        last_build_at=Subquery(last.values("created_at")[:1]),
+    )
+    return render(
+        request, "portal/home.html", {"teams": teams_for(request.user), "projects": projects}
+    )
 
 
 @login_required

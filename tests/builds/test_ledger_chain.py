@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import connection, connections
+from ledgerdb import past_the_trigger
 
 from builds import chain, ledger
 from builds.models import ManifestRecord
 from builds.registry import IndexSummary
 from portal.models import Project, Team
-
-TABLE = "builds_manifestrecord"
 
 
 def _push(team: Team, n: int, project: Project | None = None) -> ManifestRecord:
@@ -35,20 +34,6 @@ def _push(team: Team, n: int, project: Project | None = None) -> ManifestRecord:
         project=project,
         source=("https://git.example.com/app.git", "main", f"{n:040x}"),
     )
-
-
-def _tamper(sql: str, params: list[Any]) -> None:
-    """What a database superuser can do: write past the append-only trigger."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL session_replication_role = replica")
-        else:
-            cursor.execute(
-                "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name=%s", [TABLE]
-            )
-            for (name,) in cursor.fetchall():
-                cursor.execute(f'DROP TRIGGER "{name}"')
-        cursor.execute(sql, params)
 
 
 def _verify(capsys: Any, *args: str) -> tuple[int, str]:
@@ -96,7 +81,7 @@ def test_a_superusers_change_is_named(alpha: Team, capsys: Any, attack: str, pro
         attack = attack.replace(
             "pushed_at + interval '1 second'", "datetime(pushed_at, '+1 second')"
         )
-    _tamper(attack, [rows[1].pk])
+    past_the_trigger(attack, [rows[1].pk])
     code, text = _verify(capsys, "--team", "alpha")
     named = rows[2].pk if attack.startswith("DELETE") else rows[1].pk
     assert code == 1 and f"row {named}:" in text and problem in text, text
@@ -176,7 +161,9 @@ def test_the_team_page_shows_the_head_verifies_and_exports(
     assert [json.loads(line)["id"] for line in export.splitlines()] == [r.pk for r in rows]
     (tmp_path / "e.jsonl").write_bytes(export)
     assert _verify(capsys, "--file", str(tmp_path / "e.jsonl"))[0] == 0
-    _tamper("UPDATE builds_manifestrecord SET reference = 'x:y' WHERE id = %s", [rows[0].pk])
+    past_the_trigger(
+        "UPDATE builds_manifestrecord SET reference = 'x:y' WHERE id = %s", [rows[0].pk]
+    )
     verdict = client.get("/teams/alpha/manifests/verify").content.decode()
     assert "broken" in verdict and f"row {rows[0].pk}" in verdict
     outsider = Client()

@@ -1,0 +1,171 @@
+"""Every page, as a person sees it in chromium at a phone's width (390 px) and a laptop's
+(1280 px): nothing wider than the screen, no template comment showing, every
+`aria-describedby` pointing at an element that exists, and a screenshot of each under
+/tmp/crossport-artifacts/pages/<name>-<width>.png for a person to look at.
+
+PAGES is the one list of pages: a new page gets a line there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from ledgerdb import past_the_trigger
+
+from builds import ledger
+from builds.models import Build, BuilderNode, BuildPlatform, LogLine
+from builds.registry import IndexSummary
+from portal.models import Project, Team
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the server process reads what we write
+
+ARTIFACTS = Path("/tmp/crossport-artifacts/pages")
+WIDTHS = (390, 1280)
+PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+DIGEST = "sha256:" + "4d" * 32
+
+# name -> path, given the rows of `site`.
+PAGES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "home": lambda s: "/",
+    "team": lambda s: "/teams/alpha/",
+    "project-new": lambda s: "/projects/new/",
+    "project": lambda s: f"/projects/{s['project'].pk}/",
+    "project-dockerfile-edit": lambda s: f"/projects/{s['project'].pk}/Dockerfile/edit",
+    "project-history": lambda s: f"/projects/{s['project'].pk}/history",
+    "build-queued": lambda s: f"/builds/{s['queued'].pk}/",
+    "build-failed": lambda s: f"/builds/{s['failed'].pk}/",
+    "build-succeeded": lambda s: f"/builds/{s['succeeded'].pk}/",
+    "manifest": lambda s: f"/manifests/{s['record'].pk}/",
+    "team-manifests": lambda s: "/teams/alpha/manifests/",
+    "team-merge": lambda s: "/teams/alpha/merge/",
+    "tokens": lambda s: "/tokens/",
+    "admin": lambda s: "/admin/",
+    "admin-nodes": lambda s: "/admin/builds/buildernode/",
+}
+
+
+def _finished(project: Project, alice: Any, state: str, **fields: Any) -> Build:
+    now = timezone.now()
+    build = Build.objects.create(
+        project=project,
+        state=state,
+        ref="main",
+        commit="c0ffee" * 6 + "abcd",
+        tags=["v1.4.2", "latest"],
+        platforms=PLATFORMS,
+        requested_by=alice,
+        started_at=now,
+        finished_at=now,
+        **fields,
+    )
+    failed = state == Build.State.FAILED
+    for n, platform in enumerate(PLATFORMS):
+        BuildPlatform.objects.create(
+            build=build,
+            platform=platform,
+            state=BuildPlatform.State.FAILED if failed and n == 1 else BuildPlatform.State.DONE,
+            done=5 if failed and n == 1 else 8,
+            total=8,
+            failed_step="5/8" if failed and n == 1 else "",
+            digest="" if failed else DIGEST,
+            started_at=now,
+            finished_at=now,
+        )
+    LogLine.objects.bulk_create(
+        LogLine(
+            build=build, seq=n, platform=PLATFORMS[n % 3], text=f"#{n} [build 3/8] RUN step {n}"
+        )
+        for n in range(1, 60)
+    )
+    return build
+
+
+@pytest.fixture
+def site(
+    alice: Any, project: Project, queued_build: Build, local_node: BuilderNode
+) -> dict[str, Any]:
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    long_reason = "./main.go:4:2: undefined: nosuchfunc_with_a_rather_long_name_that_must_wrap"
+    failed = _finished(
+        project, alice, Build.State.FAILED, reason=f"linux/arm64, step 5/8: {long_reason}"
+    )
+    succeeded = _finished(project, alice, Build.State.SUCCEEDED, digest=DIGEST)
+    record = ledger.record(
+        reference=f"{project.image}:v1.4.2",
+        summary=IndexSummary(
+            digest=DIGEST,
+            media_type="application/vnd.oci.image.index.v1+json",
+            platforms=dict.fromkeys(PLATFORMS, DIGEST),
+        ),
+        team=Team.objects.get(slug="alpha"),
+        pushed_by=alice,
+        project=project,
+        build=succeeded,
+        source=(project.git_url, "main", succeeded.commit),
+        builder_node="local",
+    )
+    yield {
+        "project": project,
+        "queued": queued_build,
+        "failed": failed,
+        "succeeded": succeeded,
+        "record": record,
+    }
+    # The test commits rows; emptying the database afterwards deletes from the ledger.
+    past_the_trigger("DELETE FROM builds_manifestrecord")
+
+
+def _login(browser: Any, url: str, width: int) -> Any:
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url + "/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-password-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(url + "/")
+    return page
+
+
+LOOK = """() => {
+  const missing = [];
+  for (const el of document.querySelectorAll('[aria-describedby]')) {
+    for (const id of el.getAttribute('aria-describedby').split(/\\s+/).filter(Boolean)) {
+      if (!document.getElementById(id)) missing.push(`${el.name || el.id || el.tagName} -> ${id}`);
+    }
+  }
+  const wide = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.right > document.documentElement.clientWidth + 1 && getComputedStyle(el).position !== 'fixed') {
+      wide.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}.${el.className} (${Math.round(r.right)})`);
+    }
+  }
+  return {width: document.documentElement.scrollWidth, missing, wide: wide.slice(0, 5),
+          text: document.body.innerText};
+}"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_fits_the_screen(
+    site: dict[str, Any], portal_url: str, chromium: Any, width: int
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = _login(chromium, portal_url, width)
+    problems = []
+    for name, path in PAGES.items():
+        response = page.goto(portal_url + path(site))
+        assert response is not None and response.ok, (name, response and response.status)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        seen = page.evaluate(LOOK)
+        if seen["width"] > width:
+            problems.append(f"{name}: {seen['width']} px wide at {width}: {seen['wide']}")
+        if "{#" in seen["text"] or "#}" in seen["text"]:
+            problems.append(f"{name}: a template comment shows")
+        if seen["missing"]:
+            problems.append(f"{name}: aria-describedby points nowhere: {seen['missing']}")
+    assert not problems, "\n".join(problems)
