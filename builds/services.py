@@ -102,7 +102,7 @@ def queue_build(
     The build gets a preview of its plan from the nodes as they are now; the worker that
     claims it plans again (nodes change) and that plan is the one that runs.
     """
-    strategy = validate_strategy(strategy)
+    strategy = validate_strategy(strategy or project.strategy)
     name = builder_name(strategy)
     if name is not None and not BuildxBuilder.objects.filter(name=name).exists():
         raise InvalidValue("strategy", strategy, f"no buildx builder named {name}")

@@ -7,7 +7,7 @@ from django.urls import path
 import portal.ids  # noqa: F401 - registers the <id:...> converter
 from builds import health, metrics
 from builds.api import nodes, registry, runs
-from builds.views import ledger, projects, team
+from builds.views import ledger, projects, settings, team
 from builds.views import runs as run_pages
 
 api_urls = [
@@ -50,6 +50,7 @@ urlpatterns = [
     path("projects/new/options", projects.project_options, name="project-options"),
     path("projects/new/detect", projects.project_detect, name="project-detect"),
     path("projects/<id:pk>/", projects.project_detail, name="project"),
+    path("projects/<id:pk>/settings/", settings.project_settings, name="project-settings"),
     path("projects/<id:pk>/Dockerfile", projects.project_dockerfile, name="project-dockerfile"),
     path(
         "projects/<id:pk>/Dockerfile/edit",

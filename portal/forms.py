@@ -87,10 +87,28 @@ class ProjectForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        user: Any,
+        instance: Project | None = None,
+        strategies: list[tuple[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`instance`: edit that project (its team, name and image stay); `strategies`: the
+        (value, text) choices of a default build strategy, which the builds app knows."""
         super().__init__(*args, **kwargs)
         self.user = user
-        cast(forms.ModelChoiceField, self.fields["team"]).queryset = teams_for(user)
+        self.instance = instance
+        if instance is not None:
+            for fixed in ("team", "name", "image"):
+                del self.fields[fixed]
+        if strategies is not None:
+            self.fields["strategy"] = forms.ChoiceField(
+                choices=strategies, initial="auto", label="Default build strategy"
+            )
+        if "team" in self.fields:
+            cast(forms.ModelChoiceField, self.fields["team"]).queryset = teams_for(user)
         cast(forms.ChoiceField, self.fields["language"]).choices = [
             (key, plugin.label) for key, plugin in lang_plugins.all_plugins().items()
         ]
@@ -121,8 +139,10 @@ class ProjectForm(forms.Form):
             raise ValidationError(str(outbound.Refused("image repository", str(image))))
         return str(image)
 
-    def raw_options(self) -> dict[str, Any]:
-        """API clients send {"options": {...}}; the page sends opt_<name> fields."""
+    def raw_options(self, known: set[str] | None = None) -> dict[str, Any]:
+        """API clients send {"options": {...}}; the page sends opt_<name> fields (only those
+        in `known` when given: a preview posted while the page swaps one language's fields
+        for another's still carries the old ones)."""
         options = self.data.get("options")
         if isinstance(options, dict):
             return options
@@ -132,6 +152,7 @@ class ProjectForm(forms.Form):
             key[len(OPTION_PREFIX) :]: self.data.get(key)
             for key in self.data
             if key.startswith(OPTION_PREFIX)
+            and (known is None or key[len(OPTION_PREFIX) :] in known)
         }
 
     def clean(self) -> dict[str, Any]:
@@ -154,6 +175,14 @@ class ProjectForm(forms.Form):
 
     def save(self) -> Project:
         data = self.cleaned_data
+        if self.instance is not None:
+            project = self.instance
+            for field in ("git_url", "ref", "platforms", "language", "options", "immutable_tags"):
+                setattr(project, field, data[field])
+            project.tag_templates = data["tags"]
+            project.strategy = data.get("strategy", project.strategy)
+            project.save()
+            return project
         return Project.objects.create(
             team=data["team"],
             name=data["name"],
@@ -165,6 +194,7 @@ class ProjectForm(forms.Form):
             options=data["options"],
             tag_templates=data["tags"],
             immutable_tags=data["immutable_tags"],
+            strategy=data.get("strategy") or "auto",
             created_by=self.user,
         )
 

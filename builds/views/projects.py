@@ -28,9 +28,7 @@ from portal.grammar import InvalidValue
 from portal.http import Request
 
 
-def _plugin_options(
-    language: str, data: Mapping[str, Any] | None = None
-) -> list[dict[str, object]]:
+def plugin_options(language: str, data: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
     try:
         plugin = lang_plugins.get_plugin(language)
     except KeyError:
@@ -46,12 +44,12 @@ def _plugin_options(
     ]
 
 
-def _preview(form: ProjectForm) -> dict[str, object]:
+def preview(form: ProjectForm) -> dict[str, object]:
     """The Dockerfile for the form's language and options with its checks, or what is wrong."""
     language = form.data.get("language") or "go"
     try:
         plugin = lang_plugins.get_plugin(str(language))
-        options = plugin.clean_options(form.raw_options())
+        options = plugin.clean_options(form.raw_options({o.name for o in plugin.options}))
         dockerfile = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR).dockerfile
     except (KeyError, ValueError) as exc:
         return {"dockerfile": "", "error": str(exc), "findings": []}
@@ -80,7 +78,7 @@ def project_new(request: Request) -> HttpResponse:
     if request.method == "POST":
         form = ProjectForm(request.POST, user=request.user)
         if request.POST.get("_preview") and request.htmx:
-            return render(request, "builds/project_new.html#preview", _preview(form))
+            return render(request, "builds/project_new.html#preview", preview(form))
         if form.is_valid():
             project = form.save()
             messages.success(request, f"Project {project} registered.")
@@ -89,14 +87,14 @@ def project_new(request: Request) -> HttpResponse:
         teams = teams_for(request.user)
         form = ProjectForm(initial={"team": teams.first(), "language": "go"}, user=request.user)
     language = str(form.data.get("language") or "go")
-    preview = _preview(form if form.is_bound else ProjectForm({}, user=request.user))
+    shown = preview(form if form.is_bound else ProjectForm({}, user=request.user))
     return render(
         request,
         "builds/project_new.html",
         {
             "form": form,
-            "options": _plugin_options(language, form.data if form.is_bound else None),
-            **preview,
+            "options": plugin_options(language, form.data if form.is_bound else None),
+            **shown,
         },
     )
 
@@ -128,7 +126,7 @@ def project_detect(request: Request) -> HttpResponse:
         {
             "detected": result,
             "form": form,
-            "options": _plugin_options(str(result["language"] or "go"), data),
+            "options": plugin_options(str(result["language"] or "go"), data),
         },
     )
 
@@ -138,9 +136,7 @@ def project_detect(request: Request) -> HttpResponse:
 def project_options(request: Request) -> HttpResponse:
     """htmx: the option fields of the chosen language plugin."""
     language = request.GET.get("language", "")
-    return render(
-        request, "builds/project_new.html#options", {"options": _plugin_options(language)}
-    )
+    return render(request, "builds/project_new.html#options", {"options": plugin_options(language)})
 
 
 @login_required

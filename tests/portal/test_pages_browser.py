@@ -33,6 +33,7 @@ PAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "team": lambda s: "/teams/alpha/",
     "project-new": lambda s: "/projects/new/",
     "project": lambda s: f"/projects/{s['project'].pk}/",
+    "project-settings": lambda s: f"/projects/{s['project'].pk}/settings/",
     "project-dockerfile-edit": lambda s: f"/projects/{s['project'].pk}/Dockerfile/edit",
     "project-history": lambda s: f"/projects/{s['project'].pk}/history",
     "build-queued": lambda s: f"/builds/{s['queued'].pk}/",
@@ -169,3 +170,33 @@ def test_every_page_fits_the_screen(
         if seen["missing"]:
             problems.append(f"{name}: aria-describedby points nowhere: {seen['missing']}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_switching_language_swaps_the_options_and_the_preview(
+    site: dict[str, Any], portal_url: str, chromium: Any, width: int
+) -> None:
+    from playwright.sync_api import expect
+
+    page = _login(chromium, portal_url, width)
+    for path in ("/projects/new/", f"/projects/{site['project'].pk}/settings/"):
+        page.goto(portal_url + path)
+        expect(page.locator("#plugin-options")).to_contain_text("Linker flags")
+        page.select_option("select[name=language]", "python")
+        expect(page.locator("#plugin-options")).to_contain_text("Python version")
+        expect(page.locator("#plugin-options")).not_to_contain_text("Linker flags")
+        expect(page.locator("#dockerfile-preview")).to_contain_text("python plugin")
+        expect(page.locator("#preview-error")).to_have_count(0)
+        # and a change of an option of the new language shows in the preview
+        page.fill("input[name=opt_python_version]", "3.12")
+        expect(page.locator("#dockerfile-preview")).to_contain_text("3.12")
+        page.screenshot(path=str(ARTIFACTS / f"language-switch{path.count('/')}-{width}.png"))
+    # The fixture's file:// URL is outside PORTAL_GIT_FILE_ROOTS: saving says so on the field.
+    page.click("#save-settings")
+    expect(page.locator("p.error[data-field=git_url]")).to_be_visible()
+    page.fill("input[name=git_url]", "https://git.example.com/alpha/hello.git")
+    page.select_option("select[name=language]", "python")
+    expect(page.locator("#plugin-options")).to_contain_text("Python version")
+    page.click("#save-settings")
+    expect(page.locator("h1")).to_contain_text("alpha / hello")
+    expect(page.locator("dl.facts")).to_contain_text("python")
