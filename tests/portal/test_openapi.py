@@ -10,6 +10,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
 
+PAGES = {"api/v1/docs"}  # the reference page: HTML for people, made from this document
+
+
 def served_routes() -> list[str]:
     """Every URL pattern under api/v1/, found by walking the URL configuration itself."""
     found = []
@@ -19,7 +22,11 @@ def served_routes() -> list[str]:
             route = prefix + str(pattern.pattern)
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+            elif (
+                isinstance(pattern, URLPattern)
+                and route.startswith("api/v1/")
+                and route not in PAGES
+            ):
                 found.append(route)
 
     walk(get_resolver().url_patterns, "")
