@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
@@ -34,13 +33,13 @@ class Command(BaseCommand):
         # imports Twisted.
         from daphne.server import Server, twisted_loop
 
-        from builds import events
+        from builds import events, migrating
         from builds.nodes import ensure_local_node
         from builds.worker import run_forever
 
         application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
 
-        call_command("migrate", interactive=False, verbosity=0)
+        migrating.migrate()  # under a lock: several processes may start at once
         ensure_local_node()
 
         stop = threading.Event()
