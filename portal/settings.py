@@ -246,6 +246,8 @@ PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
 PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3600)
+# Builds one team may run at once (0: no limit); the rest wait, and other teams go first.
+PORTAL_TEAM_MAX_BUILDS = env.int("PORTAL_TEAM_MAX_BUILDS", default=0)
 # After cancel, buildx gets SIGINT and this long to stop before SIGKILL.
 PORTAL_CANCEL_GRACE_SECONDS = env.int("PORTAL_CANCEL_GRACE_SECONDS", default=10)
 # How often builder nodes are health-checked (engine, BuildKit, platforms, reachability).
