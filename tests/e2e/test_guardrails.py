@@ -6,10 +6,14 @@ the base image lacks is refused within seconds, before any buildx run."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e import test_browser_build, test_build_outcomes
+from playwright.sync_api import Browser, Page, expect
 
 from stack import (
     PLATFORMS,
@@ -23,6 +27,9 @@ from stack import (
     wait_finished,
 )
 
+browser = test_browser_build.browser  # the same chromium fixture
+ARTIFACTS = Path(os.environ.get("CROSSPORT_ARTIFACTS", "/tmp/crossport-artifacts")) / "guardrails"
+WIDTHS = (390, 1280)
 ATTESTATION = "attestation-manifest"
 PROVENANCE = "https://slsa.dev/provenance/v0.2"
 MACHINES = {
@@ -124,14 +131,20 @@ def test_arch_checks_recorded_ok_for_each_platform(
         }, platform
 
 
-def test_an_amd64_binary_in_every_image_fails_and_tags_nothing(
-    portal: Any, persona: Any, hello_repo: str
-) -> None:
+@pytest.fixture(scope="module")
+def wrong_build(portal: Any, persona: Any, hello_repo: str) -> tuple[dict[str, Any], str]:
+    """The project's own Dockerfile puts the amd64 program into every platform's image."""
     project_id, image = go_project(portal, persona, hello_repo, "guard-wrong")
     session = login_session(portal, persona)
     session(f"/projects/{project_id}/Dockerfile/edit", {"dockerfile": AMD64_EVERYWHERE})
     queued = _build(portal, persona, project_id, {"tags": ["1.0.0", "latest"]})
-    build = wait_finished(portal, persona.token, queued["id"], timeout=900)
+    return wait_finished(portal, persona.token, queued["id"], timeout=900), image
+
+
+def test_an_amd64_binary_in_every_image_fails_and_tags_nothing(
+    wrong_build: tuple[dict[str, Any], str],
+) -> None:
+    build, image = wrong_build
     assert build["state"] == "failed"
     assert build["reason"].startswith("architecture check failed: linux/arm64: ")
     assert "/usr/local/bin/app" in build["reason"] and "x86-64 64-bit" in build["reason"]
@@ -154,8 +167,8 @@ def test_an_amd64_binary_in_every_image_fails_and_tags_nothing(
 def test_a_platform_the_base_image_lacks_is_refused_fast(
     portal: Any, persona: Any, hello_repo: str
 ) -> None:
-    platforms = ["linux/amd64", "linux/386"]  # the stand-in alpine has no linux/386
-    project_id, _ = go_project(portal, persona, hello_repo, "guard-386", platforms=platforms)
+    platforms = ["linux/amd64", "linux/s390x"]  # the stand-in alpine has no linux/s390x
+    project_id, _ = go_project(portal, persona, hello_repo, "guard-s390x", platforms=platforms)
     started = time.monotonic()
     queued = _build(portal, persona, project_id)
     seen_buildx = False
@@ -169,7 +182,47 @@ def test_a_platform_the_base_image_lacks_is_refused_fast(
     assert time.monotonic() - started < 10
     assert build["state"] == "failed"
     assert build["reason"].startswith(
-        f"base image {REGISTRY}/library/alpine:3.20 has no linux/386"
+        f"base image {REGISTRY}/library/alpine:3.20 has no linux/s390x"
     ), build["reason"]
     assert not seen_buildx
     assert all(p["started_at"] is None for p in build["platforms"].values())
+
+
+def _look(page: Page, name: str, width: int) -> None:
+    """Screenshot for a person to look at, and no horizontal scrolling at any width."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"{name} is {wide} px wide at {width} px"
+
+
+def test_the_build_pages_show_the_checks_and_the_attestations(
+    browser: Browser,
+    portal: Any,
+    persona: Any,
+    good_build: tuple[dict[str, Any], str],
+    wrong_build: tuple[dict[str, Any], str],
+) -> None:
+    good, wrong = good_build[0], wrong_build[0]
+    for width in WIDTHS:
+        page = test_build_outcomes._page(browser, portal, persona, width)
+        page.goto(f"{portal.url}/builds/{good['id']}/")
+        for platform in PLATFORMS:
+            check = page.locator(f"[data-platform='{platform}'] .arch")
+            expect(check).to_be_visible()
+            expect(check).to_have_text(f"✓ /usr/local/bin/app is {MACHINES[platform]}")
+        table = page.locator("#build-attestations")
+        expect(table).to_be_visible()
+        expect(table.locator("tbody tr")).to_have_count(len(PLATFORMS))
+        expect(table).to_contain_text("provenance")
+        _look(page, "succeeded", width)
+
+        page.goto(f"{portal.url}/builds/{wrong['id']}/")
+        expect(page.locator("#build-headline")).to_contain_text("architecture check failed")
+        bad = page.locator("[data-platform='linux/arm64'] .arch")
+        expect(bad).to_have_text("✗ /usr/local/bin/app is x86-64 64-bit")
+        expect(bad).to_have_class("arch error")
+        expect(page.locator("[data-platform='linux/amd64'] .arch")).to_contain_text("✓")
+        expect(page.locator("#result")).to_have_count(0)  # nothing was pushed under a tag
+        _look(page, "wrong-architecture", width)
+        page.context.close()
