@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,9 @@ def check_architecture(
         for n, layer in enumerate(manifest.get("layers") or []):
             tree.add_layer(blobs.download(ref, layer["digest"], work / f"layer-{n}", tick))
         found = imagefiles.find_binary(tree, config)
+    except (tarfile.TarError, EOFError, OSError, KeyError) as exc:
+        # e.g. zstd layers, which Python's tarfile cannot open: say so, do not guess.
+        found = f"not checked: a layer could not be read ({type(exc).__name__})"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if isinstance(found, str):

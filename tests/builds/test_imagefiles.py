@@ -205,3 +205,25 @@ def test_a_refused_registry_is_not_contacted(http_registry: str, settings: Any) 
     with pytest.raises(Refused):
         blobs.read_json(parse_reference(f"{http_registry}/alpha/hello"), BLOB_DIGEST)
     assert _Registry.seen == []
+
+
+def test_a_layer_tarfile_cannot_open_is_not_checked(monkeypatch: Any, tmp_path: Path) -> None:
+    from builds import guardrails
+
+    manifest = {
+        "config": {"digest": "sha256:" + "c" * 64},
+        "layers": [{"digest": "sha256:" + "d" * 64}],
+    }
+    monkeypatch.setattr(registry, "fetch_manifest", lambda *a, **k: json.dumps(manifest).encode())
+    monkeypatch.setattr(blobs, "read_json", lambda *a, **k: {"config": {"Cmd": ["/app"]}})
+
+    def download(ref: Any, digest: str, dest: Path, tick: Any = None) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(b"\x28\xb5\x2f\xfd" + b"zstd frame")  # a zstd layer
+        return dest
+
+    monkeypatch.setattr(blobs, "download", download)
+    ref = parse_reference("localhost:5000/alpha/hello")
+    check = guardrails.check_architecture(ref, "linux/arm64", "sha256:" + "e" * 64, tmp_path / "w")
+    assert check.ok is None and check.note.startswith("not checked: a layer could not be read")
+    assert not (tmp_path / "w").exists()
