@@ -195,12 +195,15 @@ class ArchCheck:
         data: dict[str, Any] = {"binary": self.binary, "machine": self.machine, "ok": self.ok}
         return data | ({"note": self.note} if self.note else {})
 
+    @property
+    def expected(self) -> str:
+        machine, bits = elf.EXPECTED.get(self.platform.split("/")[1], (0, 0))
+        return f"{elf.MACHINES.get(machine, 'its architecture')} {bits}-bit"
+
     def reason(self) -> str:
-        expected = elf.EXPECTED.get(self.platform.split("/")[1], (0, 0))
-        want = f"{elf.MACHINES.get(expected[0], 'its architecture')} {expected[1]}-bit"
         return (
-            f"{self.platform}: the image runs {self.binary}, a {self.machine} binary "
-            f"(expected {want}); nothing was tagged"
+            f"{self.platform}: the image runs {self.binary}, built for {self.machine} "
+            f"(expected {self.expected}); nothing was tagged"
         )
 
 

@@ -99,7 +99,11 @@ class Publisher:
             for platform, row in self.platforms.items():
                 bad = next((c for c in failed if c.platform == platform), None)
                 row.state = BuildPlatform.State.FAILED if bad else BuildPlatform.State.CANCELLED
-                row.reason = bad.reason() if bad else f"not tagged: {first.platform} failed"
+                row.reason = (
+                    f"expected {bad.expected}: not tagged"
+                    if bad
+                    else f"not tagged: {first.platform} failed the architecture check"
+                )
                 row.save(update_fields=["state", "reason"])
             raise BuildFailed(f"architecture check failed: {first.reason()}")
         events.publish_status(self.build)

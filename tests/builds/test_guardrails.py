@@ -162,7 +162,7 @@ def test_a_wrong_binary_fails_the_build_before_any_tag(project: Any, alice: Any)
     assert build.state == Build.State.FAILED and build.fault == Build.Fault.USER
     assert build.reason == (
         "architecture check failed: linux/arm64: the image runs /usr/local/bin/app, "
-        "a x86-64 64-bit binary (expected AArch64 64-bit); nothing was tagged"
+        "built for x86-64 64-bit (expected AArch64 64-bit); nothing was tagged"
     )
     assert backend.tagged == [] and backend.merged == []
     assert not ManifestRecord.objects.exists() and build.digest == ""
