@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from stack import (
     PLATFORMS,
     REGISTRY,
+    SecondEngine,
     buildx_processes,
     go_project,
     login_session,
@@ -186,6 +188,43 @@ def test_a_platform_the_base_image_lacks_is_refused_fast(
     ), build["reason"]
     assert not seen_buildx
     assert all(p["started_at"] is None for p in build["platforms"].values())
+
+
+def test_a_merge_of_two_nodes_runs_keeps_every_attestation(
+    portal: Any,
+    persona: Any,
+    hello_repo: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """strategy=native over the local engine and a second one: each run's push is checked,
+    then merged; the merged index keeps every run's attestation manifests."""
+    engine = SecondEngine(tmp_path_factory.mktemp("guard-second"))
+    engine.start()
+    staff = portal.manage("portal_user", "guard-ops", "--team", "guard-ops", "--staff")
+    token = staff.strip().splitlines()[-1]
+    body = {"name": f"guard-{uuid.uuid4().hex[:6]}", "endpoint": engine.endpoint}
+    status, node = portal.api("POST", "/api/v1/nodes", token, body | {"tls": engine.client_tls})
+    try:
+        assert status == 201 and node["reachable"], node
+        project_id, image = go_project(portal, persona, hello_repo, "guard-merge")
+        queued = _build(portal, persona, project_id, {"strategy": "native"})
+        build = wait_finished(portal, persona.token, queued["id"], timeout=900)
+        assert build["state"] == "succeeded", build["reason"]
+        assert {row["node"] for row in build["platforms"].values()} == {"local", node["name"]}
+        assert all(row["arch_check"]["ok"] for row in build["platforms"].values())
+        index = registry_json(image, "manifests", "latest")
+        manifests = platform_manifests(index)
+        attested = {
+            m["annotations"]["vnd.docker.reference.digest"]
+            for m in index["manifests"]
+            if (m.get("annotations") or {}).get("vnd.docker.reference.type") == ATTESTATION
+        }
+        assert attested == set(manifests.values())
+        assert len(build["attestations"]) == len(PLATFORMS)
+    finally:
+        if status == 201:
+            portal.api("PATCH", f"/api/v1/nodes/{node['id']}", token, {"enabled": False})
+        engine.stop()
 
 
 def _look(page: Page, name: str, width: int) -> None:
