@@ -101,8 +101,8 @@ def base_images(
             earlier = image.lower() in stages
             if len(words) >= 3 and words[1] == "as":
                 stages.add(words[2])
-            if image.lower() == "scratch" or earlier:
-                continue
+            if not image or image.lower() == "scratch" or earlier:
+                continue  # an empty name is BuildKit's error to report
             platform = target
             for flag in command.flags:
                 if flag.lower().startswith("--platform="):

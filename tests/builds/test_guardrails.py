@@ -66,6 +66,7 @@ def test_an_image_named_per_target_is_checked_per_target() -> None:
 
 def test_a_dockerfile_that_does_not_parse_is_left_to_buildx() -> None:
     assert guardrails.base_images("FROM\n", ALL) == {}
+    assert guardrails.base_images("FROM ${NOWHERE}\n", ALL) == {}
 
 
 # --- the check itself -----------------------------------------------------------------------
