@@ -24,6 +24,7 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
+from builds import registry
 from builds.dockerhost import cert_dir, parse_endpoint
 from builds.models import BuilderNode
 from builds.proc import docker_cli_env
@@ -292,16 +293,7 @@ BINFMT_NAMES = {
 
 def binfmt_image() -> str:
     """The installer image, through the mirror's registry when a mirror is set."""
-    image = settings.PORTAL_BINFMT_IMAGE
-    mirror = settings.PORTAL_BASE_IMAGE_MIRROR
-    if (
-        mirror
-        and "/" in image
-        and "." not in image.split("/")[0]
-        and ":" not in image.split("/")[0]
-    ):
-        image = f"{mirror.split('/')[0]}/{image}"
-    return image
+    return registry.via_mirror(settings.PORTAL_BINFMT_IMAGE)
 
 
 @dataclass

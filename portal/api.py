@@ -72,10 +72,11 @@ def _index(request: HttpRequest, body: Any) -> HttpResponse:
     )
 
 
+@csrf_exempt  # as every API view: a token, never the session, authenticates
 def index(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """A browser (HTML, no token) gets the reference page saying how to use a token; programs
     get the API's answer, 401 without a token as before."""
-    if apidocs.wants_page(request):
+    if request.method == "GET" and apidocs.wants_page(request):
         return apidocs.docs(request)
     return _index(request, *args, **kwargs)
 

@@ -256,6 +256,9 @@ PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
 PORTAL_ENCRYPTION_KEY = env.str("PORTAL_ENCRYPTION_KEY", default="")
 # The emulator installer (run privileged on a node with --install <platforms>).
 PORTAL_BINFMT_IMAGE = env.str("PORTAL_BINFMT_IMAGE", default="tonistiigi/binfmt")
+# The scanner image BuildKit runs for an SBOM attestation (e.g. docker/buildkit-syft-scanner,
+# through the base-image mirror's registry); empty: no SBOM.
+PORTAL_SBOM_GENERATOR = env.str("PORTAL_SBOM_GENERATOR", default="")
 
 # --- Operations -----------------------------------------------------------------------------
 # /metrics (builds/metrics.py) answers these client addresses and networks, and anyone with

@@ -20,7 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
-    path("api/v1/docs", apidocs.docs, name="api-docs"),
+    path(apidocs.ROUTE, apidocs.docs, name="api-docs"),
     path("api/v1/projects", api.projects, name="api-projects"),
     path("api/v1/projects/<id:pk>", api.project_detail, name="api-project"),
     path("api/v1/projects/<id:pk>/deploy-key", api.deploy_key, name="api-project-deploy-key"),

@@ -7,10 +7,9 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from portal import apidocs
+
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
-
-
-PAGES = {"api/v1/docs"}  # the reference page: HTML for people, made from this document
 
 
 def served_routes() -> list[str]:
@@ -25,7 +24,7 @@ def served_routes() -> list[str]:
             elif (
                 isinstance(pattern, URLPattern)
                 and route.startswith("api/v1/")
-                and route not in PAGES
+                and route != apidocs.ROUTE
             ):
                 found.append(route)
 

@@ -19,7 +19,7 @@ def forbid_again(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("builds", "0012_build_cancelled_state")]
+    dependencies = [("builds", "0013_platform_arch_check")]
 
     operations = [
         migrations.AddField(
