@@ -124,30 +124,40 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
             config = write_config(Path(tmp) / "docker", [login])
             with registry.using_config(str(config)):
                 registry.imagetools("inspect", "--raw", "--", f"{repository}:crossport-login-check")
-            ok, message = True, "login succeeded"
+            ok, message = True, login_sentence(login, "ok")
         except SealError as exc:
             ok, message = False, str(exc)
         except outbound.Refused as exc:
             _record(login, False, str(exc))
             raise
         except registry.RegistryError as exc:
-            text = str(exc)
-            refused = UNAUTHORIZED.search(text)
-            ok = not refused and bool(NOT_FOUND.search(text))
-            message = "login succeeded" if ok else _clean(text, login.password)
+            outcome = login_outcome(str(exc))
+            ok, message = outcome == "ok", login_sentence(login, outcome)
     _record(login, ok, message)
     return ok, message
+
+
+def login_outcome(output: str) -> str:
+    """What buildx's answer to the login check means: "ok" (the registry let the login in and
+    only the probe manifest is missing), "refused" (unauthorized) or "unreachable" (any other
+    failure: no answer, TLS, DNS). The raw output stays out of pages and the API."""
+    if UNAUTHORIZED.search(output):
+        return "refused"
+    return "ok" if NOT_FOUND.search(output) else "unreachable"
+
+
+def login_sentence(login: RegistryCredential, outcome: str) -> str:
+    """The sentence the team page and the API show for a login check's outcome."""
+    if outcome == "ok":
+        return f"Logged in to {login.registry} as {login.username}."
+    if outcome == "refused":
+        return f"{login.registry} refused the user name or password."
+    return f"Could not reach {login.registry}."
 
 
 def _record(login: RegistryCredential, ok: bool, message: str) -> None:
     login.last_tested_at, login.last_test_ok, login.last_test_message = timezone.now(), ok, message
     login.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
-
-
-def _clean(output: str, secret: str) -> str:
-    lines = [ln for ln in output.splitlines() if ln.strip() and "WARNING" not in ln]
-    text = " ".join(lines)[-500:] or "login failed"
-    return text.replace(secret, "***")
 
 
 def save_login(

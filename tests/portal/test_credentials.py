@@ -130,10 +130,8 @@ def test_connection_test_reads_the_login_from_a_private_config_only(
     )
     login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
     ok, message = credentials.test_connection(login)
-    # Plain words, not the CLI's transport text (which names hosts and ports).
-    assert not ok and message.endswith(
-        "unauthorized: the registry refused the login (or anonymous access)"
-    )
+    # A sentence, not the CLI's transport text (which names hosts and ports).
+    assert (ok, message) == (False, "localhost:5000 refused the user name or password.")
     assert CANARY not in message and "https://r" not in message
     assert CANARY not in Path(f"{record}.argv").read_text()
     assert CANARY not in Path(f"{record}.env").read_text()
@@ -144,7 +142,33 @@ def test_connection_test_reads_the_login_from_a_private_config_only(
     login.refresh_from_db()
     assert login.last_test_ok is False and login.last_tested_at is not None
     (tmp_path / "answer").write_text("ERROR: localhost:5000/alpha/hello:x: not found\n")
-    assert credentials.test_connection(login) == (True, "login succeeded")
+    assert credentials.test_connection(login) == (True, "Logged in to localhost:5000 as ci.")
+    (tmp_path / "answer").write_text(
+        "ERROR: failed to do request: Head https://localhost:5000/v2/: dial tcp: connection refused\n"
+    )
+    assert credentials.test_connection(login) == (False, "Could not reach localhost:5000.")
+
+
+@pytest.mark.parametrize(
+    ("output", "sentence"),
+    [
+        ("ERROR: localhost:5000/alpha/hello:x: not found", "Logged in to localhost:5000 as alice."),
+        ("manifest unknown", "Logged in to localhost:5000 as alice."),
+        (
+            "imagetools inspect failed: unauthorized: the registry refused the login",
+            "localhost:5000 refused the user name or password.",
+        ),
+        ("ERROR: 401 Unauthorized", "localhost:5000 refused the user name or password."),
+        ("dial tcp 127.0.0.1:5000: connect: connection refused", "Could not reach localhost:5000."),
+        ("tls: failed to verify certificate: x509", "Could not reach localhost:5000."),
+        ("", "Could not reach localhost:5000."),
+    ],
+)
+def test_each_login_check_outcome_is_one_sentence(output: str, sentence: str) -> None:
+    from builds.models import RegistryCredential
+
+    login = RegistryCredential(registry="localhost:5000", username="alice")
+    assert credentials.login_sentence(login, credentials.login_outcome(output)) == sentence
 
 
 def test_registry_grammar() -> None:
