@@ -7,6 +7,7 @@ from django.urls import path
 import portal.ids  # noqa: F401 - registers the <id:...> converter
 from builds.api import nodes, registry, runs
 from builds.views import ledger, projects, team
+from builds.views import nodes as node_pages
 from builds.views import runs as run_pages
 
 api_urls = [
@@ -54,5 +55,7 @@ urlpatterns = [
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),
+    path("nodes/", node_pages.node_list, name="nodes"),
+    path("nodes/<id:pk>/", node_pages.node_action, name="node-action"),
     *api_urls,
 ]

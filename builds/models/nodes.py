@@ -14,7 +14,6 @@ from django.utils import timezone
 from builds.dockerhost import TlsMaterial
 from portal.sealing import seal, unseal
 
-
 # What BuildKit says when built without version stamping, as inside Debian's docker.io engine.
 UNKNOWN_BUILDKIT = re.compile(r"^v?0\.0\.0(?:[+-].*)?$")
 

@@ -30,3 +30,15 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
+
+// <button data-confirm="question"> (or <form data-confirm>) asks before the form is sent:
+// dismissing the dialog sends nothing. htmx buttons use hx-confirm instead.
+document.addEventListener("submit", (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement)) return;
+  const asker = [event.submitter, form].find((el) => el && el.dataset && el.dataset.confirm);
+  if (asker && !window.confirm(asker.dataset.confirm)) {
+    event.preventDefault();
+    event.stopImmediatePropagation();
+  }
+}, true);
