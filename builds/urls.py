@@ -8,6 +8,7 @@ import portal.ids  # noqa: F401 - registers the <id:...> converter
 from builds import health, metrics
 from builds.api import nodes, registry, runs
 from builds.views import ledger, projects, settings, team
+from builds.views import nodes as node_pages
 from builds.views import runs as run_pages
 
 api_urls = [
@@ -64,5 +65,7 @@ urlpatterns = [
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),
     path("manifests/<id:pk>/drift", ledger.manifest_drift, name="manifest-drift"),
+    path("nodes/", node_pages.node_list, name="nodes"),
+    path("nodes/<id:pk>/", node_pages.node_action, name="node-action"),
     *api_urls,
 ]

@@ -1,7 +1,7 @@
 """The pages work in a real browser under the Content-Security-Policy: Debian's chromium walks
 the login page, home, team, project, build (its live-log websocket), tokens and the admin, and
 any refusal by the policy or script error fails the test. No Docker needed: the portal runs as
-`manage.py serve --no-worker` on the test database.
+`manage.py serve --no-worker` on the test database (tests/browser.py).
 
 Skips without chromium, except with CI=true, where it fails instead. Screenshots (1280 px wide)
 land in the test's tmp_path for a human to look at."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import log_in
 from django.utils import timezone
 from ledgerdb import past_the_trigger
 
@@ -45,6 +46,7 @@ PAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "tokens": lambda s: "/tokens/",
     "api-docs": lambda s: "/api/v1/docs",
     "api-index-in-a-browser": lambda s: "/api/v1/",
+    "nodes": lambda s: "/nodes/",
     "admin": lambda s: "/admin/",
     "admin-nodes": lambda s: "/admin/builds/buildernode/",
 }
@@ -122,14 +124,10 @@ def site(
     past_the_trigger("DELETE FROM builds_manifestrecord")
 
 
-def _login(browser: Any, url: str, width: int) -> Any:
-    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+def _login(chromium: Any, url: str, width: int) -> Any:
+    page = chromium.new_context(viewport={"width": width, "height": 900}).new_page()
     page.set_default_timeout(15_000)
-    page.goto(url + "/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-password-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(url + "/")
+    log_in(page, url, "alice", "alice-password-1")
     return page
 
 
@@ -202,41 +200,3 @@ def test_switching_language_swaps_the_options_and_the_preview(
     page.click("#save-settings")
     expect(page.locator("h1")).to_contain_text("alpha / hello")
     expect(page.locator("dl.facts")).to_contain_text("python")
-
-
-def test_destructive_actions_ask_first(
-    site: dict[str, Any], portal_url: str, chromium: Any
-) -> None:
-    from playwright.sync_api import expect
-
-    page = _login(chromium, portal_url, 390)
-    page.goto(portal_url + "/tokens/")
-    page.fill("input[name=name]", "ci")
-    page.click("text=Create token")
-    revoke = page.locator("button", has_text="Revoke")
-    asked: list[str] = []
-
-    def answer(accept: bool) -> None:
-        def handler(dialog: Any) -> None:
-            asked.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        page.once("dialog", handler)
-
-    answer(False)
-    revoke.click()
-    expect(revoke).to_be_visible()  # dismissed: nothing sent
-    assert asked == ["Revoke the token ci? Anything that uses it stops working."]
-    answer(True)
-    revoke.click()
-    expect(page.locator("td", has_text="revoked")).to_be_visible()
-    # The running build's Cancel button (htmx) asks too.
-    page.goto(portal_url + f"/builds/{site['queued'].pk}/")
-    answer(False)
-    page.click("#cancel-button")
-    page.wait_for_timeout(300)
-    expect(page.locator("#build-state")).to_have_text("queued")
-    answer(True)
-    page.click("#cancel-button")
-    expect(page.locator("#build-state")).to_have_text("cancelled")
-    assert asked[-1] == f"Cancel build {site['queued'].pk}?"
