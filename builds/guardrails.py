@@ -190,6 +190,7 @@ class ArchCheck:
     machine: str
     ok: bool | None  # None: nothing to check (no entrypoint, not ELF, unknown architecture)
     note: str = ""
+    size: int | None = None  # the image's compressed size, read from the same manifest
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"binary": self.binary, "machine": self.machine, "ok": self.ok}
@@ -213,6 +214,7 @@ def check_architecture(
     """Open the binary the platform's image runs (through its layers in the registry) and
     compare its ELF machine and class with the platform."""
     manifest = json.loads(registry.fetch_manifest(ref, manifest_digest, tick=tick))
+    size = image_size(manifest)
     config = blobs.read_json(ref, manifest["config"]["digest"], tick=tick)
     work.mkdir(parents=True, exist_ok=True)
     tree = imagefiles.ImageTree()
@@ -226,9 +228,19 @@ def check_architecture(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if isinstance(found, str):
-        return ArchCheck(platform, "", "", None, found)
+        return ArchCheck(platform, "", "", None, found, size)
     binary = found.named if found.named == found.real else f"{found.named} -> {found.real}"
     header = elf.read_header(found.head)
     if header is None:
-        return ArchCheck(platform, binary, "not an ELF file", None)
-    return ArchCheck(platform, binary, header.describe(), elf.fits(header, platform))
+        return ArchCheck(platform, binary, "not an ELF file", None, size=size)
+    return ArchCheck(platform, binary, header.describe(), elf.fits(header, platform), size=size)
+
+
+def image_size(manifest: dict[str, Any]) -> int | None:
+    """What pulling the image downloads: its config and layers, compressed, as the manifest
+    states them."""
+    try:
+        parts = [manifest["config"], *(manifest.get("layers") or [])]
+        return sum(int(part["size"]) for part in parts)
+    except (KeyError, TypeError, ValueError):
+        return None

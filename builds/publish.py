@@ -87,8 +87,8 @@ class Publisher:
             except registry.RegistryError as exc:
                 check = ArchCheck(platform, "", "", None, f"not checked: {exc}")
             row = self.platforms[platform]
-            row.arch_check = check.to_json()
-            row.save(update_fields=["arch_check"])
+            row.arch_check, row.size_bytes = check.to_json(), check.size
+            row.save(update_fields=["arch_check", "size_bytes"])
             verdict = {True: "fits", False: "DOES NOT FIT", None: "not checked"}[check.ok]
             what = f"{check.binary} is {check.machine}" if check.binary else check.note
             self.log.say(f"architecture check {platform}: {what}: {verdict}")

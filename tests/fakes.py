@@ -63,6 +63,9 @@ def second_node(**extra: Any) -> BuilderNode:
     return BuilderNode.objects.create(**(fields | extra))
 
 
+IMAGE_SIZE = 4_718_592  # what the fake registry's images weigh, compressed
+
+
 class FakeBackend(Backend):
     def __init__(
         self,
@@ -193,7 +196,9 @@ class FakeBackend(Backend):
         self, ref: ImageRef, platform: str, digest: str, work: Path, tick: Callable[[], bool]
     ) -> ArchCheck:
         wrong = self.wrong_machines.get(platform)
-        return ArchCheck(platform, "/usr/local/bin/app", wrong or MACHINES[platform], not wrong)
+        return ArchCheck(
+            platform, "/usr/local/bin/app", wrong or MACHINES[platform], not wrong, size=IMAGE_SIZE
+        )
 
     def attestation_types(self, ref: ImageRef, digest: str, tick: Callable[[], bool]) -> list[str]:
         return [PROVENANCE]

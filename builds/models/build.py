@@ -148,6 +148,10 @@ class BuildPlatform(models.Model):
     failed_step = models.CharField(max_length=20, blank=True, help_text='e.g. "6/8"')
     # The guardrail after the build (builds.guardrails.ArchCheck): {"binary", "machine", "ok"}.
     arch_check = models.JSONField(default=dict, blank=True)
+    # While it runs: the step BuildKit is on now (its vertex name), for the page's card.
+    step = models.CharField(max_length=300, blank=True)
+    # Pushed: the image's compressed size (config and layers, from its manifest).
+    size_bytes = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -175,6 +179,8 @@ class BuildPlatform(models.Model):
             "failed_step": self.failed_step or None,
             "reason": self.reason,
             "arch_check": self.arch_check or None,
+            "step": self.step or None,
+            "size_bytes": self.size_bytes,
         }
 
     @property

@@ -8,6 +8,7 @@ PAGES is the one list of pages: a new page gets a line there."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ledgerdb import past_the_trigger
 
 from builds import ledger
 from builds.models import Build, BuilderNode, BuildPlatform, LogLine
+from builds.planner import Plan, Step
 from builds.registry import IndexSummary
 from portal.models import Project, Team
 
@@ -38,6 +40,7 @@ PAGES: dict[str, Callable[[dict[str, Any]], str]] = {
     "project-dockerfile-edit": lambda s: f"/projects/{s['project'].pk}/Dockerfile/edit",
     "project-history": lambda s: f"/projects/{s['project'].pk}/history",
     "build-queued": lambda s: f"/builds/{s['queued'].pk}/",
+    "build-running": lambda s: f"/builds/{s['running'].pk}/",
     "build-failed": lambda s: f"/builds/{s['failed'].pk}/",
     "build-succeeded": lambda s: f"/builds/{s['succeeded'].pk}/",
     "manifest": lambda s: f"/manifests/{s['record'].pk}/",
@@ -88,6 +91,41 @@ def _finished(project: Project, alice: Any, state: str, **fields: Any) -> Build:
     return build
 
 
+def _running(project: Project, alice: Any) -> Build:
+    """A build 70 s into a run the plan expected to take 120 s, with a long log."""
+    started = timezone.now() - timedelta(seconds=70)
+    node = BuilderNode.objects.get(name="local")
+    build = Build.objects.create(
+        project=project,
+        state=Build.State.RUNNING,
+        ref="main",
+        commit="ab" * 20,
+        tags=["latest"],
+        platforms=PLATFORMS,
+        requested_by=alice,
+        started_at=started,
+        strategy="auto",
+        plan=Plan(
+            "auto", [Step(p, "local", node.pk, "cross", 0, 120) for p in PLATFORMS]
+        ).to_json(),
+    )
+    for n, platform in enumerate(PLATFORMS):
+        BuildPlatform.objects.create(
+            build=build,
+            platform=platform,
+            state=BuildPlatform.State.RUNNING,
+            done=3 + n,
+            total=8,
+            started_at=started,
+            step=f"[{platform} build 4/8] RUN go build -o /out/app .",
+        )
+    LogLine.objects.bulk_create(
+        LogLine(build=build, seq=n, platform=PLATFORMS[n % 3], text=f"#12 compiling package {n}")
+        for n in range(1, 301)
+    )
+    return build
+
+
 @pytest.fixture
 def site(
     alice: Any, project: Project, queued_build: Build, local_node: BuilderNode
@@ -114,6 +152,20 @@ def site(
         builder_node="local",
     )
     yield {
+        "running": _running(
+            Project.objects.create(
+                team=project.team,
+                name="busy",
+                git_url=project.git_url,
+                ref="main",
+                image="localhost:5000/alpha/busy",
+                platforms=PLATFORMS,
+                language="go",
+                options={},
+                created_by=alice,
+            ),
+            alice,
+        ),
         "project": project,
         "queued": queued_build,
         "failed": failed,
@@ -200,3 +252,34 @@ def test_switching_language_swaps_the_options_and_the_preview(
     page.click("#save-settings")
     expect(page.locator("h1")).to_contain_text("alpha / hello")
     expect(page.locator("dl.facts")).to_contain_text("python")
+
+
+def test_a_running_build_reads_at_a_glance(
+    site: dict[str, Any], portal_url: str, chromium: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    for width, height in ((1280, 800), (390, 844)):
+        page = _login(chromium, portal_url, width)
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(portal_url + f"/builds/{site['running'].pk}/")
+        card = page.locator('.card[data-platform="linux/arm64"]')
+        expect(card.locator(".current")).to_contain_text("RUN go build")
+        expect(card.locator(".last-line")).to_contain_text("compiling package")
+        elapsed = page.locator("#build-elapsed")
+        expect(elapsed).to_contain_text("1 min")
+        before = elapsed.text_content()
+        page.wait_for_timeout(1600)
+        assert elapsed.text_content() != before  # it ticks without a request
+        expect(page.locator("#build-remaining")).to_contain_text("left")
+        expect(page.locator("details#plan")).not_to_have_attribute("open", "")
+        if width == 1280:  # a laptop shows the log without scrolling past the plan
+            top = page.evaluate("document.getElementById('log').getBoundingClientRect().top")
+            assert top < height - 100, top
+        follow = page.locator("#follow-log")
+        expect(follow).to_be_checked()
+        page.evaluate("document.getElementById('log').scrollTop = 0")
+        expect(follow).not_to_be_checked()  # reading back stops following
+        page.evaluate("const l = document.getElementById('log'); l.scrollTop = l.scrollHeight")
+        expect(follow).to_be_checked()
+        page.screenshot(path=str(ARTIFACTS / f"build-running-live-{width}.png"))
