@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -105,6 +106,31 @@ CSV_FIELDS = [
     "build",
     "sources",
 ]
+
+
+@dataclass
+class Push:
+    """One push as people think of it: a build's index under all its tags (one ledger row
+    per tag, each with its own previous digest), or one merge."""
+
+    first: ManifestRecord
+    records: list[ManifestRecord]
+
+
+def pushes(records: Iterable[ManifestRecord]) -> list[Push]:
+    """Consecutive rows of one build and digest, newest first as the records come."""
+    grouped: list[Push] = []
+    for record in records:
+        last = grouped[-1].first if grouped else None
+        if (
+            last is not None
+            and record.build_id is not None
+            and (record.build_id, record.digest) == (last.build_id, last.digest)
+        ):
+            grouped[-1].records.append(record)
+        else:
+            grouped.append(Push(record, [record]))
+    return grouped
 
 
 def _date(name: str, value: str) -> date:

@@ -46,7 +46,8 @@ def _ledger_page(
     return render(
         request,
         "builds/project_history.html",
-        context | {"records": records, "params": params, "error": error, "query": query},
+        context
+        | {"pushes": ledger.pushes(records), "params": params, "error": error, "query": query},
     )
 
 
