@@ -56,10 +56,10 @@ document.addEventListener("change", (event) => {
 
 // Each running platform's card shows its latest log line: work goes on even in a long step.
 function showLastLines() {
-  const lines = document.querySelectorAll("#log .line[data-platform]");
+  const lines = document.querySelectorAll("#log .line[data-log-platform]");
   const seen = new Set();
   for (let i = lines.length - 1; i >= 0 && seen.size < 16; i--) {
-    const platform = lines[i].dataset.platform;
+    const platform = lines[i].dataset.logPlatform;
     if (seen.has(platform)) continue;
     seen.add(platform);
     const card = document.querySelector(`.card[data-platform="${CSS.escape(platform)}"] .last-line`);
