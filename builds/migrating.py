@@ -1,6 +1,6 @@
-"""Apply migrations once when several processes start together (a rolling deploy: two portal
-processes and the workers at the same moment): the first takes a lock and migrates, the others
-wait for it and then find nothing left to do.
+"""Apply migrations (and collect static files) once when several processes start together (a
+rolling deploy: two portal processes and the workers at the same moment): the first takes a
+lock and migrates, the others wait for it and then find nothing left to do.
 
 The lock is a PostgreSQL session advisory lock on the database every process shares, or, on
 SQLite (one machine), an exclusive lock on a file beside the database.
@@ -41,6 +41,10 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def migrate() -> None:
+def migrate(*, collect_static: bool = False) -> None:
+    """Migrate; with `collect_static`, also gather the static files into STATIC_ROOT with
+    hashed, compressed copies (whitenoise's manifest storage), which the portal's pages need."""
     with _locked():
         call_command("migrate", interactive=False, verbosity=0)
+        if collect_static:
+            call_command("collectstatic", interactive=False, verbosity=0)

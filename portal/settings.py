@@ -222,10 +222,12 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names (cached for a year by browsers) and gzip/brotli copies, made by
+    # collectstatic, which `manage.py serve` runs at start (builds/migrating.py).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# No collectstatic step needed for the embedded server: serve straight from the finders.
-WHITENOISE_USE_FINDERS = True
+# Only the collected files: their hashed names are what lets whitenoise cache them forever.
+WHITENOISE_USE_FINDERS = False
 
 # --- Builds ---------------------------------------------------------------------------------
 # Official base image names are rewritten through this prefix, e.g. localhost:5000/library.

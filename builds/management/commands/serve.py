@@ -39,7 +39,7 @@ class Command(BaseCommand):
 
         application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
 
-        migrating.migrate()  # under a lock: several processes may start at once
+        migrating.migrate(collect_static=True)  # under a lock: several may start at once
         ensure_local_node()
 
         stop = threading.Event()
