@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -52,7 +53,13 @@ def _grammar(check: Any, value: str) -> str:
     return result
 
 
+RefChecker = Callable[[str, str, Team, "Project | None"], "str | None"]
+
+
 class ProjectForm(forms.Form):
+    # Asks the git server whether the ref exists (the builds app, which owns git, sets it in
+    # BuildsConfig.ready; portal never imports builds). None: not checked.
+    ref_checker: RefChecker | None = None
     team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug")
     name = forms.CharField(max_length=64, validators=[name_validator])
     git_url = forms.CharField(
@@ -162,6 +169,7 @@ class ProjectForm(forms.Form):
             self.add_error("image", NOT_ALLOWED)
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
+        self._check_ref(cleaned)
         language = cleaned.get("language")
         if language:
             plugin = lang_plugins.get_plugin(language)
@@ -172,6 +180,20 @@ class ProjectForm(forms.Form):
             except ValueError as exc:  # OptionError names the option
                 self.add_error(None, f"Option {exc}")
         return cleaned
+
+    def _check_ref(self, cleaned: dict[str, Any]) -> None:
+        """Only once the rest is valid (a round trip to the git server), and only when the URL
+        or ref is new."""
+        url, ref = cleaned.get("git_url"), cleaned.get("ref")
+        team = cleaned.get("team") or (self.instance.team if self.instance else None)
+        checker = type(self).ref_checker
+        if self.errors or not (url and ref and team) or checker is None:
+            return
+        if self.instance and (url, ref) == (self.instance.git_url, self.instance.ref):
+            return
+        problem = checker(url, ref, team, self.instance)
+        if problem:
+            self.add_error("ref", problem)
 
     def save(self) -> Project:
         data = self.cleaned_data
