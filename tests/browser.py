@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,11 @@ def portal_url(tmp_path: Path) -> Iterator[str]:
         "DATABASE_URL": _database_url(),
         "PORTAL_CHANNEL_PREFIX": f"browser-{port}",
         "PORTAL_DEBUG": "false",
+        # A data folder of its own, as on a fresh install (static files collected at start),
+        # with the test process's key, so what the test sealed the server can open.
+        "PORTAL_DATA_DIR": str(tmp_path / "portal-data"),
+        "PORTAL_SECRET_KEY": settings.SECRET_KEY,
+        "PORTAL_ENCRYPTION_KEY": settings.PORTAL_ENCRYPTION_KEY,
     }
     log = tmp_path / "server.log"
     with log.open("wb") as out:

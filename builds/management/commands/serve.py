@@ -37,9 +37,9 @@ class Command(BaseCommand):
         from builds.nodes import ensure_local_node
         from builds.worker import run_forever
 
-        application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
-
+        # Before the application exists: whitenoise indexes STATIC_ROOT when it is made.
         migrating.migrate(collect_static=True)  # under a lock: several may start at once
+        application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
         ensure_local_node()
 
         stop = threading.Event()
