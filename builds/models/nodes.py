@@ -127,6 +127,7 @@ class BuilderNode(models.Model):
             "reachable": self.reachable,
             "engine_version": self.engine_version,
             "buildkit_version": self.buildkit_version,
+            "buildkit": self.buildkit_label,
             "image_store": self.image_store,
             "native_platforms": self.native_platforms,
             "emulated_platforms": self.emulated_platforms,
