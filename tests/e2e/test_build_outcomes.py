@@ -188,11 +188,12 @@ def test_success_shows_the_push_and_rebuild_button_builds_again(
         )
         copy = page.locator("button[data-copy='#pull-command']")
         # The label says "Copied" for 1.5 s: record every label it shows, so a slow machine
-        # cannot miss it between two looks.
+        # cannot miss it between two looks. The websocket may swap #build-status (and the
+        # button in it) at any moment, so watch the whole page and read the current button.
         page.evaluate(
-            """() => { const b = document.querySelector("button[data-copy='#pull-command']");
-                window.__labels = []; new MutationObserver(() => window.__labels.push(b.textContent))
-                .observe(b, {childList: true, characterData: true, subtree: true}); }"""
+            """() => { const sel = "button[data-copy='#pull-command']"; window.__labels = [];
+                new MutationObserver(() => window.__labels.push(document.querySelector(sel)?.textContent))
+                .observe(document.body, {childList: true, characterData: true, subtree: true}); }"""
         )
         copy.click()
         deadline = time.monotonic() + 15
