@@ -9,8 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0012_build_cancelled_state'),
-        ('portal', '0008_team_secrets'),
+        ('builds', '0015_platform_step_and_size'),
+        ('portal', '0009_project_strategy'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
