@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.urls import path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
+from builds import health, metrics
 from builds.api import hooks, nodes, registry, runs
-from builds.views import ledger, projects, team
+from builds.views import ledger, projects, settings, team
+from builds.views import nodes as node_pages
 from builds.views import runs as run_pages
 
 api_urls = [
@@ -36,13 +38,21 @@ api_urls = [
 ]
 
 urlpatterns = [
+    path("", projects.project_list, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("teams/<slug:slug>/manifests/", ledger.team_history, name="team-manifests"),
+    path(
+        "teams/<slug:slug>/manifests/verify", ledger.team_ledger_verify, name="team-ledger-verify"
+    ),
     path("teams/<slug:slug>/merge/", team.team_merge, name="team-merge"),
     path("teams/<slug:slug>/credentials", team.team_credentials, name="team-credentials"),
     path("projects/new/", projects.project_new, name="project-new"),
     path("projects/new/options", projects.project_options, name="project-options"),
     path("projects/new/detect", projects.project_detect, name="project-detect"),
     path("projects/<id:pk>/", projects.project_detail, name="project"),
+    path("projects/<id:pk>/settings/", settings.project_settings, name="project-settings"),
     path("projects/<id:pk>/Dockerfile", projects.project_dockerfile, name="project-dockerfile"),
     path(
         "projects/<id:pk>/Dockerfile/edit",
@@ -58,5 +68,8 @@ urlpatterns = [
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),
+    path("manifests/<id:pk>/drift", ledger.manifest_drift, name="manifest-drift"),
+    path("nodes/", node_pages.node_list, name="nodes"),
+    path("nodes/<id:pk>/", node_pages.node_action, name="node-action"),
     *api_urls,
 ]

@@ -9,13 +9,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_POST
 
 from builds import credentials, manual_merge, registry
-from portal.access import get_team_for_user, is_team_admin
+from portal.access import get_team_for_user
 from portal.grammar import InvalidValue
-from portal.http import Request, posted_pk
+from portal.http import Request, posted_pk, team_admin_form
+from portal.models import Team
 from portal.sealing import SealError
 
 
@@ -58,14 +57,9 @@ def team_merge(request: Request, slug: str) -> HttpResponse:
     return render(request, "builds/team_merge.html", context)
 
 
-@sensitive_post_parameters("password")
-@login_required
-@require_POST
-def team_credentials(request: Request, slug: str) -> HttpResponse:
+@team_admin_form("password", refusal="only team admins manage registry logins")
+def team_credentials(request: Request, team: Team) -> HttpResponse:
     """Team admins save, test and delete registry logins; the password is never shown."""
-    team = get_team_for_user(request.user, slug)
-    if not is_team_admin(request.user, team):
-        return HttpResponse("only team admins manage registry logins", status=403)
     action = request.POST.get("action")
     if action == "save":
         try:
@@ -86,7 +80,7 @@ def team_credentials(request: Request, slug: str) -> HttpResponse:
                 ok, message = credentials.test_connection(login)
             except InvalidValue as exc:  # the outbound guard refused the registry
                 ok, message = False, str(exc)
-            (messages.success if ok else messages.error)(request, f"{login.registry}: {message}")
+            (messages.success if ok else messages.error)(request, message)
         elif action == "delete":
             login.delete()
             messages.info(request, f"deleted the login for {login.registry}")

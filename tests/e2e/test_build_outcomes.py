@@ -187,8 +187,18 @@ def test_success_shows_the_push_and_rebuild_button_builds_again(
             f"docker buildx imagetools inspect {image}:latest"
         )
         copy = page.locator("button[data-copy='#pull-command']")
+        # The label says "Copied" for 1.5 s: record every label it shows, so a slow machine
+        # cannot miss it between two looks.
+        page.evaluate(
+            """() => { const b = document.querySelector("button[data-copy='#pull-command']");
+                window.__labels = []; new MutationObserver(() => window.__labels.push(b.textContent))
+                .observe(b, {childList: true, characterData: true, subtree: true}); }"""
+        )
         copy.click()
-        expect(copy).to_have_text("Copied")
+        deadline = time.monotonic() + 15
+        while "Copied" not in page.evaluate("window.__labels") and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert "Copied" in page.evaluate("window.__labels")
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == f"docker pull {image}@{digest}"
         for platform, state in build["platforms"].items():

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 import lang_plugins
 from builds import credentials, webhooks
 from builds.models import Build, BuilderNode, BuildxBuilder, ManifestRecord
-from portal import team_secrets
+from portal import apidocs, team_secrets
 from portal.apiview import BODY_METHODS, MAX_BODY
 from portal.forms import OPTION_PREFIX
 from portal.models import ApiToken, Project
@@ -79,7 +79,11 @@ def _ours(route: Route) -> bool:
 
 
 ROUTES = [route for route in _walk(get_resolver().url_patterns) if _ours(route)]
-API = [route for route in ROUTES if route.route.startswith(("api/", "^api/"))]
+API = [
+    route
+    for route in ROUTES
+    if route.route.startswith(("api/", "^api/")) and route.route != apidocs.ROUTE
+]
 PAGES = [route for route in ROUTES if route not in API]
 
 

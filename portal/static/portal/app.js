@@ -31,10 +31,9 @@ document.addEventListener("click", async (event) => {
   setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
 
-// <form data-confirm="question"> asks before it is sent (a new webhook secret breaks the old).
+// A destructive button asks first: <button data-confirm="Revoke the token ci?">. Cancelling
+// the dialog sends nothing. (htmx buttons use hx-confirm, which htmx asks itself.)
 document.addEventListener("submit", (event) => {
-  const form = event.target;
-  if (form instanceof HTMLFormElement && form.dataset.confirm && !confirm(form.dataset.confirm)) {
-    event.preventDefault();
-  }
+  const question = event.submitter?.dataset.confirm || event.target.dataset?.confirm;
+  if (question && !confirm(question)) event.preventDefault();
 });

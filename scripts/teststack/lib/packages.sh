@@ -22,6 +22,22 @@ apt_update_retry() {
     return 1
 }
 
+# debian_mirror: the Debian archive this machine's apt already uses (the first URIs of its
+# .sources files, else the first `deb` line; -security archives skipped), never a host written
+# here: a closed network has its own mirror.
+debian_mirror() {
+    local uri
+    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -- '-security' | head -n1 || true)
+    if [[ -z $uri ]]; then
+        uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; break } }' \
+            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+            grep -v -- '-security' | head -n1 || true)
+    fi
+    [[ -n $uri ]] || die "no Debian mirror in this machine's apt sources (/etc/apt/sources.list*)"
+    echo "${uri%/}"
+}
+
 pkg_installed() {
     [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
 }
@@ -38,10 +54,10 @@ docker_pkg_ok() {
 add_trixie_suite() {
     local changed=1
     if [[ ! -f /etc/apt/sources.list.d/trixie.sources ]]; then
-        cat >/etc/apt/sources.list.d/trixie.sources <<'EOF'
+        cat >/etc/apt/sources.list.d/trixie.sources <<EOF
 # Added by Crossport scripts/teststack.sh: docker.io/docker-buildx >= 26 only.
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $(debian_mirror)
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

@@ -13,8 +13,8 @@ private_apt_config() {
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/empty.d"
     rm -f "$APT_DIR"/updated.*
     : >"$APT_DIR/status"
-    cat >"$APT_DIR/sources.list" <<'EOF'
-deb [arch=amd64,arm64,armhf signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+    cat >"$APT_DIR/sources.list" <<EOF
+deb [arch=amd64,arm64,armhf signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main
 EOF
     cat >"$APT_DIR/apt.conf" <<EOF
 Dir::Etc::SourceList "$APT_DIR/sources.list";
@@ -115,7 +115,7 @@ debian_rootfs() {
             --setup-hook="sync-in $cache /var/cache/apt/archives/" \
             --customize-hook="sync-out /var/cache/apt/archives $cache" \
             "$@" bookworm "$out" \
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main" \
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main" \
             >>"$logfile" 2>&1; then
         tail -n 30 "$logfile" >&2
         die "mmdebstrap for $deb_arch failed; see $logfile"

@@ -1,0 +1,115 @@
+# shellcheck shell=bash
+# Variables and helpers come from scripts/teststack.sh.
+# shellcheck disable=SC2034,SC2153
+# Stand-in for moby/buildkit, sourced by scripts/teststack.sh:
+#
+#   localhost:5000/library/buildkit:v0.13.2  buildkitd + buildctl compiled here, offline, from
+#                                            the BuildKit tree Debian 13 ships in
+#                                            golang-github-docker-docker-dev, with Debian's Go
+#                                            1.24 and Go libraries (no module download); the
+#                                            engine's runc and the libraries it links.
+#
+# What buildx's docker-container driver runs (PORTAL_BUILDKIT_IMAGE) and what a standalone
+# BuildKit node is. linux/amd64 only: every node here is this machine, and foreign platforms
+# run under its QEMU handlers. The recipe (scripts/teststack/buildkit/) was verified in
+# ../shared/buildkit/trixie: a private apt configuration (own lists, cache and an empty dpkg
+# status; the machine's apt is not touched), `dpkg -x` into a private root, an overlay GOPATH
+# for two gaps, one patch (drops the gha and azblob cache backends and fuse-overlayfs, which
+# Debian does not package; reads the amd64 level from x/sys/cpu), GOPATH-mode `go build`.
+# The binaries are cached under $STATE_DIR/buildkit, keyed by the recipe's files.
+
+BUILDKIT_VERSION=v0.13.2
+SEED_IMAGES+=("buildkit:$BUILDKIT_VERSION")
+SEED_FUNC["buildkit:$BUILDKIT_VERSION"]=seed_buildkit
+BUILDKIT_RECIPE="$HELPERS/buildkit"
+BUILDKIT_DIR="$STATE_DIR/buildkit"
+
+# buildkit_key: what the binaries depend on (the recipe's files); a change rebuilds them.
+buildkit_key() {
+    cat "$BUILDKIT_RECIPE"/pkgs-trixie.txt "$BUILDKIT_RECIPE"/buildkitd-trixie.patch \
+        "$BUILDKIT_RECIPE"/packageurl-go-shim.go "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1
+}
+
+# buildkit_compile: $BUILDKIT_DIR/out/{buildkitd,buildctl}, unless built from this recipe already.
+buildkit_compile() {
+    local key work apt pool root ov src mirror f ldflags
+    key=$(buildkit_key)
+    if [[ -x $BUILDKIT_DIR/out/buildkitd && -x $BUILDKIT_DIR/out/buildctl &&
+        $(cat "$BUILDKIT_DIR/out/key" 2>/dev/null) == "$key" ]]; then
+        log "buildkit: binaries from this recipe already built ($BUILDKIT_DIR/out)"
+        return 0
+    fi
+    work="$BUILDKIT_DIR/work"
+    apt="$work/apt" pool="$BUILDKIT_DIR/pool" root="$work/root" ov="$work/ov"
+    rm -rf "$work" "$BUILDKIT_DIR/out"
+    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$pool/partial" "$root" \
+        "$BUILDKIT_DIR/out"
+    mirror=$(debian_mirror)
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
+        >"$apt/own.list"
+    : >"$apt/empty-status"
+    local opts=(-o "Dir::Etc::SourceList=$apt/own.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
+        -o "Dir::State::status=$apt/empty-status" -o "Dir::Cache::archives=$pool"
+        -o APT::Install-Recommends=false -o Debug::NoLocking=1)
+    log "buildkit: downloading Debian 13's BuildKit source, Go 1.24 and Go libraries (log: $LOG_DIR/buildkit.log)"
+    {
+        apt-get -q "${opts[@]}" update &&
+            # shellcheck disable=SC2046
+            apt-get -q "${opts[@]}" -y --download-only install \
+                $(grep -v '^#' "$BUILDKIT_RECIPE/pkgs-trixie.txt") golang-1.24-go
+    } >>"$LOG_DIR/buildkit.log" 2>&1 || die "buildkit: apt download failed; see $LOG_DIR/buildkit.log"
+    for f in "$pool"/golang-*.deb "$pool"/*-dev_*_all.deb; do
+        dpkg -x "$f" "$root"
+    done
+    src="$root/usr/share/gocode/src"
+    mkdir -p "$ov/src/github.com/moby" "$ov/src/github.com/coreos/go-systemd" \
+        "$ov/src/github.com/package-url/packageurl-go"
+    cp -a "$src/github.com/moby/buildkit" "$ov/src/github.com/moby/"   # patched below
+    ln -sfn "$src/github.com/coreos/go-systemd" "$ov/src/github.com/coreos/go-systemd/v22"
+    cp "$BUILDKIT_RECIPE/packageurl-go-shim.go" "$ov/src/github.com/package-url/packageurl-go/packageurl.go"
+    (cd "$work" && patch -s -p0 <"$BUILDKIT_RECIPE/buildkitd-trixie.patch") >>"$LOG_DIR/buildkit.log" 2>&1 ||
+        die "buildkit: the patch did not apply; see $LOG_DIR/buildkit.log"
+    ldflags="-s -w -X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION-debian"
+    ldflags+=" -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit"
+    ldflags+=" -X github.com/moby/buildkit/version.Revision=debian-trixie"
+    log "buildkit: compiling buildkitd and buildctl (about a minute on two cores)"
+    for f in buildkitd buildctl; do
+        (
+            export GOROOT="$root/usr/lib/go-1.24" GO111MODULE=off GOPROXY=off GOFLAGS= \
+                GOTOOLCHAIN=local GOCACHE="$BUILDKIT_DIR/gocache" CGO_ENABLED=0 \
+                GOPATH="$ov:$root/usr/share/gocode"
+            cd "$work" && "$GOROOT/bin/go" build -p 2 -tags "osusergo netgo static_build" \
+                -ldflags "$ldflags" -o "$BUILDKIT_DIR/out/$f" "github.com/moby/buildkit/cmd/$f"
+        ) >>"$LOG_DIR/buildkit.log" 2>&1 || die "buildkit: go build of $f failed; see $LOG_DIR/buildkit.log"
+    done
+    echo "$key" >"$BUILDKIT_DIR/out/key"
+    rm -rf "$work"   # 1.8 GB unpacked; the .deb pool and Go cache make a rebuild quick
+    log "buildkit: $("$BUILDKIT_DIR/out/buildkitd" --version)"
+}
+
+seed_buildkit() {
+    local ctx="$SEED_DIR/buildkit" runc lib
+    buildkit_compile
+    rm -rf "$ctx"
+    mkdir -p "$ctx/rootfs/usr/bin" "$ctx/rootfs/usr/sbin" "$ctx/rootfs/tmp" \
+        "$ctx/rootfs/etc/buildkit" "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/var/lib/buildkit"
+    chmod 1777 "$ctx/rootfs/tmp"
+    cp "$BUILDKIT_DIR/out/buildkitd" "$BUILDKIT_DIR/out/buildctl" "$ctx/rootfs/usr/bin/"
+    runc=$(command -v runc) || die "buildkit: no runc on this machine (docker.io brings it)"
+    cp "$runc" "$ctx/rootfs/usr/sbin/runc"
+    # runc links libseccomp and glibc: the same files, at the same paths, as on this machine.
+    for lib in $(ldd "$runc" | grep -o '/[^ ]*'); do
+        cp --parents -L "$lib" "$ctx/rootfs/"
+    done
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+    cp "$BUILDKIT_RECIPE/Dockerfile" "$ctx/Dockerfile"
+    log "seed: building and pushing $MIRROR/buildkit:$BUILDKIT_VERSION for linux/amd64 (log: $LOG_DIR/seed-buildkit.log)"
+    if ! docker buildx build --builder default --network host --platform linux/amd64 "$PUSH" \
+            --progress=plain -t "$MIRROR/buildkit:$BUILDKIT_VERSION" "$ctx" \
+            >"$LOG_DIR/seed-buildkit.log" 2>&1; then
+        tail -n 30 "$LOG_DIR/seed-buildkit.log" >&2
+        die "building $MIRROR/buildkit:$BUILDKIT_VERSION failed; see $LOG_DIR/seed-buildkit.log"
+    fi
+    rm -rf "$ctx"
+}
