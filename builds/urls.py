@@ -6,7 +6,7 @@ from django.urls import path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
 from builds import health, metrics
-from builds.api import nodes, registry, runs
+from builds.api import hooks, nodes, registry, runs
 from builds.views import ledger, projects, settings, team
 from builds.views import nodes as node_pages
 from builds.views import runs as run_pages
@@ -17,6 +17,7 @@ api_urls = [
         "api/v1/projects/<id:pk>/dockerfile", runs.project_dockerfile, name="api-project-dockerfile"
     ),
     path("api/v1/projects/<id:pk>/builds", runs.project_builds, name="api-project-builds"),
+    path("api/v1/projects/<id:pk>/webhook", hooks.project_webhook, name="api-project-webhook"),
     path("api/v1/builds/<id:pk>", runs.build_detail, name="api-build"),
     path("api/v1/builds/<id:pk>/log", runs.build_log, name="api-build-log"),
     path("api/v1/builds/<id:pk>/cancel", runs.build_cancel, name="api-build-cancel"),
@@ -60,6 +61,9 @@ urlpatterns = [
     ),
     path("projects/<id:pk>/builds", projects.project_build, name="project-build"),
     path("projects/<id:pk>/history", ledger.project_history, name="project-history"),
+    path("projects/<id:pk>/webhook", projects.project_webhook, name="project-webhook"),
+    # Git hosts post here: no session, no CSRF token; the signature is checked (builds.webhooks).
+    path("hooks/<str:key>/", hooks.receive, name="webhook"),
     path("builds/<id:pk>/", run_pages.build_detail, name="build"),
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 import lang_plugins
-from builds import gitauth, lint, services
+from builds import gitauth, lint, services, webhooks
+from builds.api import hooks
 from builds.gitsource import SourceError
 from builds.models import Build
 from portal import gitaccess
@@ -158,8 +159,23 @@ def project_detail(request: Request, pk: int) -> HttpResponse:
             "builds": project.builds.select_related("requested_by")[:20],
             "strategies": services.strategy_choices(),
             "git_access": gitaccess.page(project, request.user),
+            "webhook": webhooks.page(project, request.user, request.build_absolute_uri),
         },
     )
+
+
+@login_required
+@require_POST
+def project_webhook(request: Request, pk: int) -> HttpResponse:
+    """The page's button (team admins): make the webhook or give it a new secret, shown on
+    this answer only (never kept in a message or the session)."""
+    project = hooks.admin_project(request.user, pk)
+    hook, secret = webhooks.rotate(project, request.user)
+    url = request.build_absolute_uri(webhooks.path(hook))
+    context = {"project": project, "url": url, "secret": secret}
+    response = render(request, "builds/project_webhook.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required
