@@ -23,9 +23,12 @@ if [[ ! -x .venv/bin/python ]]; then
     "$(find_python)" -m venv .venv
 fi
 stamp=.venv/.requirements.lock.sha256
-want="$(sha256sum requirements.lock | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" || ! -x .venv/bin/crossport ]]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -r requirements.lock
+    # The project itself, editable and without dependencies (the lock pinned them): this puts
+    # the `crossport` command ([project.scripts]) in .venv/bin.
+    .venv/bin/python -m pip install --quiet --no-deps --editable .
     echo "$want" > "$stamp"
 fi

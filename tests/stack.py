@@ -25,6 +25,10 @@ REGISTRY = os.environ.get("PORTAL_TEST_REGISTRY", "localhost:5000")
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 
 
+# What the Go compiler says about the broken_repo fixture's program (tests/e2e/conftest.py).
+BROKEN_LINE = "./main.go:4:2: undefined: nosuchfunc"
+
+
 def unique_image(name: str) -> str:
     return f"{REGISTRY}/e2e/{name}-{uuid.uuid4().hex[:8]}"
 

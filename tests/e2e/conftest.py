@@ -270,10 +270,7 @@ def hello_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     a release tag v1.0.0 and a branch named like another release (v9.9.9)."""
     work = tmp_path_factory.mktemp("hello-src")
     write_hello(work)
-    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "hello"], check=True)
+    git = commit_all(work, "hello")
     subprocess.run([*git, "-C", str(work), "tag", "-a", "-m", "release", "v1.0.0"], check=True)
     subprocess.run([*git, "-C", str(work), "branch", "v9.9.9"], check=True)
     return f"file://{work}"
@@ -297,11 +294,28 @@ def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     (work / "main.go").write_text("\n".join(body) + "\n")
     (work / "go.mod").write_text("module example.com/slow\n\ngo 1.19\n")
+    commit_all(work, "slow")
+    return f"file://{work}"
+
+
+@pytest.fixture(scope="session")
+def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Go program that does not compile: main calls a function that does not exist
+    (the compiler says stack.BROKEN_LINE)."""
+    work = tmp_path_factory.mktemp("broken-src")
+    (work / "go.mod").write_text("module example.com/broken\n\ngo 1.19\n")
+    (work / "main.go").write_text("package main\n\nfunc main() {\n\tnosuchfunc()\n}\n")
+    commit_all(work, "broken")
+    return f"file://{work}"
+
+
+def commit_all(work: Path, message: str) -> list[str]:
+    """`git init` a folder on branch main and commit all of it; the git command it used."""
     git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
     subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
     subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "slow"], check=True)
-    return f"file://{work}"
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", message], check=True)
+    return git
 
 
 @pytest.fixture(scope="session")

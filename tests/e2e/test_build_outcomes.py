@@ -10,35 +10,19 @@ Screenshots go to $CROSSPORT_ARTIFACTS/build-outcomes (default /tmp/crossport-ar
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from e2e import test_browser_build
 from playwright.sync_api import Browser, Page, expect
 
-from stack import go_project, registry_index, wait_finished
+from stack import BROKEN_LINE, go_project, registry_index, wait_finished
 
 browser = test_browser_build.browser  # the same chromium fixture
 
-ERROR_LINE = "./main.go:4:2: undefined: nosuchfunc"
 WIDTHS = {"phone": 390, "desktop": 1280}
 ARTIFACTS = Path(os.environ.get("CROSSPORT_ARTIFACTS", "/tmp/crossport-artifacts"))
-
-
-@pytest.fixture(scope="module")
-def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A Go program that does not compile: main calls a function that does not exist."""
-    work = tmp_path_factory.mktemp("broken-src")
-    (work / "go.mod").write_text("module example.com/broken\n\ngo 1.19\n")
-    (work / "main.go").write_text("package main\n\nfunc main() {\n\tnosuchfunc()\n}\n")
-    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "broken"], check=True)
-    return f"file://{work}"
 
 
 def _build(portal: Any, persona: Any, project_id: int, timeout: float = 600) -> dict[str, Any]:
@@ -86,11 +70,11 @@ def test_compile_error_is_the_headline_and_rebuild_fails_alike(
     build = _build(portal, persona, project_id)
     assert build["state"] == "failed" and build["fault"] == "user"
     reason = build["reason"]
-    assert ERROR_LINE in reason, reason
+    assert BROKEN_LINE in reason, reason
     assert reason.startswith("linux/") and ", step " in reason and "(go build): " in reason
     _, log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", persona.token)
     cause = next(line for line in log["lines"] if line["seq"] == build["reason_line"])
-    assert cause["text"].endswith(ERROR_LINE)
+    assert cause["text"].endswith(BROKEN_LINE)
     failed = {p: s for p, s in build["platforms"].items() if s["state"] == "failed"}
     assert failed and all(s["failed_step"] for s in failed.values())
     # Each platform whose step failed on its own says at which step; the headline is one of them.
@@ -106,20 +90,20 @@ def test_compile_error_is_the_headline_and_rebuild_fails_alike(
     page.goto(f"{portal.url}/builds/{queued['id']}/")
     page.evaluate("window.__noReload = true")
     again = wait_finished(portal, persona.token, queued["id"], timeout=600)
-    assert again["state"] == "failed" and ERROR_LINE in again["reason"]
+    assert again["state"] == "failed" and BROKEN_LINE in again["reason"]
     expect(page.locator("#build-headline")).to_contain_text(again["reason"])
-    expect(page.locator("#log .line.cause")).to_contain_text(ERROR_LINE)
+    expect(page.locator("#log .line.cause")).to_contain_text(BROKEN_LINE)
     assert page.evaluate("window.__noReload") is True
     page.context.close()
 
     for width in WIDTHS.values():
         page = _page(browser, portal, persona, width)
         page.goto(f"{portal.url}/builds/{build['id']}/")
-        expect(page.locator("#build-headline")).to_contain_text(ERROR_LINE)
+        expect(page.locator("#build-headline")).to_contain_text(BROKEN_LINE)
         expect(page.locator("#build-headline")).to_contain_text(reason)
         highlighted = page.locator("#log .line.cause")
         expect(highlighted).to_have_count(1)
-        expect(highlighted).to_contain_text(ERROR_LINE)
+        expect(highlighted).to_contain_text(BROKEN_LINE)
         # The log opened scrolled to that line: it is inside the log's visible box.
         log_box = page.locator("#log").bounding_box()
         line_box = highlighted.bounding_box()
