@@ -292,7 +292,12 @@ BINFMT_NAMES = {
 
 def binfmt_image() -> str:
     """The installer image, through the mirror's registry when a mirror is set."""
-    image = settings.PORTAL_BINFMT_IMAGE
+    return through_mirror(settings.PORTAL_BINFMT_IMAGE)
+
+
+def through_mirror(image: str) -> str:
+    """A Docker Hub image name (`owner/name[:tag]`) read from the base-image mirror's registry
+    when a mirror is set; a name with a registry host is left as it is."""
     mirror = settings.PORTAL_BASE_IMAGE_MIRROR
     if (
         mirror

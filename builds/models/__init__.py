@@ -5,12 +5,13 @@ from __future__ import annotations
 from .build import Build, BuildPlatform, LogLine
 from .credentials import RegistryCredential
 from .ledger import AppendOnlyError, ManifestRecord, ManifestRecordQuerySet
-from .nodes import BuilderNode, BuildxBuilder
+from .nodes import BuilderMembership, BuilderNode, BuildxBuilder
 
 __all__ = [
     "AppendOnlyError",
     "Build",
     "BuildPlatform",
+    "BuilderMembership",
     "BuilderNode",
     "BuildxBuilder",
     "LogLine",

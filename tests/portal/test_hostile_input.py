@@ -199,6 +199,7 @@ def world(alice: Any, project: Project, local_node: BuilderNode) -> World:
             "tokens": str(victim.pk),
             "buildernode": node,
             "buildxbuilder": str(builder.pk),
+            "builders": builder.name,
         },
         user=alice,
         token=raw,
