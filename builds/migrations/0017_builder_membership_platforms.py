@@ -8,7 +8,7 @@ import django.db.models.deletion
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builds', '0012_build_cancelled_state'),
+        ('builds', '0016_webhooks'),
     ]
 
     operations = [
