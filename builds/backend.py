@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from builds import buildx, gitsource, registry
+from builds import buildx, gitsource, guardrails, registry
 from builds.gitauth import GitAccess
 from builds.models import BuilderNode
 from builds.nodes import check_node
@@ -49,6 +49,17 @@ class Backend:
 
     def exists(self, ref: ImageRef, tag: str, tick: Tick) -> bool:
         return registry.tag_exists(ref, tag, tick=tick)
+
+    def base_platforms(self, image: str, tick: Tick) -> set[str]:
+        return guardrails.offered_platforms(image, tick)
+
+    def check_architecture(
+        self, ref: ImageRef, platform: str, digest: str, work: Path, tick: Tick
+    ) -> guardrails.ArchCheck:
+        return guardrails.check_architecture(ref, platform, digest, work, tick)
+
+    def attestation_types(self, ref: ImageRef, digest: str, tick: Tick) -> list[str]:
+        return registry.predicate_types(ref, digest, tick=tick)
 
     def check(self, node: BuilderNode) -> BuilderNode:
         return check_node(node)

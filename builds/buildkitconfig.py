@@ -27,7 +27,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from builds.nodes import through_mirror
+from builds.registry import via_mirror
 from portal.private import private_dir
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
@@ -35,7 +35,7 @@ _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(
 
 def image() -> str:
     """The BuildKit image for `--driver-opt=image=...` (no comma: buildx splits options on it)."""
-    name = through_mirror(settings.PORTAL_BUILDKIT_IMAGE)
+    name = via_mirror(settings.PORTAL_BUILDKIT_IMAGE)
     if not name or "," in name or "=" in name or name.startswith("-"):
         raise ImproperlyConfigured(f"PORTAL_BUILDKIT_IMAGE is not an image name: {name!r}")
     return name

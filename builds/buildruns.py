@@ -99,6 +99,8 @@ class BuildxRuns:
             fields["state"] = BuildPlatform.State.RUNNING
         if isinstance(event, StepUpdate) and event.state == "error":
             fields["state"] = BuildPlatform.State.FAILED  # "canceled" waits for the verdict
+        if isinstance(event, StepUpdate) and event.state == "running":
+            fields["step"] = event.name[:300]
         fields = {k: v for k, v in fields.items() if getattr(row, k) != v}
         if not fields:
             return False

@@ -46,6 +46,8 @@ class BuildSpec:
     secrets: dict[str, Path] = field(default_factory=dict)  # BuildKit secret id -> 0600 file
     build_args: dict[str, str] = field(default_factory=dict)
     push_once: bool = False  # the engine keeps its images in containerd (see argv)
+    provenance: str = ""  # e.g. "mode=max": a provenance attestation in the pushed index
+    sbom_generator: str = ""  # the scanner image BuildKit runs for an SBOM attestation
 
     def argv(self) -> list[str]:
         argv = [
@@ -70,6 +72,10 @@ class BuildSpec:
             argv.append(f"--network={self.network}")
         if self.no_cache:
             argv.append("--no-cache")
+        if self.provenance:
+            argv.append(f"--provenance={self.provenance}")
+        if self.sbom_generator:
+            argv.append(f"--sbom=generator={self.sbom_generator}")
         argv += [
             f"--secret={csv_field(f'id={name}')},{csv_field(f'src={path}')}"
             for name, path in sorted(self.secrets.items())

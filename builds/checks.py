@@ -22,7 +22,7 @@ from portal.models import Project, TeamSecret
 from portal.sealing import SealError, unseal
 
 from . import buildkitconfig
-from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential
+from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential, Webhook
 from .planner import BUILDER_STRATEGY, strategy_for
 
 
@@ -35,6 +35,7 @@ def _sealed_samples() -> list[tuple[str, str]]:
         keyed = Project.objects.exclude(deploy_key_sealed="").order_by("pk").first()
         token = Project.objects.exclude(git_token_sealed="").order_by("pk").first()
         secret = TeamSecret.objects.select_related("team").order_by("pk").first()
+        hook = Webhook.objects.select_related("project__team").order_by("pk").first()
     except DatabaseError:  # not migrated yet (migrate runs the checks first)
         return []
     if node is not None:
@@ -47,6 +48,8 @@ def _sealed_samples() -> list[tuple[str, str]]:
         samples.append((f"git token of project {token}", token.git_token_sealed))
     if secret is not None:
         samples.append((f"build secret {secret}", secret.value_sealed))
+    if hook is not None:
+        samples.append((f"webhook secret of project {hook.project}", hook.secret_sealed))
     return samples
 
 

@@ -11,12 +11,14 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from builds import events
 from builds.models import Build
+from portal import counters
 
 NOT_FOUND = 4404  # close code: the build does not exist or is outside the user's teams
 BACKLOG_CHUNK = 500
@@ -42,6 +44,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
         self.group = events.build_group(self.build_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        await sync_to_async(counters.add)(counters.WATCHERS)
         while True:
             lines = await self.backlog()
             if not lines:
@@ -52,6 +55,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await sync_to_async(counters.add)(counters.WATCHERS, -1)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send is ignored."""

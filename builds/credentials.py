@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import tempfile
@@ -39,6 +40,10 @@ UNAUTHORIZED = re.compile(r"unauthorized", re.IGNORECASE)  # registry.imagetools
 NOT_FOUND = re.compile(
     r"not found|manifest unknown|404", re.IGNORECASE
 )  # kept when a named builder's config is layered
+# registry.py's plain words for an unreachable registry and an untrusted certificate.
+UNREACHABLE = re.compile(r"could not be reached", re.IGNORECASE)
+TLS = re.compile(r"certificate", re.IGNORECASE)
+log = logging.getLogger(__name__)
 
 
 def validate_registry(value: object) -> str:
@@ -124,9 +129,9 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
             config = write_config(Path(tmp) / "docker", [login])
             with registry.using_config(str(config)):
                 registry.imagetools("inspect", "--raw", "--", f"{repository}:crossport-login-check")
-            ok, message = True, "login succeeded"
+            ok, message = True, _worked(login)
         except SealError as exc:
-            ok, message = False, str(exc)
+            ok, message = False, f"The saved password cannot be read ({exc}): save the login again."
         except outbound.Refused as exc:
             _record(login, False, str(exc))
             raise
@@ -134,7 +139,7 @@ def test_connection(login: RegistryCredential) -> tuple[bool, str]:
             text = str(exc)
             refused = UNAUTHORIZED.search(text)
             ok = not refused and bool(NOT_FOUND.search(text))
-            message = "login succeeded" if ok else _clean(text, login.password)
+            message = _worked(login) if ok else _failed(login, text, bool(refused))
     _record(login, ok, message)
     return ok, message
 
@@ -144,10 +149,25 @@ def _record(login: RegistryCredential, ok: bool, message: str) -> None:
     login.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
 
 
-def _clean(output: str, secret: str) -> str:
+def _worked(login: RegistryCredential) -> str:
+    return f"Logged in to {login.registry} as {login.username}."
+
+
+def _failed(login: RegistryCredential, output: str, refused: bool) -> str:
+    """One sentence a person can act on; buildx's own words stay in the portal's log."""
+    log.info("registry login test for %s failed: %s", login.registry, _clean(output, login))
+    if refused:
+        return f"{login.registry} refused the user name or password."
+    if UNREACHABLE.search(output):
+        return f"Could not reach {login.registry}: check the name and port, and that it is up."
+    if TLS.search(output):
+        return f"{login.registry} answered, but its TLS certificate is not trusted here."
+    return f"{login.registry} did not accept the login; its answer is in the portal's log."
+
+
+def _clean(output: str, login: RegistryCredential) -> str:
     lines = [ln for ln in output.splitlines() if ln.strip() and "WARNING" not in ln]
-    text = " ".join(lines)[-500:] or "login failed"
-    return text.replace(secret, "***")
+    return " ".join(lines)[-500:].replace(login.password, "***")
 
 
 def save_login(

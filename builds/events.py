@@ -76,6 +76,9 @@ def status_payload(build: Build) -> dict[str, Any]:
                 "percent": p.percent,
                 "digest": p.digest,
                 "failed_step": p.failed_step,
+                "step": p.step,
+                "started_at": p.started_at.isoformat() if p.started_at else None,
+                "size_bytes": p.size_bytes,
             }
             for p in build.platform_states.all()
         ],

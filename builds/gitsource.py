@@ -237,6 +237,40 @@ def _explained(
     )
 
 
+def ref_advertised(url: str, ref: str, access: GitAccess, folder: Path) -> bool | None:
+    """Whether the repository at `url` has the branch or tag `ref` (`git ls-remote`, through
+    the outbound guard and `access` as a fetch is): True or False when the server answered,
+    None when it could not be asked (unreachable, refused, a commit SHA, which servers do not
+    list)."""
+    if SHA_RE.match(ref):
+        return None
+    try:
+        check_file_url(url)
+        where = destination(url)
+        config, ssh_options = _pinning(url, where)
+        scheme = urlsplit(url).scheme.lower()
+        host, port = (where.host, where.port) if where else ("", 0)
+        with gitauth.session(scheme, host, port, access, folder) as auth:
+            out = _git(
+                "ls-remote",
+                "--heads",
+                "--tags",
+                "--",
+                url,
+                ref,
+                env=auth.env,
+                config=[*auth.config, *config],
+                ssh_options=[*auth.ssh_options, *ssh_options],
+                timeout=30,
+                ref=ref,
+            )
+    except (SourceError, outbound.Refused) as exc:
+        logger.info("ls-remote %s %s: not checked (%s)", url, ref, exc)
+        return None
+    names = {line.split("\t", 1)[1].strip() for line in out.splitlines() if "\t" in line}
+    return bool(names & {f"refs/heads/{ref}", f"refs/tags/{ref}", ref})
+
+
 def fetched_tag(dest: Path) -> str | None:
     """The git tag a `fetch` into `dest` checked out, or None for a branch or a commit: a
     branch that happens to be called v1.2.3 is not a release."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from builds import chain
 from builds.models import Build, ManifestRecord
 from builds.registry import IndexSummary
 from portal import tagging
@@ -41,7 +43,7 @@ def record(
     """Append what ``reference`` (repository:tag) points to now. ``source`` is the git
     (url, ref, commit) it was built from; ``sources`` the images a merge joined. The previous
     digest is the tag's last recorded one when it differs (empty for a first or same push)."""
-    with transaction.atomic():
+    with transaction.atomic(), chain.appending(team.pk) as chain_previous:
         before = (
             ManifestRecord.objects.filter(reference=reference)
             .order_by("-pushed_at", "-pk")
@@ -49,7 +51,7 @@ def record(
             .first()
         )
         url, ref, commit = source
-        return ManifestRecord.objects.create(
+        entry = ManifestRecord(
             kind=kind,
             team=team,
             project=project,
@@ -66,7 +68,11 @@ def record(
             source_commit=commit,
             builder_node=builder_node,
             previous_digest=before if before and before != summary.digest else "",
+            chain_previous=chain_previous,
         )
+        entry.chain_hash = chain.digest(chain.content(entry), chain_previous)
+        entry.save()
+        return entry
 
 
 def version_taken(repository: str, tag: str, in_registry: Callable[[], bool]) -> bool:
@@ -100,6 +106,31 @@ CSV_FIELDS = [
     "build",
     "sources",
 ]
+
+
+@dataclass
+class Push:
+    """One push as people think of it: a build's index under all its tags (one ledger row
+    per tag, each with its own previous digest), or one merge."""
+
+    first: ManifestRecord
+    records: list[ManifestRecord]
+
+
+def pushes(records: Iterable[ManifestRecord]) -> list[Push]:
+    """Consecutive rows of one build and digest, newest first as the records come."""
+    grouped: list[Push] = []
+    for record in records:
+        last = grouped[-1].first if grouped else None
+        if (
+            last is not None
+            and record.build_id is not None
+            and (record.build_id, record.digest) == (last.build_id, last.digest)
+        ):
+            grouped[-1].records.append(record)
+        else:
+            grouped.append(Push(record, [record]))
+    return grouped
 
 
 def _date(name: str, value: str) -> date:

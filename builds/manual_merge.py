@@ -94,13 +94,6 @@ class MergePlan:
         return lines
 
 
-def _platform(config: dict[str, Any]) -> str:
-    parts = [config.get("os") or "", config.get("architecture") or ""]
-    if config.get("variant"):
-        parts.append(config["variant"])
-    return normalize_platform("/".join(parts))
-
-
 def read_source(reference: str, ref: ImageRef, override: str | None) -> Source:
     pointer = f"@{ref.digest}" if ref.digest else f":{ref.tag or 'latest'}"
     try:
@@ -129,12 +122,7 @@ def read_source(reference: str, ref: ImageRef, override: str | None) -> Source:
     if override:
         platform = normalize_platform(override)
     else:
-        config = json.loads(
-            registry.imagetools(
-                "inspect", "--format={{json .Image}}", "--", f"{ref.repository}@{digest}"
-            )
-        )
-        platform = _platform(config)
+        platform = registry.config_platform(registry.image_config(ref, f"@{digest}"))
     os_name, arch, *variant = platform.split("/")
     spec = {"os": os_name, "architecture": arch} | ({"variant": variant[0]} if variant else {})
     descriptor = {"mediaType": media_type, "digest": digest, "size": len(body), "platform": spec}

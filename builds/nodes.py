@@ -24,8 +24,10 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
+from builds import registry
 from builds.dockerhost import cert_dir, parse_endpoint
 from builds.models import BuilderNode
+from builds.models.nodes import known_buildkit_version
 from builds.proc import docker_cli_env
 from portal.grammar import InvalidValue
 from portal.grammar.platform import normalize_platform
@@ -214,7 +216,7 @@ def _probe(node: BuilderNode, certs: Path | None) -> None:
     node.engine_version = str(version.get("Version", ""))
     native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
     inspect = buildx_inspect(node, certs)
-    node.buildkit_version = str(inspect.get("buildkit", ""))
+    node.buildkit_version = known_buildkit_version(str(inspect.get("buildkit", "")))
     node.image_store = image_store(info)
     targets = list(inspect.get("platforms", []))  # type: ignore[call-overload]
     family = native.split("/")[1]
@@ -292,21 +294,7 @@ BINFMT_NAMES = {
 
 def binfmt_image() -> str:
     """The installer image, through the mirror's registry when a mirror is set."""
-    return through_mirror(settings.PORTAL_BINFMT_IMAGE)
-
-
-def through_mirror(image: str) -> str:
-    """A Docker Hub image name (`owner/name[:tag]`) read from the base-image mirror's registry
-    when a mirror is set; a name with a registry host is left as it is."""
-    mirror = settings.PORTAL_BASE_IMAGE_MIRROR
-    if (
-        mirror
-        and "/" in image
-        and "." not in image.split("/")[0]
-        and ":" not in image.split("/")[0]
-    ):
-        image = f"{mirror.split('/')[0]}/{image}"
-    return image
+    return registry.via_mirror(settings.PORTAL_BINFMT_IMAGE)
 
 
 @dataclass

@@ -9,10 +9,13 @@ call alone, and :meth:`BuildRun.execute` runs them in this order:
 3. ``fetch_source``: clone the project at the requested ref; remember the commit (and git tag).
 4. ``resolve_tags``: expand tag templates; refuse a version tag the ledger says is taken.
 5. ``render``: the plugin's Dockerfile (or the project's own) and its .dockerignore
-   (``builds.dockerfiles``); ``use_secrets``: the team secrets it mounts, as 0600 files.
-6. ``plan_runs``: one ``docker buildx build`` per node of the plan (``builds.buildruns``).
+   (``builds.dockerfiles``); ``check_base_images``: each base image offers every platform it
+   is needed for (``builds.guardrails``); ``use_secrets``: the team secrets it mounts.
+6. ``plan_runs``: one ``docker buildx build`` per node of the plan (``builds.buildruns``),
+   each pushing to a staging tag, with OCI labels and provenance (and an SBOM if configured).
 7. ``build_platforms``: run them at once, following their output; say why one failed.
-8. ``verify``: the pushed index (merged first when several runs pushed) must hold every platform.
+8. ``verify``: each platform's binary fits its platform, then the build's tags point at the
+   pushes (merged when several runs pushed) and hold every platform (``builds.publish``).
 9. ``record``: the platform digests, and one ledger row per tag (``builds.ledger.record``).
 
 A step that cannot go on raises :class:`BuildFailed` with the reason the build's headline shows
@@ -40,6 +43,7 @@ from builds import (
     dockerfiles,
     events,
     gitsource,
+    guardrails,
     ledger,
     registry,
     services,
@@ -55,9 +59,11 @@ from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
 from builds.planner import Plan, builder_name, staging_tag
 from builds.proc import ProcessStopped
+from builds.publish import Publisher
 from portal import outbound, tagging
 from portal.grammar import InvalidValue
-from portal.grammar.reference import ImageRef, parse_reference
+from portal.grammar.git import without_userinfo
+from portal.grammar.reference import parse_reference
 from portal.sealing import SealError
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,7 @@ class BuildRun:
         self.docker_config = ""  # set when the team has a login for the image's registry
         self.git_tag: str | None = None  # set by fetch_source when the ref is a git tag
         self.secrets = BuildSecrets()  # set by use_secrets
+        self.sbom_generator = ""  # set by check_base_images when the scanner image is there
 
     # steps ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -180,6 +187,21 @@ class BuildRun:
         self.build.save(update_fields=["dockerfile"])
         return dockerfile
 
+    def check_base_images(self) -> None:
+        """Before any run: every base image offers every platform it is needed for (a stage on
+        $BUILDPLATFORM: the native platform of the node building)."""
+        assert self.plan is not None
+        pairs = []
+        for step in self.plan.steps:
+            node = self.nodes[step.node_id]
+            pairs.append((step.platform, (node.native_platforms or [step.platform])[0]))
+        tick = self.lease.renew
+        check = guardrails.BaseImageCheck(
+            self.log.say, lambda image: self.backend.base_platforms(image, tick)
+        )
+        check.check(self.build.dockerfile, pairs)
+        self.sbom_generator = check.sbom_generator(pairs)
+
     def use_secrets(self, workspace: Path) -> None:
         """The team secrets the build names, as files in the workspace (builds.buildsecrets);
         from here on the log hides their values."""
@@ -191,8 +213,8 @@ class BuildRun:
     def plan_runs(
         self, workspace: Path, src: Path, dockerfile: Path, certs: dict[int, Path | None]
     ) -> None:
-        """One buildx run per group of the plan. A single run pushes the tag itself; several
-        push to staging tags (the docker driver cannot push by digest) and are merged."""
+        """One buildx run per group of the plan, each to a staging tag (the docker driver cannot
+        push by digest); the build's tags come after the checks (builds.publish)."""
         assert self.plan is not None
         project = self.build.project
         groups = self.plan.runs
@@ -200,7 +222,8 @@ class BuildRun:
         for index, steps in enumerate(groups):
             node = self.nodes[steps[0].node_id]
             platforms = [s.platform for s in steps]
-            tag = self.build.tags[0] if len(groups) == 1 else staging_tag(self.build.pk, platforms)
+            # Attestations need an index: BuildKit's own push (a builder, or containerd).
+            attest = bool(builder) or node.image_store == "containerd"
             spec = buildx.BuildSpec(
                 builder=builder,
                 docker_config=self.docker_config or (str(builders.config_dir()) if builder else ""),
@@ -208,7 +231,7 @@ class BuildRun:
                 dockerfile=dockerfile,
                 platforms=platforms,
                 # One tag per push: the others are added afterwards (registry.tag_manifest).
-                tags=[f"{project.image}:{tag}"],
+                tags=[f"{project.image}:{staging_tag(self.build.pk, platforms)}"],
                 metadata_file=workspace / f"metadata-{index}.json",
                 docker_host="" if builder else node.endpoint,
                 cert_path=None if builder else certs.get(node.pk),
@@ -217,6 +240,8 @@ class BuildRun:
                 labels=self.oci_annotations(),
                 annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
                 push_once=not builder and node.image_store == "containerd",
+                provenance="mode=max" if attest else "",
+                sbom_generator=self.sbom_generator if attest else "",
                 secrets=self.secrets.mounts,
                 # The team's cache mounts are apart from every other team's.
                 build_args={**self.secrets.build_args, buildx.CACHE_NS_ARG: project.team.opaque_id},
@@ -225,13 +250,14 @@ class BuildRun:
 
     def oci_annotations(self) -> dict[str, str]:
         project, build = self.build.project, self.build
-        return {
-            "org.opencontainers.image.source": project.git_url,
+        facts = {
+            "org.opencontainers.image.source": without_userinfo(project.git_url),
             "org.opencontainers.image.revision": build.commit,
             "org.opencontainers.image.title": project.name,
             "org.opencontainers.image.version": tagging.version(build.tags),
             "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
         }
+        return {key: value for key, value in facts.items() if value}
 
     def build_platforms(self) -> Outcome | None:
         """All runs; None when every one pushed, the verdict when stopped, raises on failure."""
@@ -246,59 +272,18 @@ class BuildRun:
             raise BuildFailed(f"{reason} (node {', '.join(lost)} is lost)", Build.Fault.SYSTEM)
         raise BuildFailed(reason)
 
-    def pushed_digest(self, spec: buildx.BuildSpec) -> str:
-        digest = str(spec.read_metadata().get("containerimage.digest", ""))
-        if not digest.startswith("sha256:"):
-            raise BuildFailed("buildx reported no pushed digest", Build.Fault.SYSTEM)
-        return digest
-
-    def verify(self) -> registry.IndexSummary:
-        """The index the tag points to (merged first from several runs), every platform in it,
-        and the build's other tags pointed at it."""
-        image = self.build.project.image
-        ref = parse_reference(image)
-        specs = self.runs.specs
-        tick = self.lease.renew
+    def verify(self, workspace: Path) -> registry.IndexSummary:
+        """The staged pushes, each platform's binary checked, then the build's tags pointed at
+        them and every platform in the index they name (builds.publish)."""
+        publisher = Publisher(
+            self.build, self.backend, self.lease, self.log, self.platforms, self.oci_annotations()
+        )
         try:
-            digest = self.pushed_digest(specs[0]) if len(specs) == 1 else self.merge(ref, specs)
-            summary = self.backend.read_index(ref, digest, tick)
-            registry.check_platforms(summary, list(self.build.platforms))
-            for tag in self.build.tags[1:]:
-                self.backend.tag(ref, digest, tag, tick)
-                self.log.say(f"tagged {image}:{tag}")
+            sources, platforms, attestations = publisher.staged(self.runs.specs)
+            publisher.check_architectures(platforms, workspace / "images")
+            return publisher.publish(sources, platforms, attestations)
         except registry.RegistryError as exc:
             raise BuildFailed(f"verifying the pushed index: {exc}", Build.Fault.SYSTEM) from exc
-        return summary
-
-    def merge(self, ref: ImageRef, specs: list[buildx.BuildSpec]) -> str:
-        """Join the runs' pushes into the tag; each platform must keep the digest its run made."""
-        tick = self.lease.renew
-        sources: list[str] = []
-        expected: dict[str, str] = {}
-        for spec in specs:
-            digest = self.pushed_digest(spec)
-            sources.append(digest)
-            try:
-                expected |= self.backend.read_index(ref, digest, tick).platforms
-            except registry.RegistryError:
-                # An engine without attestations pushes one platform as a plain manifest.
-                if len(spec.platforms) != 1:
-                    raise
-                expected[spec.platforms[0]] = digest
-        tag = self.build.tags[0]
-        self.log.say(
-            f"merging {len(sources)} pushes into {ref.repository}:{tag} "
-            "(docker buildx imagetools create)"
-        )
-        digest = self.backend.merge(ref, sources, tag, self.oci_annotations(), tick)
-        merged = self.backend.read_index(ref, digest, tick)
-        for platform in self.build.platforms:
-            if merged.platforms.get(platform) != expected.get(platform):
-                raise registry.RegistryError(
-                    f"the merged index has {merged.platforms.get(platform)} for {platform}, "
-                    f"its run pushed {expected.get(platform)}"
-                )
-        return digest
 
     def record(self, summary: registry.IndexSummary) -> None:
         build, project = self.build, self.build.project
@@ -362,6 +347,7 @@ class BuildRun:
                     return self._stopped()
                 self.resolve_tags()
                 dockerfile = self.render(workspace, src)
+                self.check_base_images()
                 self.use_secrets(workspace)
                 # Node TLS material exists as files only while the build runs.
                 certs = {
@@ -371,7 +357,7 @@ class BuildRun:
                 self.plan_runs(workspace, src, dockerfile, certs)
                 if stopped := self.build_platforms():
                     return stopped
-                self.record(self.verify())
+                self.record(self.verify(workspace))
             return Build.State.SUCCEEDED, f"pushed {', '.join(self.build.tags)}", Build.Fault.NONE
         except LeaseLost:
             log.warning("build %s: lease lost, stopping", self.build.pk)

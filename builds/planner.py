@@ -302,7 +302,8 @@ def estimate(plan: Plan, history: dict[tuple[str, str], list[float]]) -> None:
 
 
 def staging_tag(build_pk: int, platforms: list[str]) -> str:
-    """Where one run of a merged build pushes (the docker driver cannot push by digest)."""
+    """Where one run of a build pushes before the checks (the docker driver cannot push by
+    digest); the build's tags come afterwards (builds.publish)."""
     slug = "_".join(p.replace("/", "-") for p in platforms)
     return f"crossport-build-{build_pk}-{slug}"[:128]
 
@@ -324,16 +325,16 @@ def equivalent_cli(plan: Plan, image: str, tags: list[str], build_pk: int) -> li
     builder = builder_name(plan.strategy)
     for steps in runs:
         platforms = [s.platform for s in steps]
-        target = first if len(runs) == 1 else f"{image}:{staging_tag(build_pk, platforms)}"
+        target = f"{image}:{staging_tag(build_pk, platforms)}"
         pushed.append(target)
         where = [f"--builder={builder}"] if builder else []
         argv = ["docker", *([] if builder else [f"--context={steps[0].node}"]), "buildx"]
         argv += ["build", *where, f"--platform={','.join(platforms)}"]
         commands.append(shlex.join([*argv, f"--tag={target}", "--push", "."]))
-    if len(runs) > 1:
-        commands.append(
-            shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={first}", *pushed])
-        )
+    commands.append("# here the portal checks each platform's binary (README: Guardrails)")
+    commands.append(
+        shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={first}", *pushed])
+    )
     for tag in tags[1:]:
         commands.append(
             shlex.join(["docker", "buildx", "imagetools", "create", f"--tag={image}:{tag}", first])

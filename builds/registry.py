@@ -28,6 +28,7 @@ from django.conf import settings
 from builds import egress
 from builds.proc import ProcessTimeout, docker_cli_env, run
 from portal import outbound
+from portal.grammar.platform import normalize_platform
 from portal.grammar.reference import ImageRef, parse_reference
 
 Tick = Callable[[], bool] | None
@@ -63,6 +64,16 @@ _FAILURES = [
     ),
 ]
 UNREACHABLE = "the registry could not be reached, or did not answer as a registry"
+
+
+def via_mirror(image: str) -> str:
+    """An operator's Docker Hub image (`tonistiigi/binfmt`) through the base-image mirror's
+    registry when a mirror is set; a name with a registry host stays as it is."""
+    mirror = settings.PORTAL_BASE_IMAGE_MIRROR
+    first = image.split("/")[0]
+    if mirror and "/" in image and "." not in first and ":" not in first:
+        return f"{mirror.split('/')[0]}/{image}"
+    return image
 
 
 def check_destinations(args: tuple[str, ...]) -> None:
@@ -202,6 +213,25 @@ def platform_of(descriptor: dict[str, Any]) -> str:
     return "/".join(parts)
 
 
+def config_platform(config: dict[str, Any]) -> str:
+    """os/arch[/variant] of an image config (a single-platform image has no index to say it)."""
+    parts = [config.get("os") or "", config.get("architecture") or ""]
+    if config.get("variant"):
+        parts.append(config["variant"])
+    return normalize_platform("/".join(parts))
+
+
+def image_config(ref: ImageRef, pointer: str, tick: Tick = None) -> dict[str, Any]:
+    """The config of a single-platform image; `pointer` is ":tag" or "@digest"."""
+    body = imagetools(
+        "inspect", "--format={{json .Image}}", "--", f"{ref.repository}{pointer}", tick=tick
+    )
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise RegistryError(f"{ref.repository}{pointer} has no image config")
+    return data
+
+
 def summarize_index(body: bytes, digest: str, media_type: str = "") -> IndexSummary:
     """Split an index into platform manifests and attestation manifests."""
     data = json.loads(body)
@@ -233,6 +263,17 @@ def read_index(
     ref: ImageRef, digest: str, env: dict[str, str] | None = None, tick: Tick = None
 ) -> IndexSummary:
     return summarize_index(fetch_manifest(ref, digest, env=env, tick=tick), digest)
+
+
+def predicate_types(ref: ImageRef, digest: str, tick: Tick = None) -> list[str]:
+    """What an attestation manifest attests: its layers' in-toto predicate types (SLSA
+    provenance, SPDX SBOM...)."""
+    manifest = json.loads(fetch_manifest(ref, digest, tick=tick))
+    return [
+        str(layer["annotations"]["in-toto.io/predicate-type"])
+        for layer in manifest.get("layers") or []
+        if "in-toto.io/predicate-type" in (layer.get("annotations") or {})
+    ]
 
 
 def check_platforms(summary: IndexSummary, wanted: list[str]) -> None:

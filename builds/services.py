@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
-from builds import gitsource, lint
+from builds import gitauth, gitsource, lint
 from builds.gitauth import GitAccess
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.placement import plan_build
@@ -26,8 +26,9 @@ from portal.access import check_repository
 from portal.grammar import InvalidValue, unique_values
 from portal.grammar.git import validate_git_ref, validate_git_url
 from portal.grammar.reference import validate_tag
-from portal.models import Project
+from portal.models import Project, Team
 from portal.private import private_dir
+from portal.sealing import SealError
 
 MAX_TAGS = 10
 
@@ -102,7 +103,7 @@ def queue_build(
     The build gets a preview of its plan from the nodes as they are now; the worker that
     claims it plans again (nodes change) and that plan is the one that runs.
     """
-    strategy = validate_strategy(strategy)
+    strategy = validate_strategy(strategy or project.strategy)
     name = builder_name(strategy)
     if name is not None and not BuildxBuilder.objects.filter(name=name).exists():
         raise InvalidValue("strategy", strategy, f"no buildx builder named {name}")
@@ -173,6 +174,25 @@ def strategy_choices() -> list[tuple[str, str]]:
         nodes = ", ".join(n.name for n in builder.nodes.all()) or "no nodes"
         choices.append((f"builder:{builder.name}", f"builder {builder.name} ({nodes})"))
     return choices
+
+
+def ref_problem(git_url: str, ref: str, team: Team, project: Project | None) -> str | None:
+    """For ProjectForm (registered in BuildsConfig.ready): why `ref` cannot be built from
+    `git_url`, when the server says it has no such branch or tag; None when it has, or could
+    not be asked (the build says why then). A saved project's key and token go only to its
+    own URL; a new URL is asked with the team's pinned host keys alone."""
+    try:
+        if project is not None and project.git_url == git_url:
+            access = gitauth.for_project(project)
+        else:
+            access = GitAccess(team_id=team.pk)
+    except SealError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="crossport-ls-remote-") as folder:
+        found = gitsource.ref_advertised(git_url, ref, access, Path(folder))
+    if found is False:
+        return f"{git_url} has no branch or tag {ref!r}"
+    return None
 
 
 DETECT_TIMEOUT = 120

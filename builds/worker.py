@@ -29,7 +29,8 @@ from builds.nodes import check_due_nodes
 from builds.pipeline import BuildRun
 from builds.placement import plan_build
 from builds.planner import PlanError
-from portal.models import Project
+from portal import logcontext
+from portal.models import Project, Team
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def claim_next(worker_id: str) -> Build | None:
     One build per project at a time: builds of a project push the same tags, so running them
     in order keeps "latest" and the immutable-version check (done before the push) honest.
     Teams with fewer running builds go first (oldest first among equals), so one team's queue
-    cannot starve another's. The project row and the node rows are locked while claiming and
+    cannot starve another's, and a team runs at most PORTAL_TEAM_MAX_BUILDS at once (0: no
+    limit). The project row and the node rows are locked while claiming and
     planning, so two workers cannot both start one, nor overfill a node. A build that no node
     has room for stays queued; one that no healthy node can build at all fails, saying why.
     """
@@ -72,9 +74,10 @@ def claim_next(worker_id: str) -> Build | None:
         Build.objects.filter(state=Build.State.RUNNING).values_list("project__team_id", flat=True)
     )
     queued.sort(key=lambda row: running[row[2]])  # stable: oldest first among equals
+    limit = settings.PORTAL_TEAM_MAX_BUILDS
     waiting: set[int] = set()  # projects whose oldest build waits: their later ones wait too
-    for pk, project_id, _team in queued:
-        if project_id in waiting:
+    for pk, project_id, team_id in queued:
+        if project_id in waiting or (limit and running[team_id] >= limit):
             continue
         unplannable = ""
         with transaction.atomic():
@@ -83,6 +86,13 @@ def claim_next(worker_id: str) -> Build | None:
             busy = Build.objects.filter(project_id=project_id, state=Build.State.RUNNING)
             if busy.exists():
                 continue
+            if limit:  # the team's row is the lock: two workers cannot both take its last slot
+                list(Team.objects.select_for_update().filter(pk=team_id).values_list("pk"))
+                team_running = Build.objects.filter(
+                    project__team_id=team_id, state=Build.State.RUNNING
+                )
+                if team_running.count() >= limit:
+                    continue
             list(BuilderNode.objects.select_for_update().values_list("pk"))
             build = Build.objects.select_related("project__team", "requested_by").get(pk=pk)
             if build.state != Build.State.QUEUED:
@@ -162,7 +172,9 @@ def work_once(worker_id: str, backend: Backend | None = None) -> Build | None:
     reap_stale()
     build = claim_next(worker_id)
     if build is not None:
-        BuildRun(build, backend or Backend(), worker_id).execute()
+        project = build.project
+        with logcontext.about_build(build.pk, project.name, project.team.slug):
+            BuildRun(build, backend or Backend(), worker_id).execute()
     return build
 
 

@@ -174,7 +174,8 @@ FROM {fallback} AS fallback
 ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV {PIP_ENV}
 WORKDIR /src
-{secret_arg}RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,target=/plan \\
+{secret_arg}RUN --mount=type=bind,target=/src,rw \\
+    --mount=type=bind,from=deps,source=/plan,target=/plan \\
     {_CACHE}{secret} <<'END_OF_FALLBACK'
 {FALLBACK_SCRIPT}END_OF_FALLBACK
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import Field
 
-from portal import gitaccess
+from portal import apidocs, gitaccess
 from portal.access import get_project_for_user, is_team_admin, projects_for
 from portal.apiview import (
     Body,
@@ -62,7 +62,7 @@ class ProjectIn(Body):
 
 
 @api_view(GET=Op("The API: its routes and where its OpenAPI document is"))
-def index(request: HttpRequest, body: Any) -> HttpResponse:
+def _index(request: HttpRequest, body: Any) -> HttpResponse:
     document = openapi_document(request.build_absolute_uri(reverse("api-index")))
     return JsonResponse(
         {
@@ -70,6 +70,18 @@ def index(request: HttpRequest, body: Any) -> HttpResponse:
             "paths": {path: sorted(ops) for path, ops in document["paths"].items()},
         }
     )
+
+
+@csrf_exempt  # as every API view: a token, never the session, authenticates
+def index(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """A browser (HTML, no token) gets the reference page saying how to use a token; programs
+    get the API's answer, 401 without a token as before."""
+    if request.method == "GET" and apidocs.wants_page(request):
+        return apidocs.docs(request)
+    return _index(request, *args, **kwargs)
+
+
+index.api_ops = _index.api_ops  # type: ignore[attr-defined]
 
 
 @api_view(GET=Op("This document"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
@@ -52,7 +53,13 @@ def _grammar(check: Any, value: str) -> str:
     return result
 
 
+RefChecker = Callable[[str, str, Team, "Project | None"], "str | None"]
+
+
 class ProjectForm(forms.Form):
+    # Asks the git server whether the ref exists (the builds app, which owns git, sets it in
+    # BuildsConfig.ready; portal never imports builds). None: not checked.
+    ref_checker: RefChecker | None = None
     team = forms.ModelChoiceField(queryset=Team.objects.none(), to_field_name="slug")
     name = forms.CharField(max_length=64, validators=[name_validator])
     git_url = forms.CharField(
@@ -87,10 +94,28 @@ class ProjectForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        user: Any,
+        instance: Project | None = None,
+        strategies: list[tuple[str, str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """`instance`: edit that project (its team, name and image stay); `strategies`: the
+        (value, text) choices of a default build strategy, which the builds app knows."""
         super().__init__(*args, **kwargs)
         self.user = user
-        cast(forms.ModelChoiceField, self.fields["team"]).queryset = teams_for(user)
+        self.instance = instance
+        if instance is not None:
+            for fixed in ("team", "name", "image"):
+                del self.fields[fixed]
+        if strategies is not None:
+            self.fields["strategy"] = forms.ChoiceField(
+                choices=strategies, initial="auto", label="Default build strategy"
+            )
+        if "team" in self.fields:
+            cast(forms.ModelChoiceField, self.fields["team"]).queryset = teams_for(user)
         cast(forms.ChoiceField, self.fields["language"]).choices = [
             (key, plugin.label) for key, plugin in lang_plugins.all_plugins().items()
         ]
@@ -121,8 +146,10 @@ class ProjectForm(forms.Form):
             raise ValidationError(str(outbound.Refused("image repository", str(image))))
         return str(image)
 
-    def raw_options(self) -> dict[str, Any]:
-        """API clients send {"options": {...}}; the page sends opt_<name> fields."""
+    def raw_options(self, known: set[str] | None = None) -> dict[str, Any]:
+        """API clients send {"options": {...}}; the page sends opt_<name> fields (only those
+        in `known` when given: a preview posted while the page swaps one language's fields
+        for another's still carries the old ones)."""
         options = self.data.get("options")
         if isinstance(options, dict):
             return options
@@ -132,6 +159,7 @@ class ProjectForm(forms.Form):
             key[len(OPTION_PREFIX) :]: self.data.get(key)
             for key in self.data
             if key.startswith(OPTION_PREFIX)
+            and (known is None or key[len(OPTION_PREFIX) :] in known)
         }
 
     def clean(self) -> dict[str, Any]:
@@ -141,6 +169,7 @@ class ProjectForm(forms.Form):
             self.add_error("image", NOT_ALLOWED)
         if team and name and Project.objects.filter(team=team, name=name).exists():
             self.add_error("name", f"Team {team.slug} already has a project called {name}.")
+        self._check_ref(cleaned)
         language = cleaned.get("language")
         if language:
             plugin = lang_plugins.get_plugin(language)
@@ -152,8 +181,30 @@ class ProjectForm(forms.Form):
                 self.add_error(None, f"Option {exc}")
         return cleaned
 
+    def _check_ref(self, cleaned: dict[str, Any]) -> None:
+        """Only once the rest is valid (a round trip to the git server), and only when the URL
+        or ref is new."""
+        url, ref = cleaned.get("git_url"), cleaned.get("ref")
+        team = cleaned.get("team") or (self.instance.team if self.instance else None)
+        checker = type(self).ref_checker
+        if self.errors or not (url and ref and team) or checker is None:
+            return
+        if self.instance and (url, ref) == (self.instance.git_url, self.instance.ref):
+            return
+        problem = checker(url, ref, team, self.instance)
+        if problem:
+            self.add_error("ref", problem)
+
     def save(self) -> Project:
         data = self.cleaned_data
+        if self.instance is not None:
+            project = self.instance
+            for field in ("git_url", "ref", "platforms", "language", "options", "immutable_tags"):
+                setattr(project, field, data[field])
+            project.tag_templates = data["tags"]
+            project.strategy = data.get("strategy", project.strategy)
+            project.save()
+            return project
         return Project.objects.create(
             team=data["team"],
             name=data["name"],
@@ -165,6 +216,7 @@ class ProjectForm(forms.Form):
             options=data["options"],
             tag_templates=data["tags"],
             immutable_tags=data["immutable_tags"],
+            strategy=data.get("strategy") or "auto",
             created_by=self.user,
         )
 

@@ -7,6 +7,7 @@ REDIS_URL (channels-redis and the cache) with separate `manage.py buildworker` p
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -221,10 +222,12 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names (cached for a year by browsers) and gzip/brotli copies, made by
+    # collectstatic, which `manage.py serve` runs at start (builds/migrating.py).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# No collectstatic step needed for the embedded server: serve straight from the finders.
-WHITENOISE_USE_FINDERS = True
+# Only the collected files: their hashed names are what lets whitenoise cache them forever.
+WHITENOISE_USE_FINDERS = False
 
 # --- Builds ---------------------------------------------------------------------------------
 # Official base image names are rewritten through this prefix, e.g. localhost:5000/library.
@@ -245,6 +248,8 @@ PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
 PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3600)
+# Builds one team may run at once (0: no limit); the rest wait, and other teams go first.
+PORTAL_TEAM_MAX_BUILDS = env.int("PORTAL_TEAM_MAX_BUILDS", default=0)
 # After cancel, buildx gets SIGINT and this long to stop before SIGKILL.
 PORTAL_CANCEL_GRACE_SECONDS = env.int("PORTAL_CANCEL_GRACE_SECONDS", default=10)
 # How often builder nodes are health-checked (engine, BuildKit, platforms, reachability).
@@ -261,12 +266,47 @@ PORTAL_BUILDKIT_IMAGE = env.str("PORTAL_BUILDKIT_IMAGE", default="moby/buildkit:
 PORTAL_BUILDKIT_HTTP_REGISTRIES = env.list("PORTAL_BUILDKIT_HTTP_REGISTRIES", default=[])
 # Registries signed by a private CA: host=/path/to/ca.pem, comma-separated.
 PORTAL_BUILDKIT_REGISTRY_CA = env.dict("PORTAL_BUILDKIT_REGISTRY_CA", default={})
+# The scanner image BuildKit runs for an SBOM attestation (e.g. docker/buildkit-syft-scanner,
+# through the base-image mirror's registry); empty: no SBOM.
+PORTAL_SBOM_GENERATOR = env.str("PORTAL_SBOM_GENERATOR", default="")
 
+# --- Operations -----------------------------------------------------------------------------
+# /metrics (builds/metrics.py) answers these client addresses and networks, and anyone with
+# `Authorization: Bearer <PORTAL_METRICS_TOKEN>`; everyone else gets a 404.
+try:
+    PORTAL_METRICS_ALLOW = [
+        ipaddress.ip_network(entry, strict=False)
+        for entry in env.list("PORTAL_METRICS_ALLOW", default=["127.0.0.0/8", "::1"])
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PORTAL_METRICS_ALLOW: {exc}") from exc
+PORTAL_METRICS_TOKEN = env.str("PORTAL_METRICS_TOKEN", default="")
+
+# PORTAL_LOG_FORMAT=json: one JSON object a line (python-json-logger), for log shippers; every
+# line logged while a worker runs a build carries build_id, project and team (portal/logcontext.py).
+LOG_FORMAT = env.str("PORTAL_LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"PORTAL_LOG_FORMAT: plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"build": {"()": "portal.logcontext.BuildFields"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"
+            " %(build_id)s %(project)s %(team)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["build"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("PORTAL_LOG_LEVEL", default="INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

@@ -83,5 +83,5 @@ def expand(
 
 
 def version(tags: list[str]) -> str:
-    """The OCI version of an image with these tags: its x.y.z if it has one."""
-    return next((t for t in tags if FULL_SEMVER_TAG.fullmatch(t)), tags[0])
+    """The OCI version of an image with these tags: its x.y.z tag, "" when it has none."""
+    return next((t for t in tags if FULL_SEMVER_TAG.fullmatch(t)), "")

@@ -31,6 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from portal import counters
 from portal.models import ApiToken
 
 log = logging.getLogger("crossport.security")
@@ -153,6 +154,7 @@ class LoginAttempt:
 
     def failed(self) -> None:
         account, address = self.taken
+        counters.add(counters.LOGIN_FAILURES)
         log.warning(
             "failed login for %s from %s (%d for the account, %d from the address in this window)",
             _shown(self.username),
@@ -208,5 +210,6 @@ def token_user(raw: str | None, address: str) -> tuple[Any | None, int]:
     user = ApiToken.authenticate(raw)
     if user is None:
         count = TOKEN_ADDRESS.take(address).count
+        counters.add(counters.TOKEN_FAILURES)
         log.warning("bad API token from %s (%d in this window)", address, count)
     return user, 0

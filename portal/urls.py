@@ -7,10 +7,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
-from portal import api, logins, secrets_api, views
+from portal import api, apidocs, logins, secrets_api, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("login/", logins.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.tokens, name="tokens"),
@@ -21,6 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.index, name="api-index"),
     path("api/v1/openapi.json", api.openapi, name="api-openapi"),
+    path(apidocs.ROUTE, apidocs.docs, name="api-docs"),
     path("api/v1/projects", api.projects, name="api-projects"),
     path("api/v1/projects/<id:pk>", api.project_detail, name="api-project"),
     path("api/v1/projects/<id:pk>/deploy-key", api.deploy_key, name="api-project-deploy-key"),

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
 from portal import gitaccess, team_secrets
 from portal import teams as services_team
@@ -17,23 +17,11 @@ from portal.access import (
     get_project_for_user,
     get_team_for_user,
     is_team_admin,
-    projects_for,
-    teams_for,
 )
 from portal.forms import MembershipForm, TokenForm
 from portal.grammar import InvalidValue
 from portal.http import Request, posted_pk, team_admin_form
 from portal.models import ApiToken, Team
-
-
-@login_required
-@require_GET
-def home(request: Request) -> HttpResponse:
-    return render(
-        request,
-        "portal/home.html",
-        {"teams": teams_for(request.user), "projects": projects_for(request.user)},
-    )
 
 
 @login_required

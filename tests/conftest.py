@@ -16,6 +16,15 @@ from builds.models import Build, BuilderNode
 from portal.models import ApiToken, Membership, Project, Team
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files() -> None:
+    """The pages name their static files by hashed name (whitenoise's manifest storage), so
+    the files are collected once, as `manage.py serve` does at start."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"

@@ -11,6 +11,7 @@ from typing import Any
 from builds.backend import Backend
 from builds.buildx import BuildSpec
 from builds.gitauth import GitAccess
+from builds.guardrails import ArchCheck
 from builds.models import BuilderNode
 from builds.nodes import CommandResult
 from builds.registry import IndexSummary
@@ -24,6 +25,13 @@ PLATFORM_DIGESTS = {
     "linux/arm/v7": "sha256:" + "33" * 32,
 }
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# What the architecture check finds in each platform's image of a good build.
+MACHINES = {
+    "linux/amd64": "x86-64 64-bit",
+    "linux/arm64": "AArch64 64-bit",
+    "linux/arm/v7": "ARM 32-bit",
+}
+PROVENANCE = "https://slsa.dev/provenance/v0.2"
 # The fake repository's git tags; every other ref is a branch.
 GIT_TAGS = ("v1.0.0", "v1.1.0", "v2.5.0")
 
@@ -56,6 +64,9 @@ def second_node(**extra: Any) -> BuilderNode:
     return BuilderNode.objects.create(**(fields | extra))
 
 
+IMAGE_SIZE = 4_718_592  # what the fake registry's images weigh, compressed
+
+
 class FakeBackend(Backend):
     def __init__(
         self,
@@ -81,6 +92,11 @@ class FakeBackend(Backend):
         self.merged: list[tuple[str, list[str]]] = []
         self.run_platforms: dict[str, list[str]] = {}
         self.access: GitAccess | None = None
+        # Base images -> the platforms they offer (any other offers PLATFORM_DIGESTS').
+        self.base_images: dict[str, set[str]] = {}
+        self.base_reads: list[str] = []
+        # platform -> the machine found instead of the right one (a wrong image).
+        self.wrong_machines: dict[str, str] = {}
         # What each --secret file held while buildx ran: (file mode, folder mode, text).
         self.secret_files: dict[str, tuple[int, int, str]] = {}
 
@@ -172,6 +188,21 @@ class FakeBackend(Backend):
 
     def tag(self, ref: ImageRef, digest: str, tag: str, tick: Callable[[], bool]) -> None:
         self.tagged.append(f"{ref.repository}:{tag}@{digest}")
+
+    def base_platforms(self, image: str, tick: Callable[[], bool]) -> set[str]:
+        self.base_reads.append(image)
+        return self.base_images.get(image, set(PLATFORM_DIGESTS))
+
+    def check_architecture(
+        self, ref: ImageRef, platform: str, digest: str, work: Path, tick: Callable[[], bool]
+    ) -> ArchCheck:
+        wrong = self.wrong_machines.get(platform)
+        return ArchCheck(
+            platform, "/usr/local/bin/app", wrong or MACHINES[platform], not wrong, size=IMAGE_SIZE
+        )
+
+    def attestation_types(self, ref: ImageRef, digest: str, tick: Callable[[], bool]) -> list[str]:
+        return [PROVENANCE]
 
     existing: set[str] = set()
     dead_endpoints: set[str] = set()

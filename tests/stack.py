@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -38,6 +39,39 @@ def registry_index(repository: str, reference: str) -> tuple[str, dict[str, Any]
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read()
     return "sha256:" + hashlib.sha256(body).hexdigest(), json.loads(body)
+
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def registry_json(repository: str, kind: str, reference: str) -> dict[str, Any]:
+    """A manifest (kind "manifests", by tag or digest) or a JSON blob (kind "blobs") straight
+    from the registry."""
+    host, path = repository.split("/", 1)
+    request = urllib.request.Request(
+        f"http://{host}/v2/{path}/{kind}/{reference}", headers={"Accept": MANIFEST_TYPES}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
+def registry_tags(repository: str) -> list[str]:
+    host, path = repository.split("/", 1)
+    try:
+        with urllib.request.urlopen(f"http://{host}/v2/{path}/tags/list", timeout=30) as response:
+            return list(json.loads(response.read()).get("tags") or [])
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise
 
 
 def platform_manifests(index: dict[str, Any]) -> dict[str, str]:

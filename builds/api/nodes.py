@@ -67,6 +67,11 @@ class EmulatorsIn(Body):
     platforms: list[str] = Field(min_length=1, examples=[["linux/arm64"]])
 
 
+def may_manage_nodes(user: Any, needed: str) -> bool:
+    """Staff holding the model permission `needed` (view, add, change, delete) on BuilderNode."""
+    return bool(user.is_staff and user.has_perm(f"builds.{needed}_buildernode"))
+
+
 def node_permission(action: str | None = None) -> Callable[[View], View]:
     """403 unless the user is staff with the model permission (by method, or `action`)."""
 
@@ -74,8 +79,7 @@ def node_permission(action: str | None = None) -> Callable[[View], View]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             needed = action or PERMISSION[request.method or "GET"]
-            user = request.user
-            if not (user.is_staff and user.has_perm(f"builds.{needed}_buildernode")):
+            if not may_manage_nodes(request.user, needed):
                 return error(403, f"builder nodes are managed by staff ({needed} permission)")
             return view(request, *args, **kwargs)
 

@@ -30,10 +30,15 @@ BUILD = Schema(
         platforms={
             "type": "object",
             "description": "per platform: state (pending, running, done, failed, cancelled), "
-            "node, method, seconds, digest, failed_step, reason",
+            "node, method, seconds, digest, failed_step, reason, arch_check ({binary, "
+            "machine, ok: true, false or null when there was nothing to check, note})",
         },
         manifest=shape(tag="string", digest="string", platforms="object")
         | {"type": ["object", "null"]},
+        attestations=array_of(
+            shape(digest="string", platform="string", kinds="string")
+            | {"description": "attestation manifests (provenance, sbom) and their platform"}
+        ),
     ),
 )
 LOG = Schema(

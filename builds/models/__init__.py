@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .build import Build, BuildPlatform, LogLine
 from .credentials import RegistryCredential
+from .hooks import Webhook, WebhookDelivery
 from .ledger import AppendOnlyError, ManifestRecord, ManifestRecordQuerySet
 from .nodes import BuilderMembership, BuilderNode, BuildxBuilder
 
@@ -18,4 +19,6 @@ __all__ = [
     "ManifestRecord",
     "ManifestRecordQuerySet",
     "RegistryCredential",
+    "Webhook",
+    "WebhookDelivery",
 ]

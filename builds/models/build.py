@@ -109,6 +109,7 @@ class Build(models.Model):
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "manifest": None,
+            "attestations": [],
         }
         record = self.manifests.order_by("pk").first()
         if record is not None:
@@ -117,6 +118,7 @@ class Build(models.Model):
                 "digest": record.digest,
                 "platforms": record.platforms,
             }
+            data["attestations"] = record.attestations
         return data
 
 
@@ -144,6 +146,12 @@ class BuildPlatform(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     reason = models.TextField(blank=True)
     failed_step = models.CharField(max_length=20, blank=True, help_text='e.g. "6/8"')
+    # The guardrail after the build (builds.guardrails.ArchCheck): {"binary", "machine", "ok"}.
+    arch_check = models.JSONField(default=dict, blank=True)
+    # While it runs: the step BuildKit is on now (its vertex name), for the page's card.
+    step = models.CharField(max_length=300, blank=True)
+    # Pushed: the image's compressed size (config and layers, from its manifest).
+    size_bytes = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -170,6 +178,9 @@ class BuildPlatform(models.Model):
             "total": self.total,
             "failed_step": self.failed_step or None,
             "reason": self.reason,
+            "arch_check": self.arch_check or None,
+            "step": self.step or None,
+            "size_bytes": self.size_bytes,
         }
 
     @property

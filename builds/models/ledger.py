@@ -60,6 +60,11 @@ class ManifestRecord(models.Model):
     )
     # The digest the tag pointed to before this push, when the tag moved.
     previous_digest = models.CharField(max_length=100, blank=True)
+    # The team's hash chain (builds/chain.py): the previous row's hash and this row's, over its
+    # content and that previous hash. Empty on rows written before the chain existed.
+    # db_default: a raw INSERT that names neither (written past the ledger's code) gets ''.
+    chain_previous = models.CharField(max_length=64, blank=True, editable=False, db_default="")
+    chain_hash = models.CharField(max_length=64, blank=True, editable=False, db_default="")
 
     objects = ManifestRecordQuerySet.as_manager()
 
@@ -105,4 +110,5 @@ class ManifestRecord(models.Model):
             },
             "builder_node": self.builder_node,
             "previous_digest": self.previous_digest or None,
+            "chain": {"previous": self.chain_previous, "hash": self.chain_hash},
         }

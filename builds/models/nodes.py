@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,15 @@ from django.utils import timezone
 
 from builds.dockerhost import TlsMaterial
 from portal.sealing import seal, unseal
+
+# What BuildKit says when built without version stamping, as inside Debian's docker.io engine.
+UNKNOWN_BUILDKIT = re.compile(r"^v?0\.0\.0(?:[+-].*)?$")
+
+
+def known_buildkit_version(reported: str) -> str:
+    """The version BuildKit reported, or "" when it is a placeholder such as v0.0.0+unknown."""
+    reported = reported.strip()
+    return "" if UNKNOWN_BUILDKIT.match(reported) else reported
 
 
 class BuilderNode(models.Model):
@@ -85,6 +95,15 @@ class BuilderNode(models.Model):
     def missing_emulators(self) -> list[str]:
         return [p for p in self.wanted_emulators if p not in self.platforms]
 
+    @property
+    def buildkit_label(self) -> str:
+        """BuildKit's version for people: the real one when known, else the engine it came with
+        (the engine's BuildKit is built into it, so its version names it)."""
+        version = known_buildkit_version(self.buildkit_version)
+        if version:
+            return version
+        return f"bundled with Docker {self.engine_version}" if self.engine_version else "unknown"
+
     def running_builds(self) -> int:
         from .build import Build  # builds point at nodes, so this side imports late
 
@@ -108,6 +127,7 @@ class BuilderNode(models.Model):
             "reachable": self.reachable,
             "engine_version": self.engine_version,
             "buildkit_version": self.buildkit_version,
+            "buildkit": self.buildkit_label,
             "image_store": self.image_store,
             "native_platforms": self.native_platforms,
             "emulated_platforms": self.emulated_platforms,

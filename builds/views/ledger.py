@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from builds import credentials, ledger, registry
+from builds import chain, credentials, ledger, registry
 from builds.access import manifests_for
 from portal.access import get_project_for_user, get_team_for_user
 from portal.grammar import InvalidValue
@@ -45,7 +46,8 @@ def _ledger_page(
     return render(
         request,
         "builds/project_history.html",
-        context | {"records": records, "params": params, "error": error, "query": query},
+        context
+        | {"pushes": ledger.pushes(records), "params": params, "error": error, "query": query},
     )
 
 
@@ -59,12 +61,30 @@ def project_history(request: Request, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def team_history(request: Request, slug: str) -> HttpResponse:
+def team_history(request: Request, slug: str) -> HttpResponse | StreamingHttpResponse:
     """The team's ledger: its builds and merges, filterable by project too."""
     team = get_team_for_user(request.user, slug)
+    if request.GET.get("format") == "jsonl":  # the whole chain, as `ledger verify --file` reads it
+        lines = (json.dumps(row, sort_keys=True) + "\n" for row in chain.rows(team.pk))
+        response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{team.slug}-ledger.jsonl"'
+        return response
     records = manifests_for(request.user).filter(Q(team=team) | Q(project__team=team))
-    extra = {"team": team, "projects": team.projects.order_by("name")}
+    extra = {
+        "team": team,
+        "projects": team.projects.order_by("name"),
+        "chain_head": chain.head(team.pk),
+    }
     return _ledger_page(request, records, extra, f"{team.slug}-manifests", allow_project=True)
+
+
+@login_required
+@require_GET
+def team_ledger_verify(request: Request, slug: str) -> HttpResponse:
+    """htmx: recompute the team's chain and say whether it holds, or the first row that does not."""
+    team = get_team_for_user(request.user, slug)
+    verdict = chain.verify_team(team.pk)
+    return render(request, "builds/project_history.html#verdict", {"verdict": verdict})
 
 
 @login_required

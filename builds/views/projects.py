@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -17,18 +18,18 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 import lang_plugins
-from builds import gitauth, lint, services
+from builds import gitauth, lint, services, webhooks
+from builds.api import hooks
 from builds.gitsource import SourceError
+from builds.models import Build
 from portal import gitaccess
-from portal.access import get_project_for_user, get_team_for_user, teams_for
+from portal.access import get_project_for_user, get_team_for_user, projects_for, teams_for
 from portal.forms import OPTION_PREFIX, ProjectForm
 from portal.grammar import InvalidValue
 from portal.http import Request
 
 
-def _plugin_options(
-    language: str, data: Mapping[str, Any] | None = None
-) -> list[dict[str, object]]:
+def plugin_options(language: str, data: Mapping[str, Any] | None = None) -> list[dict[str, object]]:
     try:
         plugin = lang_plugins.get_plugin(language)
     except KeyError:
@@ -44,12 +45,12 @@ def _plugin_options(
     ]
 
 
-def _preview(form: ProjectForm) -> dict[str, object]:
+def preview(form: ProjectForm) -> dict[str, object]:
     """The Dockerfile for the form's language and options with its checks, or what is wrong."""
     language = form.data.get("language") or "go"
     try:
         plugin = lang_plugins.get_plugin(str(language))
-        options = plugin.clean_options(form.raw_options())
+        options = plugin.clean_options(form.raw_options({o.name for o in plugin.options}))
         dockerfile = plugin.render(options, mirror=settings.PORTAL_BASE_IMAGE_MIRROR).dockerfile
     except (KeyError, ValueError) as exc:
         return {"dockerfile": "", "error": str(exc), "findings": []}
@@ -59,11 +60,26 @@ def _preview(form: ProjectForm) -> dict[str, object]:
 
 
 @login_required
+@require_GET
+def project_list(request: Request) -> HttpResponse:
+    """Home: the user's projects, each with its last build (state, when), in one query."""
+    last = Build.objects.filter(project=OuterRef("pk")).order_by("-created_at", "-pk")
+    projects = projects_for(request.user).annotate(
+        last_build_id=Subquery(last.values("pk")[:1]),
+        last_build_state=Subquery(last.values("state")[:1]),
+        last_build_at=Subquery(last.values("created_at")[:1]),
+    )
+    return render(
+        request, "portal/home.html", {"teams": teams_for(request.user), "projects": projects}
+    )
+
+
+@login_required
 def project_new(request: Request) -> HttpResponse:
     if request.method == "POST":
         form = ProjectForm(request.POST, user=request.user)
         if request.POST.get("_preview") and request.htmx:
-            return render(request, "builds/project_new.html#preview", _preview(form))
+            return render(request, "builds/project_new.html#preview", preview(form))
         if form.is_valid():
             project = form.save()
             messages.success(request, f"Project {project} registered.")
@@ -72,14 +88,14 @@ def project_new(request: Request) -> HttpResponse:
         teams = teams_for(request.user)
         form = ProjectForm(initial={"team": teams.first(), "language": "go"}, user=request.user)
     language = str(form.data.get("language") or "go")
-    preview = _preview(form if form.is_bound else ProjectForm({}, user=request.user))
+    shown = preview(form if form.is_bound else ProjectForm({}, user=request.user))
     return render(
         request,
         "builds/project_new.html",
         {
             "form": form,
-            "options": _plugin_options(language, form.data if form.is_bound else None),
-            **preview,
+            "options": plugin_options(language, form.data if form.is_bound else None),
+            **shown,
         },
     )
 
@@ -111,7 +127,7 @@ def project_detect(request: Request) -> HttpResponse:
         {
             "detected": result,
             "form": form,
-            "options": _plugin_options(str(result["language"] or "go"), data),
+            "options": plugin_options(str(result["language"] or "go"), data),
         },
     )
 
@@ -121,9 +137,7 @@ def project_detect(request: Request) -> HttpResponse:
 def project_options(request: Request) -> HttpResponse:
     """htmx: the option fields of the chosen language plugin."""
     language = request.GET.get("language", "")
-    return render(
-        request, "builds/project_new.html#options", {"options": _plugin_options(language)}
-    )
+    return render(request, "builds/project_new.html#options", {"options": plugin_options(language)})
 
 
 @login_required
@@ -145,8 +159,23 @@ def project_detail(request: Request, pk: int) -> HttpResponse:
             "builds": project.builds.select_related("requested_by")[:20],
             "strategies": services.strategy_choices(),
             "git_access": gitaccess.page(project, request.user),
+            "webhook": webhooks.page(project, request.user, request.build_absolute_uri),
         },
     )
+
+
+@login_required
+@require_POST
+def project_webhook(request: Request, pk: int) -> HttpResponse:
+    """The page's button (team admins): make the webhook or give it a new secret, shown on
+    this answer only (never kept in a message or the session)."""
+    project = hooks.admin_project(request.user, pk)
+    hook, secret = webhooks.rotate(project, request.user)
+    url = request.build_absolute_uri(webhooks.path(hook))
+    context = {"project": project, "url": url, "secret": secret}
+    response = render(request, "builds/project_webhook.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

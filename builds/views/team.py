@@ -80,7 +80,7 @@ def team_credentials(request: Request, team: Team) -> HttpResponse:
                 ok, message = credentials.test_connection(login)
             except InvalidValue as exc:  # the outbound guard refused the registry
                 ok, message = False, str(exc)
-            (messages.success if ok else messages.error)(request, f"{login.registry}: {message}")
+            (messages.success if ok else messages.error)(request, message)
         elif action == "delete":
             login.delete()
             messages.info(request, f"deleted the login for {login.registry}")

@@ -22,6 +22,13 @@ _USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?P<userinfo>[^/?#]*)@")
 _SSH_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+def without_userinfo(url: str) -> str:
+    """The URL with everything before its host's last "@" removed (a user, a password, a
+    token): what may be shown or stamped into an image."""
+    match = _USERINFO.match(url)
+    return url[: match.start("userinfo")] + url[match.end() :] if match else url
+
+
 def validate_git_url(text: str) -> str:
     """An https://, ssh:// or file:// URL that git cannot mistake for an option or helper.
 

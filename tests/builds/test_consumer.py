@@ -117,3 +117,25 @@ async def test_without_credentials_the_socket_answers_not_found(queued_build: Bu
     await comm.connect()
     closed = await comm.receive_output(timeout=5)
     assert closed["code"] == 4404
+
+
+async def test_open_sockets_are_counted_for_the_metrics(queued_build: Build, alice: Any) -> None:
+    from portal import counters
+
+    def watchers() -> int:
+        return counters.read()[counters.WATCHERS]
+
+    _, token = await sync_to_async(ApiToken.issue)(alice, "t")
+    before = await sync_to_async(watchers)()
+    first, second = _communicator(queued_build, token), _communicator(queued_build, token)
+    assert (await first.connect())[0] and (await second.connect())[0]
+    await _receive(first)  # the consumer counts once the socket is accepted and joined
+    await _receive(second)
+    assert await sync_to_async(watchers)() == before + 2
+    await first.disconnect()
+    await second.disconnect()
+    assert await sync_to_async(watchers)() == before
+    refused = _communicator(queued_build, "not-a-token")  # never joined: never counted
+    await refused.connect()
+    await refused.disconnect()
+    assert await sync_to_async(watchers)() == before

@@ -130,3 +130,24 @@ def test_csv_cells_cannot_become_formulas() -> None:
 
     assert _cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _cell("-x") == "'-x"
     assert _cell("sha256:ab") == "sha256:ab"
+
+
+def test_the_ledger_page_shows_one_row_per_push_with_all_its_tags(project: Any, alice: Any) -> None:
+    from builds.services import queue_build
+
+    first = queue_build(project, alice, tags=["v1", "latest", "stable"])
+    work_once("w1", FakeBackend())
+    second = queue_build(project, alice, tags=["v2"])
+    work_once("w1", FakeBackend())
+    assert ManifestRecord.objects.count() == 4  # the ledger keeps a row per tag
+    client = Client()
+    client.force_login(alice)
+    for url in (f"/projects/{project.pk}/history", "/teams/alpha/manifests/"):
+        page = client.get(url).content.decode()
+        rows = page.split('<tr data-push="')[1:]
+        assert len(rows) == 2, url  # two pushes
+        newest, oldest = rows
+        assert f'href="/builds/{second.pk}/"' in newest and ":v2</code>" in newest
+        assert f'href="/builds/{first.pk}/"' in oldest
+        for tag in ("v1", "latest", "stable"):
+            assert f"localhost:5000/alpha/hello:{tag}</code>" in oldest

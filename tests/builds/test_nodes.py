@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.utils import timezone
@@ -95,3 +96,61 @@ def test_image_store_names_containerd_or_the_classic_driver() -> None:
     assert image_store(classic) == "overlay2"
     assert image_store({"Driver": "vfs", "DriverStatus": None}) == "vfs"
     assert image_store({}) == ""
+
+
+DATA = Path(__file__).parent / "data"
+BUILDX_CONTAINER_DRIVER = """Name:          multi
+Driver:        docker-container
+
+Nodes:
+Name:             multi0
+Endpoint:         unix:///var/run/docker.sock
+Status:           running
+BuildKit version: v0.13.2
+Platforms:        linux/amd64, linux/amd64/v2, linux/arm64
+"""
+
+
+def _recorded_engine(tmp_path: Path, settings: Any, inspect: str) -> None:
+    """A docker CLI that answers with outputs recorded from Debian's docker.io 26.1.5 engine."""
+    (tmp_path / "inspect.txt").write_text(inspect)
+    script = tmp_path / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$1" in\n'
+        f"  version) cat {DATA}/docker-version-debian.json ;;\n"
+        f"  info) cat {DATA}/docker-info-debian.json ;;\n"
+        f"  buildx) cat {tmp_path}/inspect.txt ;;\n"
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    settings.PORTAL_DOCKER_CLI = str(script)
+
+
+def test_debians_unstamped_buildkit_is_shown_as_the_engines(
+    db: Any, tmp_path: Path, settings: Any
+) -> None:
+    _recorded_engine(
+        tmp_path, settings, (DATA / "buildx-inspect-debian-docker-driver.txt").read_text()
+    )
+    node = check_node(BuilderNode.objects.create(name="deb", endpoint="ssh://ci@build.example"))
+    assert node.reachable, node.last_error
+    assert node.engine_version == "26.1.5+dfsg1"
+    assert node.buildkit_version == ""  # not the meaningless v0.0.0+unknown
+    assert node.buildkit_label == "bundled with Docker 26.1.5+dfsg1"
+    assert "linux/arm64" in node.emulated_platforms and node.native_platforms[0] == "linux/amd64"
+
+
+def test_a_stamped_buildkit_version_is_shown_as_it_is(
+    db: Any, tmp_path: Path, settings: Any
+) -> None:
+    _recorded_engine(tmp_path, settings, BUILDX_CONTAINER_DRIVER)
+    node = check_node(BuilderNode.objects.create(name="bk", endpoint="ssh://ci@build.example"))
+    assert node.buildkit_version == node.buildkit_label == "v0.13.2"
+
+
+def test_a_node_checked_before_keeps_no_placeholder_version() -> None:
+    node = BuilderNode(engine_version="26.1.5+dfsg1", buildkit_version="v0.0.0+unknown")
+    assert node.buildkit_label == "bundled with Docker 26.1.5+dfsg1"
+    assert BuilderNode(buildkit_version="v0.0.0+unknown").buildkit_label == "unknown"

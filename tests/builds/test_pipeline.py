@@ -11,6 +11,7 @@ from builds import ledger
 from builds.lease import Lease, LeaseLost
 from builds.models import Build, ManifestRecord
 from builds.pipeline import BuildFailed, BuildRun
+from builds.planner import staging_tag
 from builds.registry import IndexSummary
 from builds.worker import claim_next
 from fakes import COMMIT, INDEX_DIGEST, FakeBackend
@@ -131,7 +132,7 @@ def test_render_uses_the_projects_own_dockerfile(queued_build: Build, tmp_path: 
     assert dockerfile.read_text() == "FROM scratch\n"
 
 
-def test_plan_runs_makes_one_run_per_node_pushing_the_first_tag(
+def test_plan_runs_makes_one_run_per_node_pushing_a_staging_tag(
     queued_build: Build, tmp_path: Path
 ) -> None:
     run = claimed()
@@ -140,7 +141,8 @@ def test_plan_runs_makes_one_run_per_node_pushing_the_first_tag(
     run.plan_runs(tmp_path, src, run.render(tmp_path, src), {})
     (spec,) = run.runs.specs  # the local node builds all three platforms
     assert spec.platforms == list(queued_build.platforms)
-    assert spec.tags == [f"{IMAGE}:{run.build.tags[0]}"]
+    # None of the build's tags until the images are checked (builds.publish).
+    assert spec.tags == [f"{IMAGE}:{staging_tag(queued_build.pk, spec.platforms)}"]
     assert spec.labels["org.opencontainers.image.revision"] == COMMIT
 
 
@@ -160,7 +162,7 @@ def test_verify_then_record_writes_one_row_per_tag(queued_build: Build, tmp_path
     run.resolve_tags()
     run.plan_runs(tmp_path, src, run.render(tmp_path, src), {})
     assert run.build_platforms() is None
-    found = run.verify()
+    found = run.verify(tmp_path)
     assert found.digest == INDEX_DIGEST and ManifestRecord.objects.count() == 0
     run.record(found)
     rows = ManifestRecord.objects.filter(build=queued_build)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from builds.models import AppendOnlyError, Build, BuilderNode, BuildPlatform, ManifestRecord
 from builds.pipeline import BuildRun
+from builds.planner import staging_tag
 from builds.worker import claim_next, reap_stale, work_once
 from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
@@ -29,7 +30,11 @@ def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -
     # buildx got every value as its own --flag=value argument and the context after "--".
     argv = backend.spec.argv()  # type: ignore[union-attr]
     assert "--platform=linux/amd64,linux/arm64,linux/arm/v7" in argv
-    assert "--tag=localhost:5000/alpha/hello:latest" in argv
+    # A staging tag; :latest only once the images passed the architecture check.
+    assert f"--tag=localhost:5000/alpha/hello:crossport-build-{queued_build.pk}-" in "".join(argv)
+    assert "--tag=localhost:5000/alpha/hello:latest" not in argv
+    assert backend.tagged[0] == f"localhost:5000/alpha/hello:latest@{INDEX_DIGEST}"
+    assert "--provenance=mode=max" not in argv  # the local node keeps images without containerd
     assert "--push" in argv and "--progress=rawjson" in argv
     assert argv[-2] == "--" and argv[-1] == str(backend.spec.context)  # type: ignore[union-attr]
     assert (
@@ -232,8 +237,9 @@ def test_extra_tags_are_added_after_one_push(project: Any, alice: Any) -> None:
     build.refresh_from_db()
     assert build.state == Build.State.SUCCEEDED, build.reason
     tags = [a for a in backend.spec.argv() if a.startswith("--tag=")]  # type: ignore[union-attr]
-    assert tags == ["--tag=localhost:5000/alpha/hello:v1"]
+    assert tags == [f"--tag=localhost:5000/alpha/hello:{staging_tag(build.pk, project.platforms)}"]
     assert backend.tagged == [
+        f"localhost:5000/alpha/hello:v1@{INDEX_DIGEST}",
         f"localhost:5000/alpha/hello:latest@{INDEX_DIGEST}",
         f"localhost:5000/alpha/hello:stable@{INDEX_DIGEST}",
     ]
@@ -318,7 +324,8 @@ def test_oci_labels_and_index_annotations_are_passed_as_values(queued_build: Bui
     build = Build.objects.get(pk=queued_build.pk)
     assert "--label=org.opencontainers.image.source=file:///srv/git/hello.git" in argv
     assert f"--annotation=index:org.opencontainers.image.revision={build.commit}" in argv
-    assert "--annotation=index:org.opencontainers.image.version=latest" in argv
+    # No x.y.z tag, no version; the source never carries credentials.
+    assert not any("org.opencontainers.image.version" in a for a in argv)
     assert any(a.startswith("--annotation=index:org.opencontainers.image.created=20") for a in argv)
     assert argv.index("--") == len(argv) - 2, "every value comes before the context"
 
@@ -334,9 +341,7 @@ def test_tag_templates_expand_after_the_checkout(project: Any, alice: Any) -> No
     build.refresh_from_db()
     assert build.state == Build.State.SUCCEEDED, build.reason
     assert build.tags == ["2.5.0", "2.5", "2", COMMIT[:7]]
-    assert [a for a in backend.spec.argv() if a.startswith("--tag=")] == [  # type: ignore[union-attr]
-        "--tag=localhost:5000/alpha/hello:2.5.0"
-    ]
+    assert backend.tagged[0] == f"localhost:5000/alpha/hello:2.5.0@{INDEX_DIGEST}"
     assert sorted(ManifestRecord.objects.values_list("reference", flat=True)) == sorted(
         f"localhost:5000/alpha/hello:{t}" for t in build.tags
     )

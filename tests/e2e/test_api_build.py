@@ -94,10 +94,15 @@ def test_go_hello_world_three_platforms_through_the_api(
         (ln["seq"], ln["text"]) for ln in lines
     ]
     assert {"linux/amd64", "linux/arm64", "linux/arm/v7"} <= {ln["platform"] for ln in lines}
-    # BuildKit pushed the tag, and buildx did not push it a second time through the engine.
+    # BuildKit pushed to the build's staging tag (buildx did not push it a second time through
+    # the engine); the portal tagged v1 only after the architecture checks.
     texts = [ln["text"] for ln in lines]
-    assert [t for t in texts if re.search(r"pushing manifest for \S+:v1@sha256:\w+ .*done", t)]
+    staging = rf":crossport-build-{build['id']}-\S+@sha256:\w+ .*done"
+    assert [t for t in texts if re.search(r"pushing manifest for \S+" + staging, t)]
     assert not [t for t in texts if "with docker" in t]
+    checks = [t for t in texts if t.startswith("Crossport: architecture check")]
+    tagged = [n for n, t in enumerate(texts) if t == f"Crossport: tagged {image}:v1"]
+    assert len(checks) == 3 and tagged and texts.index(checks[-1]) < tagged[0]
 
     # The registry's index holds exactly the requested platforms, attestations aside.
     manifest = result["manifest"]

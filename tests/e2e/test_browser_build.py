@@ -127,7 +127,7 @@ def test_register_build_and_watch_live_in_the_browser(
     page.click("text=Pushed manifests")
     expect(page.locator("#ledger")).to_contain_text(digest)
     # The inspect view asks the registry what the tag points to now: no drift.
-    page.locator("#ledger a").first.click()
+    page.locator("#ledger ul.tags a").first.click()
     expect(page.locator("#drift")).to_contain_text("unchanged")
     expect(page.locator("#recorded-digest")).to_have_text(digest)
     page.close()

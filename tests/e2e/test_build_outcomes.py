@@ -187,8 +187,19 @@ def test_success_shows_the_push_and_rebuild_button_builds_again(
             f"docker buildx imagetools inspect {image}:latest"
         )
         copy = page.locator("button[data-copy='#pull-command']")
+        # The label says "Copied" for 1.5 s: record every label it shows, so a slow machine
+        # cannot miss it between two looks. The websocket may swap #build-status (and the
+        # button in it) at any moment, so watch the whole page and read the current button.
+        page.evaluate(
+            """() => { const sel = "button[data-copy='#pull-command']"; window.__labels = [];
+                new MutationObserver(() => window.__labels.push(document.querySelector(sel)?.textContent))
+                .observe(document.body, {childList: true, characterData: true, subtree: true}); }"""
+        )
         copy.click()
-        expect(copy).to_have_text("Copied")
+        deadline = time.monotonic() + 15
+        while "Copied" not in page.evaluate("window.__labels") and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert "Copied" in page.evaluate("window.__labels")
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == f"docker pull {image}@{digest}"
         for platform, state in build["platforms"].items():

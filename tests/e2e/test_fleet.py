@@ -54,12 +54,22 @@ def _register(portal: Any, token: str, second: SecondEngine) -> dict[str, Any]:
     assert status == 400, answer
     status, node = portal.api("POST", "/api/v1/nodes", token, body)
     assert status == 201, node
-    assert node["reachable"], node["last_error"]
-    assert node["engine_version"] and node["buildkit_version"]
-    assert node["native_platforms"][0] == "linux/amd64"
-    assert {"linux/arm64", "linux/arm/v7"} <= set(node["emulated_platforms"])
-    assert node["free_disk_bytes"] and node["free_disk_bytes"] > 0
-    assert node["tls"] and "PRIVATE KEY" not in json.dumps(node)
+    try:
+        assert node["reachable"], node["last_error"]
+        # Debian's engine reports its bundled BuildKit unstamped: named by the engine it came with.
+        assert node["engine_version"] and node["buildkit"] in (
+            node["buildkit_version"],
+            f"bundled with Docker {node['engine_version']}",
+        )
+        assert not node["buildkit_version"].startswith("v0.0.0")
+        assert node["native_platforms"][0] == "linux/amd64"
+        assert {"linux/arm64", "linux/arm/v7"} <= set(node["emulated_platforms"])
+        assert node["free_disk_bytes"] and node["free_disk_bytes"] > 0
+        assert node["tls"] and "PRIVATE KEY" not in json.dumps(node)
+    except AssertionError:
+        # Later tests share the portal: a node that fails its checks leaves the rotation.
+        portal.api("PATCH", f"/api/v1/nodes/{node['id']}", token, {"enabled": False})
+        raise
     return dict(node)
 
 

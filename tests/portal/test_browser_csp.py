@@ -1,107 +1,30 @@
 """The pages work in a real browser under the Content-Security-Policy: Debian's chromium walks
 the login page, home, team, project, build (its live-log websocket), tokens and the admin, and
 any refusal by the policy or script error fails the test. No Docker needed: the portal runs as
-`manage.py serve --no-worker` on the test database.
+`manage.py serve --no-worker` on the test database (tests/browser.py).
 
 Skips without chromium, except with CI=true, where it fails instead. Screenshots (1280 px wide)
 land in the test's tmp_path for a human to look at."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
-import socket
-import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from builds.models import Build, BuilderNode, BuildxBuilder
 from portal.models import Project, Team
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 pytestmark = pytest.mark.django_db(transaction=True)  # the server process reads what we write
-
-
-def _database_url() -> str:
-    """The test database, as a DATABASE_URL for the server process."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    user = quote(db["USER"] or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    return f"postgres://{user}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def portal_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "PORTAL_CHANNEL_PREFIX": f"csp-{port}",
-        "PORTAL_DEBUG": "false",
-    }
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--no-worker", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/login/", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"portal did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"chromium missing at {CHROMIUM}")
-        pytest.skip(f"chromium missing at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -194,4 +117,87 @@ def test_the_pages_work_under_the_policy(
     page.click("text=Add another Membership")
     expect(rows).to_have_count(before + 1)
     assert not problems, problems
+    page.close()
+
+
+ARTIFACTS = Path(os.environ.get("CROSSPORT_ARTIFACTS", "/tmp/crossport-artifacts")) / "webhooks"
+
+
+def _signed_push(url: str, secret: str, ref: str) -> int:
+    body = json.dumps({"ref": ref, "after": "a" * 40}).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": uuid.uuid4().hex,
+            "X-Hub-Signature-256": f"sha256={signature}",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_webhook_button_asks_first_and_shows_the_secret_once(
+    site: dict[str, Any], portal_url: str, chromium: Any, width: int
+) -> None:
+    """A team admin makes the webhook (the confirmation is app.js's, under the policy), sees the
+    secret once, and the project page then lists deliveries without it; nothing is wider than
+    the screen."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    page = chromium.new_page(viewport={"width": width, "height": 900})
+    page.set_default_timeout(15_000)
+    page.on("console", lambda m: "Content Security Policy" in m.text and problems.append(m.text))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+
+    def look(name: str) -> None:
+        page.screenshot(path=ARTIFACTS / f"{name}-{width}.png", full_page=True)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= width, f"{name} is {wide} px wide at {width} px"
+        assert not problems, problems
+
+    page.goto(portal_url + "/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-password-1")
+    page.click("button[type=submit]")
+    project_page = f"{portal_url}/projects/{site['project'].pk}/"
+    page.goto(project_page)
+    section = page.locator("#webhook")
+    expect(section).to_contain_text("No webhook yet")
+    # Dismissing the question sends nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#webhook-button")
+    page.wait_for_timeout(300)
+    expect(section).to_contain_text("No webhook yet")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#webhook-button")
+    expect(page.locator("#webhook-secret")).to_be_visible()
+    secret = page.locator("#webhook-secret").inner_text().strip()
+    url = page.locator("#webhook-url").inner_text().strip()
+    assert len(secret) == 64 and url.startswith(portal_url + "/hooks/")
+    look("made")
+
+    assert _signed_push(url, secret, "refs/heads/main") == 202
+    assert _signed_push(url, secret, "refs/heads/feature") == 200
+    assert _signed_push(url, "wrong", "refs/heads/main") == 403
+    page.goto(project_page)
+    expect(page.locator("#webhook-url")).to_have_text(url)
+    rows = page.locator("#webhook-deliveries tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("refused")
+    expect(rows.nth(1)).to_contain_text("skipped: branch feature")
+    expect(rows.nth(2).locator("a")).to_contain_text("build")
+    assert secret not in page.content()
+    page.click("#webhook summary")
+    expect(page.locator("#webhook-hint")).to_contain_text("X-Hub-Signature-256")
+    look("project")
     page.close()

@@ -130,10 +130,8 @@ def test_connection_test_reads_the_login_from_a_private_config_only(
     )
     login = credentials.save_login(project.team, "localhost:5000", "ci", CANARY, alice)
     ok, message = credentials.test_connection(login)
-    # Plain words, not the CLI's transport text (which names hosts and ports).
-    assert not ok and message.endswith(
-        "unauthorized: the registry refused the login (or anonymous access)"
-    )
+    # One plain sentence, not the CLI's transport text (which names hosts and ports).
+    assert not ok and message == "localhost:5000 refused the user name or password."
     assert CANARY not in message and "https://r" not in message
     assert CANARY not in Path(f"{record}.argv").read_text()
     assert CANARY not in Path(f"{record}.env").read_text()
@@ -144,7 +142,15 @@ def test_connection_test_reads_the_login_from_a_private_config_only(
     login.refresh_from_db()
     assert login.last_test_ok is False and login.last_tested_at is not None
     (tmp_path / "answer").write_text("ERROR: localhost:5000/alpha/hello:x: not found\n")
-    assert credentials.test_connection(login) == (True, "login succeeded")
+    assert credentials.test_connection(login) == (True, "Logged in to localhost:5000 as ci.")
+    for answer, sentence in (
+        ("ERROR: dial tcp 127.0.0.1:5000: connect: connection refused", "Could not reach"),
+        ("ERROR: tls: failed to verify certificate: x509: unknown authority", "not trusted"),
+        ("ERROR: something else entirely", "Could not reach"),
+    ):
+        (tmp_path / "answer").write_text(answer + "\n")
+        ok, message = credentials.test_connection(login)
+        assert not ok and sentence in message and "ERROR" not in message, message
 
 
 def test_registry_grammar() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from portal import apidocs
+
 METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
 
 
@@ -19,7 +21,11 @@ def served_routes() -> list[str]:
             route = prefix + str(pattern.pattern)
             if isinstance(pattern, URLResolver):
                 walk(pattern.url_patterns, route)
-            elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
+            elif (
+                isinstance(pattern, URLPattern)
+                and route.startswith("api/v1/")
+                and route != apidocs.ROUTE
+            ):
                 found.append(route)
 
     walk(get_resolver().url_patterns, "")

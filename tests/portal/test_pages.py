@@ -96,6 +96,9 @@ def test_build_button_queues_and_build_page_shows_log(project: Project, alice: A
     assert "{#" not in page  # a template comment spanning lines is printed, not dropped
     client.post(f"/builds/{build.pk}/cancel")
     assert Build.objects.get().state == "cancelled"
+    # A finished build changes no more: its page opens no websocket.
+    page = client.get(f"/builds/{build.pk}/").content.decode()
+    assert 'data-state="cancelled"' in page and "ws-connect" not in page
 
 
 def test_pages_of_other_teams_are_404(project: Project, queued_build: Build, charlie: Any) -> None:

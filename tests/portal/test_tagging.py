@@ -33,7 +33,7 @@ def test_expansion(ref: str, git_tag: str | None, expected: list[str]) -> None:
 
 def test_version_is_the_full_semver_tag() -> None:
     assert version(["latest", "1.2.3", "1.2", "1"]) == "1.2.3"
-    assert version(["main", "0123456"]) == "main"
+    assert version(["main", "0123456"]) == ""  # no x.y.z tag: no version label
 
 
 def test_literal_and_mixed_templates() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from builds import migrating
 from builds.worker import default_worker_id, run_forever, work_once
 
 
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
 
     def handle(self, *args: Any, once: bool, poll: float, **options: Any) -> None:
+        migrating.migrate()  # a worker may start before (or with) the portal after an upgrade
         if once:
             build = work_once(default_worker_id())
             self.stdout.write(

@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
@@ -34,13 +33,13 @@ class Command(BaseCommand):
         # imports Twisted.
         from daphne.server import Server, twisted_loop
 
-        from builds import events
+        from builds import events, migrating
         from builds.nodes import ensure_local_node
         from builds.worker import run_forever
 
+        # Before the application exists: whitenoise indexes STATIC_ROOT when it is made.
+        migrating.migrate(collect_static=True)  # under a lock: several may start at once
         application = import_string(settings.ASGI_APPLICATION)  # the one config, by its setting
-
-        call_command("migrate", interactive=False, verbosity=0)
         ensure_local_node()
 
         stop = threading.Event()

@@ -30,3 +30,10 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
+
+// A destructive button asks first: <button data-confirm="Revoke the token ci?">. Cancelling
+// the dialog sends nothing. (htmx buttons use hx-confirm, which htmx asks itself.)
+document.addEventListener("submit", (event) => {
+  const question = event.submitter?.dataset.confirm || event.target.dataset?.confirm;
+  if (question && !confirm(question)) event.preventDefault();
+});

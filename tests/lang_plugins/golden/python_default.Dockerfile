@@ -138,7 +138,8 @@ FROM python:3.11-slim AS fallback
 ARG TARGETPLATFORM BUILDPLATFORM PIP_INDEX_URL PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_PROGRESS_BAR=off
 WORKDIR /src
-RUN --mount=type=bind,target=/src,rw --mount=type=bind,from=deps,source=/plan,target=/plan \
+RUN --mount=type=bind,target=/src,rw \
+    --mount=type=bind,from=deps,source=/plan,target=/plan \
     --mount=type=cache,target=/root/.cache/pip <<'END_OF_FALLBACK'
 # Crossport's Python fallback stage (the python plugin embeds this file in its Dockerfile): runs on
 # the target platform, under QEMU for foreign ones, and installs only what the plan left to it.
