@@ -140,9 +140,12 @@ class BuilderNodeAdmin(ObjectPageAdmin):
 
 
 class BuilderCreateForm(forms.ModelForm):
+    # Declared: a many-to-many with its own through model (the platforms) is no form field.
+    nodes = forms.ModelMultipleChoiceField(queryset=BuilderNode.objects.all())
+
     class Meta:
         model = BuildxBuilder
-        fields = ["name", "nodes"]
+        fields = ["name"]
 
     def clean_name(self) -> str:
         try:
@@ -172,10 +175,10 @@ class BuildxBuilderAdmin(ObjectPageAdmin):
         return False  # changes go through the manage page, which runs buildx
 
     def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
-        results = builders.create(obj.name, list(form.cleaned_data["nodes"]))
-        request.session["builder_results"] = [r.__dict__ for r in results]
-        if any(r.code for r in results):
-            self.message_user(request, f"{obj.name}: buildx refused; see below", messages.ERROR)
+        outcome = builders.create(obj.name, [(n, []) for n in form.cleaned_data["nodes"]])
+        request.session["builder_results"] = [r.__dict__ for r in outcome.results]
+        if not outcome.ok:
+            self.message_user(request, f"{obj.name}: {outcome.error}", messages.ERROR)
 
     def save_related(self, request, form, formsets, change):  # type: ignore[no-untyped-def]
         pass  # builders.create set the nodes
@@ -215,7 +218,12 @@ class BuildxBuilderAdmin(ObjectPageAdmin):
             elif action == "inspect":
                 done = builders.inspect(builder)
             elif action == "append" and node is not None:
-                done = builders.append(builder, node)
+                try:
+                    wanted = builders.validate_platforms(request.POST.get("platforms", ""))
+                except InvalidValue as exc:
+                    self.message_user(request, str(exc), messages.ERROR)
+                    return redirect("admin:builds_buildxbuilder_manage", builder.pk)
+                done = builders.append(builder, node, wanted)
             elif action == "leave" and node is not None:
                 done = builders.leave(builder, node)
             elif action == "remove":
@@ -225,12 +233,15 @@ class BuildxBuilderAdmin(ObjectPageAdmin):
                     return redirect("admin:builds_buildxbuilder_changelist")
             else:
                 raise PermissionDenied
-            results = [r.__dict__ for r in done]
+            results = [r.__dict__ for r in done.results]
+            if not done.ok:
+                self.message_user(request, done.error, messages.ERROR)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Builder {builder.name}",
             "builder": builder,
             "members": builder.nodes.all(),
+            "memberships": builder.members(),
             "others": BuilderNode.objects.exclude(pk__in=builder.nodes.values("pk")),
             "results": results,
             "opts": self.model._meta,

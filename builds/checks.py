@@ -1,4 +1,5 @@
-"""System checks (``manage.py check``): secrets at rest and the strategies queued builds name.
+"""System checks (``manage.py check``): secrets at rest, the strategies queued builds name, and
+the BuildKit settings of multi-node builders.
 
 Secrets are node TLS keys, registry logins, projects' deploy keys and git tokens, and team
 build secrets.
@@ -14,11 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from portal.models import Project, TeamSecret
 from portal.sealing import SealError, unseal
 
+from . import buildkitconfig
 from .models import Build, BuilderNode, BuildxBuilder, RegistryCredential, Webhook
 from .planner import BUILDER_STRATEGY, strategy_for
 
@@ -106,3 +109,21 @@ def check_queued_strategies(app_configs: Any = None, **kwargs: Any) -> list[chec
         )
         for key, pks in sorted(_unknown_strategies().items())
     ]
+
+
+@checks.register()
+def check_buildkit_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The BuildKit image and registries multi-node builders are given."""
+    try:
+        buildkitconfig.image()
+        buildkitconfig.render()
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="PORTAL_BUILDKIT_IMAGE is an image name; the registry settings list "
+                "host:port (and for PORTAL_BUILDKIT_REGISTRY_CA, =/absolute/path/ca.pem).",
+                id="crossport.E005",
+            )
+        ]
+    return []

@@ -106,11 +106,12 @@ class BuildRun:
             f"strategy {self.plan.strategy}: {len(runs)} buildx run(s)"
             + (" in parallel, merged afterwards" if len(runs) > 1 else "")
         )
-        for steps in runs:
-            self.log.say(
-                f"  on node {steps[0].node}: "
-                + ", ".join(f"{s.platform} ({s.method})" for s in steps)
-            )
+        for steps in runs:  # a named builder's one run spreads over its nodes
+            by_node: dict[str, list[str]] = {}
+            for s in steps:
+                by_node.setdefault(s.node, []).append(f"{s.platform} ({s.method})")
+            for name, done_here in by_node.items():
+                self.log.say(f"  on node {name}: " + ", ".join(done_here))
         events.publish_status(build)
 
     def registry_login(self, workspace: Path) -> str:

@@ -47,6 +47,7 @@ class NodeInfo:
     running: int = 0  # builds running on it now
     max_builds: int = 2
     reserved_for: frozenset[int] = frozenset()  # team ids; empty: shared by every team
+    serves: tuple[str, ...] = ()  # as a member of a named builder: its `--platform` list
 
     def open_to(self, team: int | None) -> bool:
         return not self.reserved_for or team in self.reserved_for
@@ -126,18 +127,21 @@ def _why_not(platform: str, nodes: list[NodeInfo]) -> PlanError:
 def _plan_builder(
     plan: Plan, platforms: list[str], nodes: list[NodeInfo], room: list[NodeInfo], dockerfile: str
 ) -> None:
-    # A named buildx builder spreads platforms over its own nodes (buildx decides where);
-    # one run through it. It needs room on every member, and the build counts on each.
+    # One run through a named buildx builder, whose nodes come in buildx's order. buildx sends
+    # a platform to the node made with it (`buildx create --platform`); a node made without
+    # any takes the rest. It needs room on every member.
     name = builder_name(plan.strategy)
-    if not nodes or len(room) < len(nodes):
-        raise PlanError(
-            f"builder {name}: its nodes are unhealthy or at their limit", busy=bool(nodes)
-        )
-    members = sorted(room, key=lambda n: n.name)
-    plan.steps = [
-        Step(p, f"builder {name}", members[i % len(members)].pk, "builder", 0)
-        for i, p in enumerate(platforms)
-    ]
+    if not nodes:
+        raise PlanError(f"builder {name} has no nodes")
+    if len(room) < len(nodes):
+        raise PlanError(f"builder {name}: its nodes are at their build limit", busy=True)
+    for platform in platforms:
+        node = next((n for n in nodes if platform in n.serves), None)
+        node = node or next((n for n in nodes if not n.serves), None)
+        if node is None:
+            served = "; ".join(f"{n.name}: {', '.join(n.serves)}" for n in nodes)
+            raise PlanError(f"builder {name} has no node for {platform} (nodes: {served})")
+        plan.steps.append(Step(platform, node.name, node.pk, "builder", 0))
 
 
 def _method(node: NodeInfo, platform: str, cross: bool) -> str:

@@ -6,7 +6,7 @@ from django.urls import path
 
 import portal.ids  # noqa: F401 - registers the <id:...> converter
 from builds import health, metrics
-from builds.api import hooks, nodes, registry, runs
+from builds.api import builders, hooks, nodes, registry, runs
 from builds.views import ledger, projects, settings, team
 from builds.views import nodes as node_pages
 from builds.views import runs as run_pages
@@ -35,6 +35,15 @@ api_urls = [
     path("api/v1/nodes/<id:pk>", nodes.node_detail, name="api-node"),
     path("api/v1/nodes/<id:pk>/check", nodes.node_check, name="api-node-check"),
     path("api/v1/nodes/<id:pk>/emulators", nodes.node_emulators, name="api-node-emulators"),
+    path("api/v1/builders", builders.builders_list, name="api-builders"),
+    path("api/v1/builders/<slug:name>", builders.builder_detail, name="api-builder"),
+    path("api/v1/builders/<slug:name>/append", builders.builder_append, name="api-builder-append"),
+    path("api/v1/builders/<slug:name>/leave", builders.builder_leave, name="api-builder-leave"),
+    path(
+        "api/v1/builders/<slug:name>/bootstrap",
+        builders.builder_bootstrap,
+        name="api-builder-bootstrap",
+    ),
 ]
 
 urlpatterns = [

@@ -258,6 +258,14 @@ PORTAL_NODE_CHECK_SECONDS = env.int("PORTAL_NODE_CHECK_SECONDS", default=60)
 PORTAL_ENCRYPTION_KEY = env.str("PORTAL_ENCRYPTION_KEY", default="")
 # The emulator installer (run privileged on a node with --install <platforms>).
 PORTAL_BINFMT_IMAGE = env.str("PORTAL_BINFMT_IMAGE", default="tonistiigi/binfmt")
+# The BuildKit image buildx's docker-container driver runs for multi-node builders (through the
+# mirror's registry when a mirror is set; scripts/teststack/seeds/buildkit.sh makes one offline).
+PORTAL_BUILDKIT_IMAGE = env.str("PORTAL_BUILDKIT_IMAGE", default="moby/buildkit:buildx-stable-1")
+# Registries builders reach over plain HTTP (host:port, comma-separated). Loopback registries the
+# portal may contact (PORTAL_OUTBOUND_ALLOW, the base-image mirror) count without being listed.
+PORTAL_BUILDKIT_HTTP_REGISTRIES = env.list("PORTAL_BUILDKIT_HTTP_REGISTRIES", default=[])
+# Registries signed by a private CA: host=/path/to/ca.pem, comma-separated.
+PORTAL_BUILDKIT_REGISTRY_CA = env.dict("PORTAL_BUILDKIT_REGISTRY_CA", default={})
 # The scanner image BuildKit runs for an SBOM attestation (e.g. docker/buildkit-syft-scanner,
 # through the base-image mirror's registry); empty: no SBOM.
 PORTAL_SBOM_GENERATOR = env.str("PORTAL_SBOM_GENERATOR", default="")

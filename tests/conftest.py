@@ -149,3 +149,14 @@ def queued_build(project: Project, alice: Any) -> Build:
     from builds.services import queue_build
 
     return queue_build(project, alice)
+
+
+@pytest.fixture
+def engines(monkeypatch: Any) -> Any:
+    """Every command builds/builders.py runs, answered by a fake engine (tests/fakes.py)."""
+    from builds import builders
+    from fakes import Engines
+
+    fake = Engines()
+    monkeypatch.setattr(builders, "_run", fake)
+    return fake

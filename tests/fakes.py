@@ -13,6 +13,7 @@ from builds.buildx import BuildSpec
 from builds.gitauth import GitAccess
 from builds.guardrails import ArchCheck
 from builds.models import BuilderNode
+from builds.nodes import CommandResult
 from builds.registry import IndexSummary
 from portal.grammar.reference import ImageRef
 
@@ -231,3 +232,26 @@ _NOT_FAKED = [
     name for name in vars(Backend) if not name.startswith("_") and name not in vars(FakeBackend)
 ]
 assert not _NOT_FAKED, f"FakeBackend must override {_NOT_FAKED}"
+
+
+class Engines:
+    """The seam: every command builders.py would run, answered like docker would."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+        self.bridged: set[str] = set()  # contexts whose engine has a bridge network
+        self.failing: dict[str, str] = {}  # a command fragment -> its error output
+
+    def __call__(self, args: list[str]) -> CommandResult:
+        command = " ".join(["docker", *args])
+        self.commands.append(command)
+        for fragment, output in self.failing.items():
+            if fragment in command:
+                return CommandResult(command, 1, output)
+        if "network ls" in command:
+            bridged = any(f"--context {c} " in command for c in self.bridged)
+            return CommandResult(command, 0, "bridge" if bridged else "")
+        return CommandResult(command, 0, "")
+
+    def buildx(self) -> list[str]:
+        return [c for c in self.commands if " buildx " in c]

@@ -6,12 +6,13 @@ from .build import Build, BuildPlatform, LogLine
 from .credentials import RegistryCredential
 from .hooks import Webhook, WebhookDelivery
 from .ledger import AppendOnlyError, ManifestRecord, ManifestRecordQuerySet
-from .nodes import BuilderNode, BuildxBuilder
+from .nodes import BuilderMembership, BuilderNode, BuildxBuilder
 
 __all__ = [
     "AppendOnlyError",
     "Build",
     "BuildPlatform",
+    "BuilderMembership",
     "BuilderNode",
     "BuildxBuilder",
     "LogLine",

@@ -143,7 +143,9 @@ class BuildxBuilder(models.Model):
     """A named multi-node buildx builder (docker-container driver), made by builds.builders."""
 
     name = models.CharField(max_length=63, unique=True)
-    nodes = models.ManyToManyField(BuilderNode, related_name="buildx_builders", blank=True)
+    nodes = models.ManyToManyField(
+        BuilderNode, related_name="buildx_builders", blank=True, through="BuilderMembership"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -151,3 +153,44 @@ class BuildxBuilder(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def members(self) -> list[BuilderMembership]:
+        """The nodes in buildx's order (the first made the builder), with their platforms."""
+        return list(self.memberships.select_related("node").order_by("position", "pk"))
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "nodes": [
+                {"node": m.node_id, "name": m.node.name, "platforms": m.platforms}
+                for m in self.members()
+            ],
+        }
+
+
+class BuilderMembership(models.Model):
+    """A node of a builder and the platforms it serves there (`buildx create --platform`);
+    none: whatever its BuildKit offers. The table is the one the plain many-to-many had."""
+
+    builder = models.ForeignKey(
+        BuildxBuilder,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_column="buildxbuilder_id",
+    )
+    node = models.ForeignKey(
+        BuilderNode,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        db_column="buildernode_id",
+    )
+    platforms = models.JSONField(default=list, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "builds_buildxbuilder_nodes"
+        unique_together = [("builder", "node")]
+
+    def __str__(self) -> str:
+        return f"{self.builder} / {self.node}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -115,10 +116,26 @@ def test_strategy_grammar() -> None:
         validate_strategy("--fast")
 
 
-def test_a_named_builder_needs_room_on_every_member() -> None:
-    plan = make_plan("builder:fleet", THREE, [AMD, AMD2])
-    assert {s.node_id for s in plan.steps} == {1, 2}, "the build counts on both members"
+def test_a_named_builder_places_each_platform_on_the_node_that_serves_it() -> None:
+    amd = replace(AMD, serves=("linux/amd64",))
+    arm = replace(AMD2, serves=("linux/arm64", "linux/arm/v7"))
+    plan = make_plan("builder:fleet", THREE, [amd, arm])
+    assert [(s.platform, s.node) for s in plan.steps] == [
+        ("linux/amd64", "amd"),
+        ("linux/arm64", "amd2"),
+        ("linux/arm/v7", "amd2"),
+    ]
     assert len(plan.runs) == 1 and {s.method for s in plan.steps} == {"builder"}
+    # A node made without --platform takes what no other serves, as buildx does.
+    assert make_plan("builder:fleet", THREE, [AMD, arm]).node_ids() == {1, 2}
+    assert make_plan("builder:fleet", THREE, [AMD, AMD2]).node_ids() == {1}
+    with pytest.raises(PlanError, match="no node for linux/arm64 .nodes: amd: linux/amd64."):
+        make_plan("builder:fleet", THREE, [amd])
+    with pytest.raises(PlanError, match="builder fleet has no nodes"):
+        make_plan("builder:fleet", THREE, [])
+
+
+def test_a_named_builder_needs_room_on_every_member() -> None:
     full = NodeInfo(2, "amd2", AMD2.native, AMD2.emulated, running=2, max_builds=2)
     with pytest.raises(PlanError) as caught:
         make_plan("builder:fleet", THREE, [AMD, full])
@@ -217,4 +234,4 @@ def test_a_named_builder_with_another_teams_node_is_refused() -> None:
         make_plan("builder:fleet", THREE, [AMD_FOR_DATA, AMD2], team=WEB)
     assert not caught.value.busy
     assert str(caught.value) == "builder fleet has nodes reserved for other teams"
-    assert make_plan("builder:fleet", THREE, [AMD_FOR_DATA, AMD2], team=DATA).node_ids() == {1, 2}
+    assert make_plan("builder:fleet", THREE, [AMD_FOR_DATA, AMD2], team=DATA).node_ids() == {1}

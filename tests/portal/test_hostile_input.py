@@ -204,6 +204,7 @@ def world(alice: Any, project: Project, local_node: BuilderNode) -> World:
             "tokens": str(victim.pk),
             "buildernode": node,
             "buildxbuilder": str(builder.pk),
+            "builders": builder.name,
             "hooks": hook.key,
         },
         user=alice,
