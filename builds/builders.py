@@ -267,3 +267,37 @@ def remove(builder: BuildxBuilder) -> Outcome:
     buildkitconfig.config_path(builder.name).unlink(missing_ok=True)
     outcome.results += _drop_unused_contexts(nodes)
     return outcome
+
+
+# Kubernetes ---------------------------------------------------------------------------------
+# The same builder on a cluster: buildx's `kubernetes` driver runs each buildx node as a BuildKit
+# Deployment, and `nodeselector=kubernetes.io/arch=<arch>` puts its pods on cluster nodes of that
+# architecture, so every platform builds natively. No cluster runs here, so Crossport does not
+# run these yet: they are the command lines it would run (tested as such, shown in the README).
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?")  # room left for "-<arch>"
+
+
+def kubernetes_commands(
+    name: str, platforms: Sequence[str], namespace: str = "crossport"
+) -> list[list[str]]:
+    """`docker buildx create --driver=kubernetes` per CPU architecture of `platforms` (the
+    first creates, the rest `--append`), with the portal's BuildKit image and configuration."""
+    # Both become Kubernetes object names (the deployments are named after the buildx nodes).
+    for what, value in (("builder name", name), ("namespace", namespace)):
+        if not DNS_LABEL.fullmatch(value):
+            raise InvalidValue(what, value, "lowercase letters, digits and '-', at most 63")
+    by_arch: dict[str, list[str]] = {}
+    for platform in validate_platforms(list(platforms)) or ["linux/amd64"]:
+        by_arch.setdefault(platform.split("/")[1], []).append(platform)
+    commands = []
+    for arch, served in by_arch.items():
+        args = ["buildx", "create", f"--name={name}", "--driver=kubernetes"]
+        args += [f"--driver-opt=namespace={namespace}", "--driver-opt=replicas=1"]
+        args += [f"--driver-opt=nodeselector=kubernetes.io/arch={arch}"]
+        args += [f"--driver-opt=image={buildkitconfig.image()}"]
+        args += [f"--buildkitd-config={buildkitconfig.write(name)}"]
+        args += [f"--platform={','.join(served)}", f"--node={name}-{arch}"]
+        commands.append([*args, "--append"] if commands else args)
+    return commands

@@ -4,6 +4,7 @@ of each platform on the node that serves it."""
 
 from __future__ import annotations
 
+import io
 import re
 import stat
 import tomllib
@@ -260,3 +261,45 @@ def test_a_drained_member_fails_and_a_down_one_waits_naming_the_node(
         "no build plan: builder fleet: node arm is drained; "
         "enable it again or take it out of the builder (leave)"
     )
+
+
+# Kubernetes: the command lines (no cluster runs here) -----------------------------------------
+
+
+def test_kubernetes_builder_is_one_native_node_per_architecture(settings: Any) -> None:
+    from django.core.management import call_command
+
+    settings.PORTAL_BUILDKIT_IMAGE = "localhost:5000/library/buildkit:v0.13.2"
+    out = io.StringIO()
+    call_command("kubernetes_builder", "kube", "linux/amd64", "arm64", "linux/arm/v7", stdout=out)
+    config = buildkitconfig.config_path("kube")
+    common = (
+        "docker buildx create --name=kube --driver=kubernetes --driver-opt=namespace=crossport "
+        "--driver-opt=replicas=1 --driver-opt=nodeselector=kubernetes.io/arch={arch} "
+        "--driver-opt=image=localhost:5000/library/buildkit:v0.13.2 "
+        f"--buildkitd-config={config} --platform={{platforms}} --node=kube-{{arch}}"
+    )
+    assert out.getvalue().splitlines() == [
+        common.format(arch="amd64", platforms="linux/amd64"),
+        common.format(arch="arm64", platforms="linux/arm64") + " --append",
+        common.format(arch="arm", platforms="linux/arm/v7") + " --append",
+        "docker buildx inspect --bootstrap -- kube",
+    ]
+    assert config.read_text() == buildkitconfig.render()
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "says"),
+    [
+        ("Kube", "crossport", "builder name"),
+        ("kube_1", "crossport", "builder name"),
+        ("kube", "ns;rm", "namespace"),
+        ("kube", "-ns", "namespace"),
+        ("--x", "crossport", "builder name"),
+    ],
+)
+def test_kubernetes_builder_refuses_names_kubernetes_would(
+    name: str, namespace: str, says: str
+) -> None:
+    with pytest.raises(InvalidValue, match=says):
+        builders.kubernetes_commands(name, ["linux/amd64"], namespace)
