@@ -8,7 +8,10 @@ one run, the build cache of every engine pruned before every build:
 - native:  one run per platform, spread over two nodes (the local engine and a second engine
            started here on 127.0.0.1 with mutual TLS, as in tests/e2e/test_fleet.py), merged
            with `docker buildx imagetools create`;
-- auto:    the planner's choice on the same two nodes (platforms grouped per node: two runs).
+- auto:    the planner's choice on the same two nodes (platforms grouped per node: two runs);
+- builder: the article's third way, a buildx builder `bench` of the same two engines (the local
+           one serving linux/amd64, the second linux/arm64 and linux/arm/v7), one `buildx build`
+           that BuildKit spreads over them (PORTAL_BUILDKIT_IMAGE: the stack's image).
 
 Both engines run on this one 2-core machine, so native here shows the cost of the plan
 (more runs, a merge) rather than the gain of more hardware: with each node on its own machine,
@@ -49,8 +52,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from builds import builders  # noqa: E402
 from builds.dockerhost import validate_tls  # noqa: E402
-from builds.models import Build, BuilderNode  # noqa: E402
+from builds.models import Build, BuilderNode, BuildxBuilder  # noqa: E402
 from builds.nodes import check_node  # noqa: E402
 from builds.services import queue_build  # noqa: E402
 from builds.worker import work_once  # noqa: E402
@@ -72,9 +76,20 @@ def git_repo(source: Path) -> str:
     return f"file://{work}"
 
 
+BUILDER = "bench"
+
+
 def prune(second: SecondEngine) -> None:
     subprocess.run(["docker", "buildx", "prune", "-af"], capture_output=True, check=True)
     second.docker("buildx", "prune", "-af")
+    if BuildxBuilder.objects.filter(name=BUILDER).exists():
+        env = {**os.environ, "DOCKER_CONFIG": str(builders.config_dir())}
+        subprocess.run(
+            ["docker", "buildx", "prune", "-af", f"--builder={BUILDER}"],
+            capture_output=True,
+            check=True,
+            env=env,
+        )
 
 
 def timed(project: Project, strategy: str, second: SecondEngine) -> tuple[float, Build]:
@@ -119,7 +134,18 @@ def main() -> None:
             language="go",
             options={},
         )
-        times: dict[str, list[float]] = {"emulate": [], "native": [], "auto": []}
+        made = builders.create(
+            BUILDER, [(local, ["linux/amd64"]), (remote, ["linux/arm64", "linux/arm/v7"])]
+        )
+        booted = builders.bootstrap(BuildxBuilder.objects.get(name=BUILDER)) if made.ok else made
+        if not booted.ok:
+            raise SystemExit(f"builder {BUILDER}: {made.error or booted.error}")
+        times: dict[str, list[float]] = {
+            "emulate": [],
+            "native": [],
+            "auto": [],
+            f"builder:{BUILDER}": [],
+        }
         layout: dict[str, str] = {}
         for _ in range(args.repeat):
             for strategy in times:  # alternated, so drift hits both alike
@@ -131,9 +157,13 @@ def main() -> None:
                 )
                 print(f"{strategy}: {seconds:.1f} s ({layout[strategy]})", flush=True)
     finally:
+        if builder := BuildxBuilder.objects.filter(name=BUILDER).first():
+            builders.remove(builder)
         second.stop()
         shutil.rmtree(DATA, ignore_errors=True)
-    emulate, native = (statistics.median(times[s]) for s in ("emulate", "native"))
+    emulate, native, builder = (
+        statistics.median(times[s]) for s in ("emulate", "native", f"builder:{BUILDER}")
+    )
     OUT.mkdir(exist_ok=True)
     table = [
         f"| strategy | median of {args.repeat} (s) | runs (s) | last plan |",
@@ -144,8 +174,8 @@ def main() -> None:
             for s, t in times.items()
         ),
         "",
-        f"native / emulate: {native / emulate:.2f}x (both engines share this machine's "
-        f"{os.cpu_count()} cores)",
+        f"native / emulate: {native / emulate:.2f}x, builder / emulate: {builder / emulate:.2f}x "
+        f"(both engines share this machine's {os.cpu_count()} cores)",
     ]
     (OUT / "strategies.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
