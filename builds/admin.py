@@ -47,7 +47,16 @@ class BuilderNodeAdmin(ObjectPageAdmin):
     check now, drain, and install emulators (showing the exact command and its output)."""
 
     form = NodeForm
-    list_display = ["name", "endpoint", "enabled", "max_builds", "pool", "running", *HEALTH_SHOWN]
+    list_display = [
+        "name",
+        "kind",
+        "endpoint",
+        "enabled",
+        "max_builds",
+        "pool",
+        "running",
+        *HEALTH_SHOWN,
+    ]
     readonly_fields = ["tls_state", *HEALTH_SHOWN, "wanted_emulators", "emulator_link"]
     fieldsets = [
         (None, {"fields": ["name", "endpoint", "enabled", "max_builds"]}),
@@ -92,7 +101,7 @@ class BuilderNodeAdmin(ObjectPageAdmin):
         super().save_model(request, obj, form, change)
         check_node(obj)  # the input was valid: now connect, and show what the node says
         if obj.reachable:
-            self.message_user(request, f"{obj.name}: reachable, {obj.engine_version}")
+            self.message_user(request, f"{obj.name}: reachable, {obj.buildkit_label}")
         else:
             self.message_user(request, f"{obj.name}: {obj.last_error}", messages.WARNING)
 

@@ -88,7 +88,7 @@ def validate_platforms(value: object) -> list[str]:
     return normalize_platforms(value)
 
 
-def _run(args: list[str]) -> CommandResult:
+def docker_cli(args: list[str]) -> CommandResult:
     docker = client()
     shown = shlex.join(["docker", *(str(a) for a in args)])
     try:
@@ -105,12 +105,12 @@ def _run(args: list[str]) -> CommandResult:
 def ensure_context(node: BuilderNode) -> CommandResult:
     """A docker context for the node (recreated, so a changed endpoint or TLS takes effect)."""
     name = context_name(node)
-    _run(["context", "rm", "--force", "--", name])
+    docker_cli(["context", "rm", "--force", "--", name])
     with cert_dir(node.tls()) as certs:
         spec = f"host={node.endpoint}"
         if certs is not None:
             spec += f",ca={certs / 'ca.pem'},cert={certs / 'cert.pem'},key={certs / 'key.pem'}"
-        return _run(["context", "create", name, f"--docker={spec}"])
+        return docker_cli(["context", "create", name, f"--docker={spec}"])
 
 
 def _last_line(result: CommandResult) -> str:
@@ -131,7 +131,7 @@ def _join(outcome: Outcome, name: str, node: BuilderNode, platforms: Sequence[st
         return False
     # `buildx create` records a node without contacting it: this asks the engine first.
     probe = ["--context", context_name(node), "network", "ls", "--filter=driver=bridge"]
-    if not _ran(outcome, _run([*probe, "--format={{.Name}}"]), node):
+    if not _ran(outcome, docker_cli([*probe, "--format={{.Name}}"]), node):
         return False
     has_bridge = bool(outcome.results[-1].output.strip())
     args = ["buildx", "create", f"--name={name}", f"--driver={DRIVER}"]
@@ -144,7 +144,7 @@ def _join(outcome: Outcome, name: str, node: BuilderNode, platforms: Sequence[st
     args.append(f"--node={node_name(name, node)}")
     if BuildxBuilder.objects.filter(name=name).exists() or _made(outcome, name):
         args.append("--append")
-    return _ran(outcome, _run([*args, "--", context_name(node)]), node)
+    return _ran(outcome, docker_cli([*args, "--", context_name(node)]), node)
 
 
 def _made(outcome: Outcome, name: str) -> bool:
@@ -176,7 +176,7 @@ def create(name: str, members: Sequence[Member]) -> Outcome:
     for node, platforms in checked:
         if not _join(outcome, name, node, platforms):
             if _made(outcome, name):
-                outcome.results.append(_run(["buildx", "rm", "--", name]))
+                outcome.results.append(docker_cli(["buildx", "rm", "--", name]))
             outcome.results += _drop_unused_contexts([n for n, _ in checked])
             buildkitconfig.config_path(name).unlink(missing_ok=True)
             return outcome
@@ -214,7 +214,7 @@ def leave(builder: BuildxBuilder, node: BuilderNode) -> Outcome:
         return outcome
     member = node_name(builder.name, node)
     args = ["buildx", "create", "--leave", f"--name={builder.name}", f"--node={member}"]
-    outcome.results.append(_run(args))
+    outcome.results.append(docker_cli(args))
     if outcome.results[-1].code:
         outcome.error = f"buildx kept node {node.name}: {_last_line(outcome.results[-1])}"
         return outcome
@@ -228,28 +228,28 @@ def _remove_containers(node: BuilderNode, members: list[str]) -> list[CommandRes
     context = ["--context", context_name(node)]
     results = []
     for member in members:
-        results.append(_run([*context, "rm", "--force", "--", f"buildx_buildkit_{member}"]))
+        results.append(docker_cli([*context, "rm", "--force", "--", f"buildx_buildkit_{member}"]))
         volume = f"buildx_buildkit_{member}_state"
-        results.append(_run([*context, "volume", "rm", "--force", "--", volume]))
+        results.append(docker_cli([*context, "volume", "rm", "--force", "--", volume]))
     return results
 
 
 def _drop_unused_contexts(nodes: list[BuilderNode]) -> list[CommandResult]:
     """A node's context holds a copy of its TLS key: keep it only while a builder uses it."""
     unused = [n for n in nodes if not n.buildx_builders.exists()]
-    return [_run(["context", "rm", "--force", "--", context_name(n)]) for n in unused]
+    return [docker_cli(["context", "rm", "--force", "--", context_name(n)]) for n in unused]
 
 
 def bootstrap(builder: BuildxBuilder) -> Outcome:
     """`docker buildx inspect --bootstrap`: every node's BuildKit container started."""
-    outcome = Outcome([_run(["buildx", "inspect", "--bootstrap", "--", builder.name])])
+    outcome = Outcome([docker_cli(["buildx", "inspect", "--bootstrap", "--", builder.name])])
     if outcome.results[0].code:
         outcome.error = f"bootstrap failed: {_last_line(outcome.results[0])}"
     return outcome
 
 
 def inspect(builder: BuildxBuilder) -> Outcome:
-    outcome = Outcome([_run(["buildx", "inspect", "--", builder.name])])
+    outcome = Outcome([docker_cli(["buildx", "inspect", "--", builder.name])])
     if outcome.results[0].code:
         outcome.error = _last_line(outcome.results[0])
     return outcome
@@ -257,7 +257,7 @@ def inspect(builder: BuildxBuilder) -> Outcome:
 
 def remove(builder: BuildxBuilder) -> Outcome:
     """`docker buildx rm`: the builder and its BuildKit containers on every node."""
-    outcome = Outcome([_run(["buildx", "rm", "--", builder.name])])
+    outcome = Outcome([docker_cli(["buildx", "rm", "--", builder.name])])
     result = outcome.results[0]
     if result.code and "no builder" not in result.output.lower():
         outcome.error = f"buildx kept builder {builder.name}: {_last_line(result)}"
@@ -291,7 +291,7 @@ def kubernetes_commands(
     by_arch: dict[str, list[str]] = {}
     for platform in validate_platforms(list(platforms)) or ["linux/amd64"]:
         by_arch.setdefault(platform.split("/")[1], []).append(platform)
-    commands = []
+    commands: list[list[str]] = []
     for arch, served in by_arch.items():
         args = ["buildx", "create", f"--name={name}", "--driver=kubernetes"]
         args += [f"--driver-opt=namespace={namespace}", "--driver-opt=replicas=1"]

@@ -25,6 +25,11 @@ name_validator = RegexValidator(
 PEM_HELP = "PEM. Leave empty to keep what is saved."
 
 
+BUILDKIT_ENDPOINTS = (
+    "a BuildKit daemon is reached at tcp://host:port (mutual TLS off loopback) or unix://"
+)
+
+
 class NodeForm(forms.ModelForm):
     tls_ca = forms.CharField(
         label="TLS CA", required=False, widget=forms.Textarea, help_text=PEM_HELP
@@ -49,7 +54,15 @@ class NodeForm(forms.ModelForm):
 
     class Meta:
         model = BuilderNode
-        fields = ["name", "endpoint", "enabled", "max_builds", "repair_emulators", "reserved_for"]
+        fields = [
+            "name",
+            "kind",
+            "endpoint",
+            "enabled",
+            "max_builds",
+            "repair_emulators",
+            "reserved_for",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +97,9 @@ class NodeForm(forms.ModelForm):
         except InvalidValue as exc:
             self.add_error("endpoint" if exc.kind == "endpoint" else None, str(exc))
             return data
+        if data.get("kind") == BuilderNode.Kind.BUILDKIT and parsed.scheme == "ssh":
+            self.add_error("endpoint", BUILDKIT_ENDPOINTS)
+            return data
         data["endpoint"] = str(parsed)
         return data
 
@@ -98,12 +114,13 @@ class NodeForm(forms.ModelForm):
 
 def node_form_from_api(body: dict[str, Any], instance: BuilderNode | None = None) -> NodeForm:
     """The API's shape (`tls` as an object of PEM strings) mapped onto the form's fields."""
-    fields = ("name", "endpoint", "enabled", "max_builds", "repair_emulators")
+    fields = ("name", "kind", "endpoint", "enabled", "max_builds", "repair_emulators")
     data: dict[str, Any] = {k: body[k] for k in (*fields, "reserved_for") if k in body}
     if instance is not None:  # a partial update keeps what it does not name
         pool = [team.slug for team in instance.reserved_for.all()]
         data = {k: getattr(instance, k) for k in fields} | {"reserved_for": pool} | data
     data.setdefault("enabled", True)
+    data.setdefault("kind", BuilderNode.Kind.ENGINE)
     tls = body.get("tls") or {}
     data |= {f"tls_{k}": tls.get(k) or "" for k in ("ca", "cert", "key")}
     return NodeForm(data, instance=instance)

@@ -109,8 +109,13 @@ def buildx_inspect(node: BuilderNode, certs: Path | None) -> dict[str, object]:
     proc = node_cli(node, certs, ["buildx", "inspect", "--bootstrap"])
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"buildx inspect exited {proc.returncode}")
+    return parse_inspect(proc.stdout)
+
+
+def parse_inspect(text: str) -> dict[str, object]:
+    """`buildkit` (version) and `platforms` from `docker buildx inspect` output."""
     info: dict[str, object] = {}
-    for line in proc.stdout.splitlines():
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         key, value = key.strip().lower(), value.strip()
         if key in ("buildkit version", "buildkit") and value:
@@ -212,6 +217,11 @@ def image_store(info: dict[str, Any]) -> str:
 
 
 def _probe(node: BuilderNode, certs: Path | None) -> None:
+    if node.kind == BuilderNode.Kind.BUILDKIT:
+        from builds import buildkitnodes  # it builds on this module (parse_inspect)
+
+        buildkitnodes.probe(node)
+        return
     version, info = engine_facts(node, certs)
     node.engine_version = str(version.get("Version", ""))
     native = normalize_platform(f"{version.get('Os', 'linux')}/{version.get('Arch', '')}")
@@ -306,6 +316,13 @@ class CommandResult:
 
 def install_emulators(node: BuilderNode, platforms: list[str]) -> CommandResult:
     """`docker run --privileged --rm <binfmt> --install <names>` on the node, then a re-check."""
+    if node.kind == BuilderNode.Kind.BUILDKIT:
+        raise InvalidValue(
+            "node",
+            node.name,
+            "a BuildKit daemon runs no containers: install emulators on its host "
+            "(tonistiigi/binfmt --install), then check the node",
+        )
     names: list[str] = []
     for item in platforms:
         platform = normalize_platform(item)

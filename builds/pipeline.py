@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from builds import (
     builders,
+    buildkitnodes,
     buildx,
     credentials,
     dockerfiles,
@@ -121,8 +122,8 @@ class BuildRun:
         login = credentials.for_image(project.team_id, project.image)
         if login is None:
             return ""
-        builder = builder_name(self.plan.strategy) if self.plan else None
-        layer = builders.config_dir() if builder else None
+        named = [self.buildx_builder(n) for n in self.nodes.values()]
+        layer = builders.config_dir() if any(named) else None
         credentials.write_config(workspace / "docker-config", [login], layer=layer)
         self.log.say(f"pushing with the team's login for {login.registry} (user {login.username})")
         self.docker_config = str(workspace / "docker-config")
@@ -218,9 +219,9 @@ class BuildRun:
         assert self.plan is not None
         project = self.build.project
         groups = self.plan.runs
-        builder = builder_name(self.plan.strategy) or ""
         for index, steps in enumerate(groups):
             node = self.nodes[steps[0].node_id]
+            builder = self.buildx_builder(node)
             platforms = [s.platform for s in steps]
             # Attestations need an index: BuildKit's own push (a builder, or containerd).
             attest = bool(builder) or node.image_store == "containerd"
@@ -247,6 +248,12 @@ class BuildRun:
                 build_args={**self.secrets.build_args, buildx.CACHE_NS_ARG: project.team.opaque_id},
             )
             self.runs.add(spec, steps)
+
+    def buildx_builder(self, node: BuilderNode) -> str:
+        """The named buildx builder a run on `node` goes through: the strategy's, a BuildKit
+        node's own (builds.buildkitnodes), or none: the engine's default, by DOCKER_HOST."""
+        assert self.plan is not None
+        return builder_name(self.plan.strategy) or buildkitnodes.builder_for(node)
 
     def oci_annotations(self) -> dict[str, str]:
         project, build = self.build.project, self.build

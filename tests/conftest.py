@@ -158,5 +158,5 @@ def engines(monkeypatch: Any) -> Any:
     from fakes import Engines
 
     fake = Engines()
-    monkeypatch.setattr(builders, "_run", fake)
+    monkeypatch.setattr(builders, "docker_cli", fake)
     return fake

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from pydantic import Field
@@ -25,6 +25,7 @@ NODE = Schema(
     shape(
         id="integer",
         name="string",
+        kind={"enum": ["engine", "buildkit"]},
         endpoint="string",
         tls="boolean",
         enabled="boolean",
@@ -49,6 +50,11 @@ class TlsIn(Body):
 
 class NodeIn(Body):
     name: str | None = None
+    kind: Literal["engine", "buildkit"] | None = Field(
+        default=None,
+        description="engine (default): a Docker engine; buildkit: a standalone buildkitd, "
+        "used through buildx's remote driver",
+    )
     endpoint: str | None = Field(
         default=None, description="unix:///path, ssh://user@host or tcp://host:port"
     )

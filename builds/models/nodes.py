@@ -25,13 +25,24 @@ def known_buildkit_version(reported: str) -> str:
 
 
 class BuilderNode(models.Model):
-    """A Docker engine with BuildKit that runs builds. `endpoint` is a DOCKER_HOST value.
+    """A Docker engine with BuildKit that runs builds (`endpoint` is a DOCKER_HOST value), or a
+    standalone BuildKit daemon (`kind` buildkit: its buildkitd address; builds/buildkitnodes.py).
 
     tcp:// nodes off loopback need mutual TLS: the CA, client certificate and key are stored
     sealed (portal.sealing) and written to a private folder only for the length of a connection.
     """
 
+    class Kind(models.TextChoices):
+        ENGINE = "engine", "Docker engine"
+        BUILDKIT = "buildkit", "BuildKit daemon (buildx remote driver)"
+
     name = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=Kind.choices,
+        default=Kind.ENGINE,
+        help_text="A Docker engine, or a standalone buildkitd (tcp:// with mutual TLS, or unix://).",
+    )
     endpoint = models.CharField(
         max_length=300, help_text="unix:///var/run/docker.sock, ssh://user@host or tcp://host:port"
     )
@@ -117,6 +128,7 @@ class BuilderNode(models.Model):
         return {
             "id": self.pk,
             "name": self.name,
+            "kind": self.kind,
             "endpoint": self.endpoint,
             "tls": bool(self.tls_sealed),
             "tls_expires_at": self.tls_expires_at.isoformat() if self.tls_expires_at else None,

@@ -1,5 +1,5 @@
 """Multi-node builders without an engine: the BuildKit configuration Crossport writes, the
-commands it runs (through the one seam, builders._run), all-or-nothing changes, and placement
+commands it runs (through the one seam, builders.docker_cli), all-or-nothing changes, and placement
 of each platform on the node that serves it."""
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from fakes import write_hello
-from stack import REGISTRY
+from stack import REGISTRY, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,12 +62,6 @@ def stack() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"end-to-end stack unavailable in CI: {problem}")
         pytest.skip(problem)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -190,7 +183,7 @@ def running_portal(
     """A portal server (and, with DATABASE_URL, its workers on a database of its own) in the
     current configuration; `extra_env` on top (a test's own PORTAL_OUTBOUND_ALLOW, HOME)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
