@@ -41,6 +41,9 @@ class BuilderNode(models.Model):
         max_length=16,
         choices=Kind.choices,
         default=Kind.ENGINE,
+        # Also in the database: workers of the previous release keep registering nodes while
+        # a rolling upgrade runs this migration.
+        db_default=Kind.ENGINE,
         help_text="A Docker engine, or a standalone buildkitd (tcp:// with mutual TLS, or unix://).",
     )
     endpoint = models.CharField(
