@@ -74,6 +74,8 @@ urlpatterns = [
     # Git hosts post here: no session, no CSRF token; the signature is checked (builds.webhooks).
     path("hooks/<str:key>/", hooks.receive, name="webhook"),
     path("builds/<id:pk>/", run_pages.build_detail, name="build"),
+    path("builds/<id:pk>/log/lines", run_pages.build_log_lines, name="build-log-lines"),
+    path("builds/<id:pk>/log.txt", run_pages.build_log_text, name="build-log-text"),
     path("builds/<id:pk>/cancel", run_pages.build_cancel, name="build-cancel"),
     path("builds/<id:pk>/rebuild", run_pages.build_rebuild, name="build-rebuild"),
     path("manifests/<id:pk>/", ledger.manifest_detail, name="manifest"),

@@ -248,6 +248,12 @@ PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
 PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3600)
+# What one build's log may store (bytes of build output; 0: no cap). Past it one line says the
+# log was truncated and the build goes on; Crossport's own lines are always kept.
+PORTAL_BUILD_LOG_MAX_BYTES = env.int("PORTAL_BUILD_LOG_MAX_BYTES", default=64 * 1024 * 1024)
+# Days a finished build's log is kept (0: forever); `manage.py prune_logs` removes older ones.
+# Builds and the ledger are never pruned.
+PORTAL_LOG_RETENTION_DAYS = env.int("PORTAL_LOG_RETENTION_DAYS", default=0)
 # Builds one team may run at once (0: no limit); the rest wait, and other teams go first.
 PORTAL_TEAM_MAX_BUILDS = env.int("PORTAL_TEAM_MAX_BUILDS", default=0)
 # After cancel, buildx gets SIGINT and this long to stop before SIGKILL.

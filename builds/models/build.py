@@ -51,6 +51,8 @@ class Build(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When `manage.py prune_logs` removed its log lines (PORTAL_LOG_RETENTION_DAYS).
+    log_pruned_at = models.DateTimeField(null=True, blank=True)
     # Lease: the worker that claimed the build renews heartbeat_at; the reaper fails stale ones.
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -1,17 +1,19 @@
-"""One build: its live page and its cancel button."""
+"""One build: its live page (a window of its log, more on request, all of it as text) and its
+cancel and rebuild buttons."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from builds import services
+from builds import buildlog, services
 from builds.access import get_build_for_user
 from builds.models import Build
 from builds.planner import Plan, equivalent_cli
+from portal.apiview import int_param
 from portal.grammar import InvalidValue
 from portal.http import Request
 
@@ -20,20 +22,48 @@ from portal.http import Request
 @require_GET
 def build_detail(request: Request, pk: int) -> HttpResponse:
     build = get_build_for_user(request.user, pk)
-    lines = list(build.log_lines.all())
+    window = buildlog.page_window(build)
     return render(
         request,
         "builds/build_detail.html",
         {
             "build": build,
             "project": build.project,
-            "lines": lines,
-            "last_seq": lines[-1].seq if lines else 0,
+            "lines": window.lines,
+            "window": window,
+            "last_seq": window.last,
             "platforms": build.platform_states.select_related("node"),
             "manifest": build.manifests.order_by("pk").first(),
             "cli": _equivalent_cli(build),
         },
     )
+
+
+@login_required
+@require_GET
+def build_log_lines(request: Request, pk: int) -> HttpResponse:
+    """More of the page's log: the lines before `before` or after `after` (a window's worth),
+    with the button for the next ones; htmx swaps it in place of the button that asked."""
+    build = get_build_for_user(request.user, pk)
+    try:
+        window = buildlog.more_lines(
+            build, int_param(request, "before") or None, int_param(request, "after") or None
+        )
+    except InvalidValue as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    return render(request, "builds/build_detail.html#log_more", {"build": build, "window": window})
+
+
+@login_required
+@require_GET
+def build_log_text(request: Request, pk: int) -> StreamingHttpResponse:
+    """The whole log as text, streamed a batch of rows at a time (any size, little memory)."""
+    build = get_build_for_user(request.user, pk)
+    response = StreamingHttpResponse(
+        buildlog.as_text(build), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="build-{build.pk}.log"'
+    return response
 
 
 def _equivalent_cli(build: Build) -> list[str]:
