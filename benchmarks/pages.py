@@ -3,8 +3,9 @@ measured in a real browser against a real `manage.py serve --no-worker`, on a da
 of a busy team's rather than an empty one.
 
 The seed: one team of 8 people, 30 projects, 40 finished builds each (1,200 builds, 3 platforms
-each), one build with a 5,000-line log, 300 ledger records. For each page, visited --repeat
-times by a logged-in chromium (1280x800), from the browser's own navigation timing:
+each), one build with a 5,000-line log and one with 143,961 lines, 300 ledger records. For each
+page, visited --repeat times by a logged-in chromium (1280x800), from the browser's own
+navigation timing:
 
 - server: responseStart - requestStart (the portal's time to first byte, network is loopback);
 - ready:  domContentLoadedEventEnd - startTime (what a person waits for before the page reads).
@@ -123,6 +124,16 @@ def seed() -> dict[str, str]:
         )
         for n in range(5000)
     )
+    # The size a new user's chatty build reached (issue 19): four steps of 400,000 short lines,
+    # which BuildKit clipped to 143,961 stored lines.
+    huge = builds[-3]
+    LogLine.objects.bulk_create(
+        (
+            LogLine(build=huge, seq=n, platform=PLATFORMS[n % 3], text=f"#{n % 4 + 5} 1.{n} {n}")
+            for n in range(1, 143_962)
+        ),
+        batch_size=5000,
+    )
     records = [
         ManifestRecord(
             team=team,
@@ -149,6 +160,7 @@ def seed() -> dict[str, str]:
         "project-history": f"/projects/{project.pk}/history",
         "team-manifests": f"/teams/{team.slug}/manifests/",
         "build (5,000 log lines)": f"/builds/{big.pk}/",
+        "build (143,961 log lines)": f"/builds/{huge.pk}/",
         "build (failed)": f"/builds/{builds[-5].pk}/",
         "manifest": f"/manifests/{records[-1].pk}/",
         "project-new": "/projects/new/",
@@ -200,18 +212,20 @@ def measure(url: str, pages: dict[str, str], repeat: int) -> dict[str, dict[str,
         page.click("button[type=submit]")
         page.wait_for_url(url + "/")
         for name, path in pages.items():
-            server, ready = [], []
+            server, ready, size = [], [], 0
             for _ in range(repeat + 1):  # the first visit warms the server's caches
                 response = page.goto(url + path, wait_until="domcontentloaded")
                 if response is None or not response.ok:
                     sys.exit(f"{path}: {response and response.status}")
                 s, r = page.evaluate(timing)
+                size = len(response.body())
                 server.append(s)
                 ready.append(r)
             results[name] = {
                 "server_ms": round(statistics.median(server[1:]), 1),
                 "server_max_ms": round(max(server[1:]), 1),
                 "ready_ms": round(statistics.median(ready[1:]), 1),
+                "kb": round(size / 1024, 1),
             }
         browser.close()
     return results
@@ -240,9 +254,12 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     if not args.json:
-        print(f"{'page':28} {'server ms':>10} {'(max)':>8} {'ready ms':>10}")
+        print(f"{'page':28} {'server ms':>10} {'(max)':>8} {'ready ms':>10} {'kB':>8}")
         for name, r in results.items():
-            print(f"{name:28} {r['server_ms']:>10} {r['server_max_ms']:>8} {r['ready_ms']:>10}")
+            print(
+                f"{name:28} {r['server_ms']:>10} {r['server_max_ms']:>8} {r['ready_ms']:>10} "
+                f"{r['kb']:>8}"
+            )
     print(json.dumps(results))
 
 

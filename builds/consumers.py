@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from builds import events
+from builds.buildlog import lines_html
 from builds.models import Build
 from portal import counters
 
@@ -81,7 +82,9 @@ class BuildConsumer(AsyncWebsocketConsumer):
         if self.as_json:
             await self.send_json({"type": "lines", "lines": lines})
         else:
-            html = render_to_string("builds/build_detail.html#ws_lines", {"lines": lines})
+            html = render_to_string(
+                "builds/build_detail.html#ws_lines", {"lines_html": lines_html(lines)}
+            )
             await self.send(text_data=html)
 
     async def send_status(self, status: dict[str, Any]) -> None:

@@ -29,7 +29,6 @@ def build_detail(request: Request, pk: int) -> HttpResponse:
         {
             "build": build,
             "project": build.project,
-            "lines": window.lines,
             "window": window,
             "last_seq": window.last,
             "platforms": build.platform_states.select_related("node"),
@@ -46,9 +45,11 @@ def build_log_lines(request: Request, pk: int) -> HttpResponse:
     with the button for the next ones; htmx swaps it in place of the button that asked."""
     build = get_build_for_user(request.user, pk)
     try:
-        window = buildlog.more_lines(
-            build, int_param(request, "before") or None, int_param(request, "after") or None
+        before, after = (
+            int_param(request, name) if name in request.GET else None
+            for name in ("before", "after")
         )
+        window = buildlog.more_lines(build, before, after)
     except InvalidValue as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain")
     return render(request, "builds/build_detail.html#log_more", {"build": build, "window": window})

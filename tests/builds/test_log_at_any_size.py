@@ -173,3 +173,15 @@ def test_finished_builds_logs_are_pruned_after_the_retention_and_say_so(
         )
     with pytest.raises(CommandError, match="--days must be 1 or more"):
         call_command("prune_logs", "--days", "0")
+
+
+def test_log_text_is_escaped_on_the_page_and_in_more_lines(
+    queued_build: Build, member: Client
+) -> None:
+    hostile = '<img src=x onerror=alert(1)> "quoted" & done'
+    LogLine.objects.create(build=queued_build, seq=1, platform='linux/"arm64', text=hostile)
+    for url in (f"/builds/{queued_build.pk}/", f"/builds/{queued_build.pk}/log/lines?after=0"):
+        html = member.get(url).content.decode()
+        assert "<img" not in html and 'data-log-platform="linux/"arm64"' not in html
+        assert "&lt;img src=x onerror=alert(1)&gt; &quot;quoted&quot; &amp; done" in html
+        assert 'data-log-platform="linux/&quot;arm64"' in html
