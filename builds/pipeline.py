@@ -29,6 +29,7 @@ import functools
 import logging
 import shutil
 import tempfile
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -73,10 +74,16 @@ Outcome = tuple[str, str, str]  # state, reason, fault
 
 
 class BuildRun:
-    def __init__(self, build: Build, backend: Backend, worker_id: str) -> None:
+    def __init__(
+        self,
+        build: Build,
+        backend: Backend,
+        worker_id: str,
+        handback: threading.Event | None = None,
+    ) -> None:
         self.build = build
         self.backend = backend
-        self.lease = Lease(build, worker_id)
+        self.lease = Lease(build, worker_id, handback)
         self.log = BuildLog(build)
         claimed = build.plan.get("steps") and not build.plan.get("preview")
         self.plan = Plan.from_json(build.plan) if claimed else None
@@ -330,6 +337,15 @@ class BuildRun:
         events.publish_status(self.build)
 
     def _stopped(self) -> Outcome:
+        if self.lease.handing_back:
+            if self.lease.requeue():
+                self.log.say(
+                    f"worker {self.lease.worker_id} is stopping (a restart or an upgrade) and its "
+                    "drain time is up: the build goes back to the queue and starts again"
+                )
+                self.build.refresh_from_db()
+                events.publish_status(self.build)
+            return Build.State.QUEUED, "handed back to the queue", Build.Fault.NONE
         if self.lease.timed_out:
             limit = settings.PORTAL_BUILD_TIMEOUT_SECONDS
             return Build.State.FAILED, f"timed out after {limit}s", Build.Fault.USER
@@ -338,7 +354,8 @@ class BuildRun:
     def execute(self) -> None:
         if outcome := self._execute():
             state, reason, fault = outcome
-            self.finish(state, self.log.redact(reason), fault)
+            if state != Build.State.QUEUED:  # queued again: the lease did it (`_stopped`)
+                self.finish(state, self.log.redact(reason), fault)
 
     def _execute(self) -> Outcome | None:
         root = services.workspace_root()

@@ -167,18 +167,29 @@ def reap_stale(now: datetime | None = None) -> list[int]:
 # --- the loop --------------------------------------------------------------------------------
 
 
-def work_once(worker_id: str, backend: Backend | None = None) -> Build | None:
-    """Reap, then claim and run at most one build. Returns the build it ran."""
+def work_once(
+    worker_id: str, backend: Backend | None = None, handback: threading.Event | None = None
+) -> Build | None:
+    """Reap, then claim and run at most one build. Returns the build it ran. When `handback`
+    is set meanwhile (the worker is stopping and its drain time is up), the build stops and
+    goes back to the queue."""
     reap_stale()
     build = claim_next(worker_id)
     if build is not None:
         project = build.project
         with logcontext.about_build(build.pk, project.name, project.team.slug):
-            BuildRun(build, backend or Backend(), worker_id).execute()
+            BuildRun(build, backend or Backend(), worker_id, handback).execute()
     return build
 
 
-def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float = 1.0) -> None:
+def run_forever(
+    stop: threading.Event,
+    worker_id: str | None = None,
+    poll: float = 1.0,
+    handback: threading.Event | None = None,
+) -> None:
+    """Until `stop`: claim and run builds. A build running when `stop` is set finishes, unless
+    `handback` is set too (then it goes back to the queue)."""
     worker_id = worker_id or default_worker_id()
     log.info("build worker %s started", worker_id)
     backend = Backend()
@@ -190,7 +201,7 @@ def run_forever(stop: threading.Event, worker_id: str | None = None, poll: float
             if time.monotonic() >= next_node_check:
                 check_due_nodes(settings.PORTAL_NODE_CHECK_SECONDS)
                 next_node_check = time.monotonic() + NODE_CHECK_POLL
-            ran = work_once(worker_id, backend)
+            ran = work_once(worker_id, backend, handback)
         except Exception:
             log.exception("worker loop error")
             ran = None

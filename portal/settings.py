@@ -248,6 +248,10 @@ PORTAL_WORKSPACE_DIR = Path(env.str("PORTAL_WORKSPACE_DIR", default=str(DATA_DIR
 # A running build renews its lease every few seconds; a lease older than this is a lost worker.
 PORTAL_BUILD_LEASE_SECONDS = env.int("PORTAL_BUILD_LEASE_SECONDS", default=60)
 PORTAL_BUILD_TIMEOUT_SECONDS = env.int("PORTAL_BUILD_TIMEOUT_SECONDS", default=3600)
+# A stopping `buildworker` (SIGTERM) lets its running build finish this long, then hands it back
+# to the queue. Keep it below the orchestrator's grace period (docker stop: 10 s unless
+# --time; Kubernetes: terminationGracePeriodSeconds, 30 s).
+PORTAL_WORKER_DRAIN_SECONDS = env.int("PORTAL_WORKER_DRAIN_SECONDS", default=25)
 # What one build's log may store (bytes of build output; 0: no cap). Past it one line says the
 # log was truncated and the build goes on; Crossport's own lines are always kept.
 PORTAL_BUILD_LOG_MAX_BYTES = env.int("PORTAL_BUILD_LOG_MAX_BYTES", default=64 * 1024 * 1024)
