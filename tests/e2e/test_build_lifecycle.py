@@ -71,3 +71,40 @@ def test_a_killed_worker_fails_its_build_with_worker_lost(
     assert result["state"] == "failed"
     assert result["reason"].startswith("worker lost"), result["reason"]
     _assert_not_pushed(image)
+
+
+def test_a_rolling_restart_hands_the_running_build_to_a_new_worker(
+    portal: Any, persona: Any, slow_repo: str
+) -> None:
+    """SIGTERM to each worker in turn, a new one started after each (as an orchestrator rolls
+    them): the old ones exit 0; the build they held goes back to the queue after the drain time
+    and a new worker runs it to the push, once."""
+    if not portal.scale_out:
+        pytest.skip("scale-out configuration only: the embedded worker is the server itself")
+    portal.kill_build_runners()
+    portal.env["PORTAL_WORKER_DRAIN_SECONDS"] = "2"
+    portal.start_build_runners()
+    try:
+        project_id, image = go_project(portal, persona, slow_repo, "slow-rolling")
+        status, build = portal.api(
+            "POST", f"/api/v1/projects/{project_id}/builds", persona.token, {}
+        )
+        assert status == 201
+        _wait_for_line(portal, persona.token, build["id"], "go build")
+        old = list(portal.workers)
+        for proc in old:
+            proc.terminate()  # SIGTERM
+            portal.start_worker()
+            assert proc.wait(timeout=60) == 0
+        portal.workers = [w for w in portal.workers if w not in old]
+        result = wait_finished(portal, persona.token, build["id"], timeout=600)
+        assert result["state"] == "succeeded", result["reason"]
+        _, log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", persona.token)
+        texts = [line["text"] for line in log["lines"]]
+        assert sum("goes back to the queue and starts again" in t for t in texts) == 1
+        assert sum(t.startswith("Crossport: succeeded") for t in texts) == 1
+        assert registry_index(image, "latest")[0] == result["manifest"]["digest"]
+    finally:
+        portal.kill_build_runners()
+        portal.env.pop("PORTAL_WORKER_DRAIN_SECONDS", None)
+        portal.start_build_runners()
