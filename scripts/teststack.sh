@@ -143,6 +143,7 @@ export PORTAL_BUILDKIT_IMAGE=$MIRROR/buildkit:$BUILDKIT_VERSION
 export PORTAL_TEST_AUTH_REGISTRY=$AUTH_ADDR
 export PORTAL_TEST_AUTH_USER=$AUTH_USER
 export PORTAL_TEST_AUTH_PASSWORD_FILE=$AUTH_DIR/password
+export PORTAL_BUILDKIT_REGISTRY_CA=$AUTH_ADDR=$AUTH_DIR/ca.crt
 # The portal may contact the stack's own registries, nothing else on this machine.
 export PORTAL_OUTBOUND_ALLOW=localhost:5000,$AUTH_ADDR
 EOF

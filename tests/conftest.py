@@ -33,6 +33,9 @@ def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
     settings.PORTAL_OUTBOUND_ALLOW = ["localhost:5000"]
     # Where the test projects' file:// repositories live (tests that check refusals narrow it).
     settings.PORTAL_GIT_FILE_ROOTS = ["/srv/git"]
+    # The stack's own BuildKit registry settings (scripts/teststack.sh env) stay out of unit tests.
+    settings.PORTAL_BUILDKIT_REGISTRY_CA = {}
+    settings.PORTAL_BUILDKIT_HTTP_REGISTRIES = []
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     # Each test starts with an empty cache, in the scale-out run too, where the cache is a
     # Redis that other runs may share.

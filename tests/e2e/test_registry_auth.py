@@ -291,3 +291,59 @@ def test_logins_merges_and_pushes_without_leaking_the_password(
         assert _files_containing(Path(portal.data_dir), secret) == []
         leftovers = [p for p in Path(tempfile.gettempdir()).glob("crossport-*") if p.is_dir()]
         assert not [p for p in leftovers if _files_containing(p, secret)]
+
+
+def test_a_builders_buildkit_reaches_the_tls_registry_with_no_manual_step(
+    portal: Any, portal_with: Any, hello_repo: str, password: str
+) -> None:
+    """A builder's BuildKit runs in a container of its own, which trusts nothing of the host:
+    the stack's CA reaches it through the buildkitd.toml Crossport writes
+    (PORTAL_BUILDKIT_REGISTRY_CA, which `scripts/teststack.sh env` sets), the team's login
+    through the build's docker config. A `builder:` build pushes to the TLS registry."""
+    team = portal_with.persona(portal, "tls-builder", "tlsb")
+    staff = portal.manage("portal_user", "tls-ops", "--team", "ops", "--staff").split()[-1]
+    _, listed = portal.api("GET", "/api/v1/nodes", staff)
+    local = next(n for n in listed["nodes"] if n["name"] == "local")
+    name = f"tls-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "nodes": [{"node": local["id"], "platforms": []}]}
+    status, made = portal.api("POST", "/api/v1/builders", staff, body)
+    assert status == 201, made
+    try:
+        config = (Path(portal.data_dir) / "buildkit" / f"{name}.toml").read_text()
+        assert f'[registry."{AUTH}"]' in config and "ca = [" in config, config
+        status, login = portal.api(
+            "POST",
+            "/api/v1/credentials",
+            team.token,
+            {"team": team.team, "registry": AUTH, "username": USER, "password": password},
+        )
+        assert status == 201, login
+        image = f"{AUTH}/tlsb/hello-{uuid.uuid4().hex[:8]}"
+        status, project = portal.api(
+            "POST",
+            "/api/v1/projects",
+            team.token,
+            {
+                "team": team.team,
+                "name": f"tls-{uuid.uuid4().hex[:6]}",
+                "language": "go",
+                "git_url": hello_repo,
+                "image": image,
+                "platforms": ["linux/amd64", "linux/arm64"],
+            },
+        )
+        assert status == 201, project
+        status, build = portal.api(
+            "POST",
+            f"/api/v1/projects/{project['id']}/builds",
+            team.token,
+            {"strategy": f"builder:{name}"},
+        )
+        assert status == 201, build
+        build = wait_finished(portal, team.token, build["id"], timeout=600)
+        assert build["state"] == "succeeded", build["reason"]
+        digest, index = _registry_get(f"{image.split('/', 1)[1]}/manifests/latest", password)
+        assert digest == build["manifest"]["digest"]
+        assert {m["platform"]["architecture"] for m in index["manifests"]} >= {"amd64", "arm64"}
+    finally:
+        portal.api("DELETE", f"/api/v1/builders/{name}", staff)
