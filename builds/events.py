@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,15 @@ LINES = "build.lines"
 STATUS = "build.status"
 
 _server_loop: asyncio.AbstractEventLoop | None = None
+
+
+# Builds were queued in this process: its worker (the embedded one, in `manage.py serve`) need
+# not wait for its next poll. Separate workers still find them by polling the database.
+QUEUED = threading.Event()
+
+
+def wake_workers() -> None:
+    QUEUED.set()
 
 
 def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:

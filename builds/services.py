@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import lang_plugins
-from builds import gitauth, gitsource, lint
+from builds import events, gitauth, gitsource, lint
 from builds.gitauth import GitAccess
 from builds.models import Build, BuildPlatform, BuildxBuilder
 from builds.placement import plan_build
@@ -125,6 +125,7 @@ def queue_build(
         )
         build.plan = preview_plan(build)
         build.save(update_fields=["plan"])
+        transaction.on_commit(events.wake_workers)
     return build
 
 
@@ -156,8 +157,6 @@ def cancel_build(build: Build) -> Build:
         finished_at=now,
         cancel_requested=True,
     ):
-        from builds import events
-
         build.close_platforms(Build.State.CANCELLED)
         build.refresh_from_db()
         events.publish_status(build)

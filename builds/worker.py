@@ -205,7 +205,8 @@ def run_forever(
         except Exception:
             log.exception("worker loop error")
             ran = None
-        if ran is None:
-            stop.wait(poll)
+        # Idle: the next poll, or sooner when a build is queued in this process.
+        if ran is None and events.QUEUED.wait(poll):
+            events.QUEUED.clear()
     close_old_connections()
     log.info("build worker %s stopped", worker_id)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,28 @@ def test_sigterm_stops_an_idle_worker_at_once_with_exit_0(tmp_path: Path) -> Non
     assert worker.returncode == 0, output
     assert time.monotonic() - started < 5  # idle: nothing to drain
     assert "stopping: no new builds; a running one has 25 s to finish" in output
+
+
+@pytest.mark.django_db(transaction=True)  # the worker thread reads what the test commits
+def test_an_idle_worker_wakes_when_this_process_queues_a_build(project: Any, alice: Any) -> None:
+    """The embedded worker (in `manage.py serve`) starts a build queued through the portal at
+    once, not at its next poll."""
+    from builds import events
+    from builds.services import queue_build
+    from builds.worker import run_forever
+
+    stop = threading.Event()
+    events.QUEUED.clear()
+    worker = threading.Thread(target=run_forever, args=(stop, "w1", 30.0))
+    worker.start()
+    try:
+        time.sleep(0.5)  # idle, waiting out a 30 s poll
+        started = time.monotonic()
+        build = queue_build(project, alice)
+        while Build.objects.get(pk=build.pk).state == Build.State.QUEUED:
+            assert time.monotonic() - started < 10, "the worker slept through the queueing"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        events.wake_workers()
+        worker.join(timeout=60)
