@@ -200,8 +200,11 @@ class BuilderMembership(models.Model):
         related_name="memberships",
         db_column="buildernode_id",
     )
-    platforms = models.JSONField(default=list, blank=True)
-    position = models.PositiveIntegerField(default=0)
+    # Database defaults too: the previous release adds members through the plain many-to-many.
+    platforms = models.JSONField(
+        default=list, db_default=models.Value([], models.JSONField()), blank=True
+    )
+    position = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "builds_buildxbuilder_nodes"
