@@ -122,7 +122,7 @@ class Project(models.Model):
     immutable_tags = models.BooleanField(default=False)
     # How builds run unless the request names a strategy (builds/planner.py STRATEGIES, or
     # builder:<name>); checked by the builds app when set and when a build is queued.
-    strategy = models.CharField(max_length=80, default="auto")
+    strategy = models.CharField(max_length=80, default="auto", db_default="auto")
     # The team's own Dockerfile, replacing the plugin's generated one (empty: generated).
     custom_dockerfile = models.TextField(blank=True)
     builder_node = models.ForeignKey(

@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='buildplatform',
             name='step',
-            field=models.CharField(blank=True, max_length=300),
+            field=models.CharField(blank=True, db_default='', max_length=300),
         ),
     ]

@@ -149,9 +149,11 @@ class BuildPlatform(models.Model):
     reason = models.TextField(blank=True)
     failed_step = models.CharField(max_length=20, blank=True, help_text='e.g. "6/8"')
     # The guardrail after the build (builds.guardrails.ArchCheck): {"binary", "machine", "ok"}.
-    arch_check = models.JSONField(default=dict, blank=True)
+    arch_check = models.JSONField(
+        default=dict, db_default=models.Value({}, models.JSONField()), blank=True
+    )
     # While it runs: the step BuildKit is on now (its vertex name), for the page's card.
-    step = models.CharField(max_length=300, blank=True)
+    step = models.CharField(max_length=300, blank=True, db_default="")
     # Pushed: the image's compressed size (config and layers, from its manifest).
     size_bytes = models.BigIntegerField(null=True, blank=True)
 

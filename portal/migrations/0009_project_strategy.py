@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='project',
             name='strategy',
-            field=models.CharField(default='auto', max_length=80),
+            field=models.CharField(db_default='auto', default='auto', max_length=80),
         ),
     ]
