@@ -308,9 +308,16 @@ def staging_tag(build_pk: int, platforms: list[str]) -> str:
     return f"crossport-build-{build_pk}-{slug}"[:128]
 
 
-def equivalent_cli(plan: Plan, image: str, tags: list[str], build_pk: int) -> list[str]:
+def equivalent_cli(
+    plan: Plan,
+    image: str,
+    tags: list[str],
+    build_pk: int,
+    buildkit_nodes: frozenset[str] = frozenset(),
+) -> list[str]:
     """The commands a person would type to do what this plan does (the article's commands),
-    with one docker context per node, named as the node (endpoints stay with the admins)."""
+    with one docker context per engine node, named as the node (endpoints stay with the
+    admins), and for a standalone BuildKit node a `remote` builder named as the node."""
     commands: list[str] = []
     emulated = sorted({s.platform for s in plan.steps if s.method != "native"})
     if emulated:
@@ -327,8 +334,10 @@ def equivalent_cli(plan: Plan, image: str, tags: list[str], build_pk: int) -> li
         platforms = [s.platform for s in steps]
         target = f"{image}:{staging_tag(build_pk, platforms)}"
         pushed.append(target)
-        where = [f"--builder={builder}"] if builder else []
-        argv = ["docker", *([] if builder else [f"--context={steps[0].node}"]), "buildx"]
+        node = steps[0].node
+        named = builder or (node if node in buildkit_nodes else "")
+        where = [f"--builder={named}"] if named else []
+        argv = ["docker", *([] if named else [f"--context={node}"]), "buildx"]
         argv += ["build", *where, f"--platform={','.join(platforms)}"]
         commands.append(shlex.join([*argv, f"--tag={target}", "--push", "."]))
     commands.append("# here the portal checks each platform's binary (README: Guardrails)")

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from builds import buildlog, services
 from builds.access import get_build_for_user
-from builds.models import Build
+from builds.models import Build, BuilderNode
 from builds.planner import Plan, equivalent_cli
 from portal.apiview import int_param
 from portal.grammar import InvalidValue
@@ -71,7 +71,9 @@ def _equivalent_cli(build: Build) -> list[str]:
     if not build.plan.get("steps"):
         return []
     plan = Plan.from_json(build.plan)
-    return equivalent_cli(plan, build.project.image, build.tags, build.pk)
+    kinds = BuilderNode.objects.filter(name__in={s.node for s in plan.steps})
+    remote = frozenset(kinds.filter(kind=BuilderNode.Kind.BUILDKIT).values_list("name", flat=True))
+    return equivalent_cli(plan, build.project.image, build.tags, build.pk, remote)
 
 
 @login_required

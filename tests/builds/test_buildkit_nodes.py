@@ -136,7 +136,7 @@ def test_emulators_are_the_hosts_business_not_the_portals(staff: Any, buildkit: 
 
 
 def test_a_build_on_a_buildkit_node_goes_through_its_builder_not_docker_host(
-    project: Any, alice: Any, buildkit: Any, local_node: BuilderNode
+    project: Any, alice: Any, buildkit: Any, local_node: BuilderNode, client: Any
 ) -> None:
     BuilderNode.objects.filter(pk=local_node.pk).update(enabled=False)
     node = BuilderNode.objects.create(
@@ -158,3 +158,10 @@ def test_a_build_on_a_buildkit_node_goes_through_its_builder_not_docker_host(
     assert "DOCKER_HOST" not in spec.env() and spec.cert_path is None
     assert spec.provenance == "mode=max"  # BuildKit pushes itself: an index, with attestations
     assert {r.node_id for r in build.platform_states.all()} == {node.pk}
+    # "The same by hand" on the build page: a remote builder named as the node, no context.
+    client.force_login(alice)
+    page = client.get(f"/builds/{build.pk}/").content.decode()
+    assert (
+        "docker buildx build --builder=bk --platform=linux/amd64,linux/arm64,linux/arm/v7" in page
+    )
+    assert "--context=bk" not in page
