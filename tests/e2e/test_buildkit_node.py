@@ -83,6 +83,11 @@ class Daemon:
             text=True,
         ).stdout
 
+    def cached(self) -> str:
+        """The size of the daemon's build cache, as `buildctl du` totals it ("0B" when empty)."""
+        total = [ln for ln in self.buildctl("du").splitlines() if ln.startswith("Total:")]
+        return total[0].split()[-1]
+
     def logs(self) -> str:
         done = subprocess.run(["docker", "logs", self.name], capture_output=True, text=True)
         return (done.stdout + done.stderr)[-3000:]
@@ -115,7 +120,7 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
     )
     assert status == 201 and node["reachable"], (node, daemon.logs())
     print(f"registered and checked in {time.monotonic() - started:.1f}s")
-    assert node["kind"] == "buildkit" and node["buildkit_version"] == "v0.13.2"
+    assert node["kind"] == "buildkit" and node["buildkit_version"].startswith("v0.13.2")
     assert node["native_platforms"][0] == "linux/amd64"
     assert "linux/arm64" in node["emulated_platforms"]  # the host's binfmt emulators
     assert daemon.tls["key"] not in str(node)
@@ -126,7 +131,7 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
     for pk in others:
         portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": False})
     try:
-        assert daemon.buildctl("du").strip().count("\n") <= 1  # nothing cached yet
+        assert daemon.cached() == "0B"  # nothing built there yet
         project_id, image = go_project(portal, persona, hello_repo, "buildkit-node", TWO)
         status, queued = portal.api(
             "POST", f"/api/v1/projects/{project_id}/builds", persona.token, {"tags": ["bk"]}
@@ -146,7 +151,7 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
         }
         assert pushed == set(TWO)
         assert {a["platform"] for a in build["attestations"]} == set(TWO)  # provenance
-        assert daemon.buildctl("du").strip().count("\n") > 5  # the daemon did the work
+        assert daemon.cached() != "0B", daemon.buildctl("du")  # the daemon did the work
     finally:
         for pk in others:
             portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": True})
