@@ -101,8 +101,12 @@ def test_a_rolling_restart_hands_the_running_build_to_a_new_worker(
         assert result["state"] == "succeeded", result["reason"]
         _, log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", persona.token)
         texts = [line["text"] for line in log["lines"]]
-        assert sum("goes back to the queue and starts again" in t for t in texts) == 1
+        # Handed back by the worker that held it, and again if the next old worker took it
+        # before its own turn came; pushed and tagged once, by a worker of the new set.
+        handed_back = sum("goes back to the queue and starts again" in t for t in texts)
+        assert 1 <= handed_back <= len(old)
         assert sum(t.startswith("Crossport: succeeded") for t in texts) == 1
+        assert texts.count(f"Crossport: tagged {image}:latest") == 1
         assert registry_index(image, "latest")[0] == result["manifest"]["digest"]
     finally:
         portal.kill_build_runners()
