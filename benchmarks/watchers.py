@@ -51,13 +51,22 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class Watcher:
     received: list[tuple[int, float]] = field(default_factory=list)  # (seq, when)
+    ready_at: float = 0.0  # first connection done (its status message received)
     away: tuple[float, float] = (0.0, 0.0)  # disconnected at, reconnected at
     reconnects: int = 0
 
 
 async def watch(
-    url: str, token: str, watcher: Watcher, total: int, drop_at: float, stop: threading.Event
+    url: str,
+    token: str,
+    watcher: Watcher,
+    total: int,
+    drop_after: float,
+    writing: dict[str, float],
+    stop: threading.Event,
 ) -> None:
+    """Follow the build; drop the connection `drop_after` seconds into the writing, reconnect
+    with ?after=<last seq>, and return once every line is in."""
     import websockets
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -67,12 +76,11 @@ async def watch(
         async with websockets.connect(
             f"{url}?format=json&after={last}", additional_headers=headers, max_size=None
         ) as ws:
-            if dropped:
-                watcher.away = (watcher.away[0], time.time() * 1000)
             while not stop.is_set():
                 if dropped and last >= total:
                     return
-                if not dropped and time.monotonic() >= drop_at:
+                begun = writing.get("at")
+                if not dropped and begun and time.monotonic() >= begun + drop_after:
                     dropped = True
                     watcher.reconnects += 1
                     watcher.away = (time.time() * 1000, 0.0)
@@ -81,6 +89,11 @@ async def watch(
                     message = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
                 except TimeoutError:
                     continue
+                if message["type"] == "status":  # sent once the backlog is through
+                    if not watcher.ready_at:
+                        watcher.ready_at = time.time() * 1000
+                    elif dropped and not watcher.away[1]:
+                        watcher.away = (watcher.away[0], time.time() * 1000)
                 if message["type"] != "lines":
                     continue
                 now = time.time() * 1000
@@ -90,18 +103,21 @@ async def watch(
 
 
 async def crowd(
-    url: str, token: str, watchers: list[Watcher], total: int, window: float, ready: Any
+    url: str,
+    token: str,
+    watchers: list[Watcher],
+    total: int,
+    window: float,
+    writing: dict[str, float],
+    ready: Any,
 ) -> None:
     stop = threading.Event()
-    start = time.monotonic()
     tasks = [
-        asyncio.create_task(
-            watch(url, token, w, total, start + 1 + random.uniform(0, window), stop)
-        )
+        asyncio.create_task(watch(url, token, w, total, random.uniform(0, window), writing, stop))
         for w in watchers
     ]
     ready.set()
-    done, pending = await asyncio.wait(tasks, timeout=window + 60)
+    done, pending = await asyncio.wait(tasks, timeout=window + 360)
     stop.set()
     for task in pending:
         task.cancel()
@@ -127,6 +143,7 @@ def main() -> None:
     database = args.database_url.rsplit("/", 1)[0] + f"/{name}"
     watchers = [Watcher() for _ in range(args.watchers)]
     written: dict[int, float] = {}
+    connect_s = 0.0
     try:
         setup_database(database, args.redis_url)
         from builds.buildlog import BuildLog
@@ -136,7 +153,8 @@ def main() -> None:
         build = running_build()
         token = ApiToken.issue(build.requested_by, "watchers")[1]
         batch = 3  # what one read of buildx's output decodes to: a few lines
-        writing = len(range(0, len(lines), batch)) * args.every
+        writing_s = len(range(0, len(lines), batch)) * args.every
+        writing: dict[str, float] = {}  # "at": when the worker began writing (monotonic)
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "PORTAL_DEBUG": "false", "PORTAL_DATA_DIR": tmp}
             server, url = serve(env, Path(tmp) / "server.log")
@@ -145,12 +163,18 @@ def main() -> None:
                 ready = threading.Event()
                 clients = threading.Thread(
                     target=lambda: asyncio.run(
-                        crowd(ws_url, token, watchers, len(lines), writing, ready)
+                        crowd(ws_url, token, watchers, len(lines), writing_s, writing, ready)
                     )
                 )
                 clients.start()
                 ready.wait()
-                time.sleep(1)  # every client connected (connections are cheap; 1 s is ample)
+                connecting = time.monotonic()
+                while sum(bool(w.ready_at) for w in watchers) < len(watchers):
+                    if time.monotonic() - connecting > 300:
+                        sys.exit("not every watcher connected within 300 s")
+                    time.sleep(0.1)
+                connect_s = time.monotonic() - connecting
+                writing["at"] = time.monotonic()
                 log = BuildLog(build)
                 for start in range(0, len(lines), batch):
                     chunk = lines[start : start + batch]
@@ -179,7 +203,8 @@ def main() -> None:
         dups += len(seqs) - len(set(seqs))
         gone, back = w.away
         for seq, when in w.received:
-            if not gone <= written[seq] <= back:  # written while connected: a live delivery
+            # A live delivery: written while this client was connected.
+            if written[seq] >= w.ready_at and not gone <= written[seq] <= back:
                 latencies.append(when - written[seq])
     latencies.sort()
     result = {
@@ -192,6 +217,7 @@ def main() -> None:
         "gaps": gaps,
         "dups": dups,
         "reconnects": sum(w.reconnects for w in watchers),
+        "all_connected_s": round(connect_s, 1),
         "config": "scale-out (PostgreSQL, channels-redis, separate processes)",
     }
     if not args.json:

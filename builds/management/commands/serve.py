@@ -67,7 +67,11 @@ class Command(BaseCommand):
         try:
             Server(
                 application=application,
-                endpoints=[f"tcp:port={port}:interface={interface}"],
+                # A crowd reconnecting at once (a deploy, a network blip) must queue, not be
+                # refused: a deep accept backlog, and time for each websocket's handshake (its
+                # token or session is looked up in the database) on a busy machine.
+                endpoints=[f"tcp:port={port}:interface={interface}:backlog=1024"],
+                websocket_handshake_timeout=30,
                 signal_handlers=True,
                 ready_callable=ready,
             ).run()
