@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+import django  # noqa: E402
+
+django.setup()  # the e2e helpers import the portal's models (this process touches no database)
 
 from e2e.conftest import commit_all, make_persona, running_portal  # noqa: E402
 
@@ -82,9 +87,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         repo = static_repo(root)
-        extra = {"PORTAL_TEAM_MAX_BUILDS": "1", "PORTAL_GIT_FILE_ROOTS": str(root)}
+        extra = {"PORTAL_TEAM_MAX_BUILDS": "1"}  # file:// repositories: below `root`
         with running_portal(root / "portal", root, extra) as portal:
             people = [make_persona(portal, f"burst{t}", f"burst{t}") for t in range(args.teams)]
+            status, detected = portal.api(
+                "POST",
+                "/api/v1/detect",
+                people[0].token,
+                {"team": people[0].team, "git_url": repo, "ref": "main"},
+            )
+            assert status == 200 and detected["language"] == "static", detected
             jobs = []  # (persona, project id)
             for persona in people:
                 for p in range(per_team):
@@ -99,6 +111,7 @@ def main() -> None:
                             "git_url": repo,
                             "image": unique_image(f"burst-{persona.team}-{p}"),
                             "platforms": PLATFORMS,
+                            "options": detected["options"],
                         },
                     )
                     assert status == 201, project

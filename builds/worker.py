@@ -15,10 +15,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from builds import events, services
@@ -57,11 +58,12 @@ def claim_next(worker_id: str) -> Build | None:
 
     One build per project at a time: builds of a project push the same tags, so running them
     in order keeps "latest" and the immutable-version check (done before the push) honest.
-    Teams with fewer running builds go first (oldest first among equals), so one team's queue
-    cannot starve another's, and a team runs at most PORTAL_TEAM_MAX_BUILDS at once (0: no
-    limit). The project row and the node rows are locked while claiming and
-    planning, so two workers cannot both start one, nor overfill a node. A build that no node
-    has room for stays queued; one that no healthy node can build at all fails, saying why.
+    Teams with fewer running builds go first, then the team that started a build least
+    recently, then the oldest build, so one team's queue cannot starve another's; a team runs
+    at most PORTAL_TEAM_MAX_BUILDS at once (0: no limit). The project row and the node rows
+    are locked while claiming and planning, so two workers cannot both start one, nor overfill
+    a node. A build that no node has room for stays queued; one that no healthy node can build
+    at all fails, saying why.
     """
     now = timezone.now()
     queued = list(
@@ -73,7 +75,18 @@ def claim_next(worker_id: str) -> Build | None:
     running = Counter(
         Build.objects.filter(state=Build.State.RUNNING).values_list("project__team_id", flat=True)
     )
-    queued.sort(key=lambda row: running[row[2]])  # stable: oldest first among equals
+    # Among teams with as many builds running, the one that started a build least recently goes
+    # first (never: first of all), so a team whose builds end quickly cannot keep the workers
+    # from the teams queued behind it.
+    started = dict(
+        Build.objects.filter(project__team_id__in={row[2] for row in queued})
+        .exclude(started_at=None)
+        .values("project__team_id")
+        .annotate(last=Max("started_at"))
+        .values_list("project__team_id", "last")
+    )
+    never = datetime.min.replace(tzinfo=UTC)
+    queued.sort(key=lambda row: (running[row[2]], started.get(row[2]) or never))  # stable
     limit = settings.PORTAL_TEAM_MAX_BUILDS
     waiting: set[int] = set()  # projects whose oldest build waits: their later ones wait too
     for pk, project_id, team_id in queued:

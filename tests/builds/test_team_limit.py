@@ -50,3 +50,26 @@ def test_no_limit_by_default(alpha: Team, alice: Any, local_node: BuilderNode) -
     BuilderNode.objects.filter(pk=local_node.pk).update(max_builds=10)
     builds = [queue_build(_project(alpha, f"a{n}", alice), alice) for n in range(4)]
     assert [claim_next(f"w{n}").pk for n in range(4)] == [b.pk for b in builds]  # type: ignore[union-attr]
+
+
+def test_a_team_whose_builds_end_quickly_does_not_keep_the_others_waiting(
+    alpha: Team, beta: Team, alice: Any, charlie: Any, local_node: BuilderNode
+) -> None:
+    """Both teams have nothing running each time a worker looks (alpha's builds end at once):
+    the team that started a build least recently goes first, so beta is not starved by
+    alpha's older queue."""
+    gamma = Team.objects.create(slug="gamma", name="Gamma")
+    Membership.objects.create(user=charlie, team=gamma, role=Membership.Role.ADMIN)
+    for n in range(3):
+        queue_build(_project(alpha, f"a{n}", alice), alice)
+    for team in (beta, gamma):
+        queue_build(_project(team, "x", charlie), charlie)
+    started = []
+    for n in range(5):
+        build = claim_next(f"w{n}")
+        assert build is not None
+        started.append(build.project.team.slug)
+        Build.objects.filter(pk=build.pk).update(state=Build.State.FAILED)  # ends at once
+    assert started == ["alpha", "beta", "gamma", "alpha", "alpha"]
+        Build.objects.filter(state="failed").values_list("pk", flat=True)
+    )
