@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
+from builds.models import Build
 from builds.proc import die_with_parent, docker_cli_env, kill_group
+from portal import tagging
+from portal.grammar.git import without_userinfo
 
 # BuildKit prefixes every cache mount's id with this build arg (the frontend attribute
 # `build-arg:BUILDKIT_CACHE_MOUNT_NS`): the portal sets it to the team's opaque id.
@@ -203,3 +207,18 @@ def csv_field(text: str) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow([text])
     return out.getvalue()
+
+
+def oci_facts(build: Build) -> dict[str, str]:
+    """What a build's images say about themselves (OCI labels on each image config, and
+    annotations on the index): the source without credentials, the commit, the title, the
+    semver tag when there is one, when."""
+    project = build.project
+    facts = {
+        "org.opencontainers.image.source": without_userinfo(project.git_url),
+        "org.opencontainers.image.revision": build.commit,
+        "org.opencontainers.image.title": project.name,
+        "org.opencontainers.image.version": tagging.version(build.tags),
+        "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
+    }
+    return {key: value for key, value in facts.items() if value}

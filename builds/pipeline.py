@@ -35,7 +35,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from builds import (
     builders,
@@ -64,7 +63,6 @@ from builds.proc import ProcessStopped
 from builds.publish import Publisher
 from portal import outbound, tagging
 from portal.grammar import InvalidValue
-from portal.grammar.git import without_userinfo
 from portal.grammar.reference import parse_reference
 from portal.sealing import SealError
 
@@ -245,8 +243,8 @@ class BuildRun:
                 cert_path=None if builder else certs.get(node.pk),
                 network=settings.PORTAL_BUILD_NETWORK,
                 # The same OCI facts on every image config and on the index itself.
-                labels=self.oci_annotations(),
-                annotations={f"index:{k}": v for k, v in self.oci_annotations().items()},
+                labels=buildx.oci_facts(self.build),
+                annotations={f"index:{k}": v for k, v in buildx.oci_facts(self.build).items()},
                 push_once=not builder and node.image_store == "containerd",
                 provenance="mode=max" if attest else "",
                 sbom_generator=self.sbom_generator if attest else "",
@@ -261,17 +259,6 @@ class BuildRun:
         node's own (builds.buildkitnodes), or none: the engine's default, by DOCKER_HOST."""
         assert self.plan is not None
         return builder_name(self.plan.strategy) or buildkitnodes.builder_for(node)
-
-    def oci_annotations(self) -> dict[str, str]:
-        project, build = self.build.project, self.build
-        facts = {
-            "org.opencontainers.image.source": without_userinfo(project.git_url),
-            "org.opencontainers.image.revision": build.commit,
-            "org.opencontainers.image.title": project.name,
-            "org.opencontainers.image.version": tagging.version(build.tags),
-            "org.opencontainers.image.created": (build.started_at or timezone.now()).isoformat(),
-        }
-        return {key: value for key, value in facts.items() if value}
 
     def build_platforms(self) -> Outcome | None:
         """All runs; None when every one pushed, the verdict when stopped, raises on failure."""
@@ -290,7 +277,12 @@ class BuildRun:
         """The staged pushes, each platform's binary checked, then the build's tags pointed at
         them and every platform in the index they name (builds.publish)."""
         publisher = Publisher(
-            self.build, self.backend, self.lease, self.log, self.platforms, self.oci_annotations()
+            self.build,
+            self.backend,
+            self.lease,
+            self.log,
+            self.platforms,
+            buildx.oci_facts(self.build),
         )
         try:
             sources, platforms, attestations = publisher.staged(self.runs.specs)
