@@ -36,6 +36,7 @@ def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
     # The stack's own BuildKit registry settings (scripts/teststack.sh env) stay out of unit tests.
     settings.PORTAL_BUILDKIT_REGISTRY_CA = {}
     settings.PORTAL_BUILDKIT_HTTP_REGISTRIES = []
+    settings.PORTAL_BUILDKIT_IMAGE = "moby/buildkit:buildx-stable-1"  # the settings' default
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     # Each test starts with an empty cache, in the scale-out run too, where the cache is a
     # Redis that other runs may share.

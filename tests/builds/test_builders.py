@@ -33,7 +33,6 @@ def registries(settings: Any) -> Any:
     settings.PORTAL_OUTBOUND_ALLOW = ["localhost:5000", "registry.example.com", "10.0.0.0/8"]
     settings.PORTAL_BUILDKIT_HTTP_REGISTRIES = ["Registry.LAN:5000"]
     settings.PORTAL_BUILDKIT_REGISTRY_CA = {"crossport-registry.test:5443": "/etc/crossport/ca.pem"}
-    settings.PORTAL_BUILDKIT_IMAGE = "moby/buildkit:buildx-stable-1"
     return settings
 
 
