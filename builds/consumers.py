@@ -1,13 +1,20 @@
 """Live build pages: a websocket per build sends the backlog, then every new line and status.
 
-No gap, no duplicate: the consumer joins the build's group *before* it reads the backlog, so
-lines published meanwhile wait in its channel; anything with seq <= the last line sent is dropped.
+No gap, no duplicate: the consumer subscribes to the build's events (`builds.fanout`, one
+channel-layer subscription per process) *before* it reads the backlog, so lines published
+meanwhile wait in its queue; anything with seq <= the last line sent is dropped, and a gap (a
+queue that overflowed) is filled from the database.
 The page (htmx ws extension) gets HTML fragments swapped out-of-band; `?format=json` gets JSON.
+An event's JSON text and HTML are made once and shared by every watcher that is caught up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,10 +23,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from builds import events
+from builds import events, fanout
 from builds.buildlog import lines_html
 from builds.models import Build
 from portal import counters
+
+log = logging.getLogger(__name__)
 
 NOT_FOUND = 4404  # close code: the build does not exist or is outside the user's teams
 BACKLOG_CHUNK = 500
@@ -30,6 +39,8 @@ class BuildConsumer(AsyncWebsocketConsumer):
     group: str
     last_seq: int
     as_json: bool
+    inbox: asyncio.Queue[dict[str, Any]] | None = None
+    pump: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.build_id = int(self.scope["url_route"]["kwargs"]["pk"])
@@ -43,7 +54,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
             await self.close(code=NOT_FOUND)
             return
         self.group = events.build_group(self.build_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.inbox = await fanout.subscribe(self.channel_layer, self.group)
         await self.accept()
         await sync_to_async(counters.add)(counters.WATCHERS)
         while True:
@@ -52,11 +63,26 @@ class BuildConsumer(AsyncWebsocketConsumer):
                 break
             await self.send_lines(lines)
         await self.send_status(await self.status())
+        self.pump = asyncio.create_task(self.follow(self.inbox))
 
     async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.pump is not None:
+            self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.pump
+        if self.inbox is not None:
+            await fanout.unsubscribe(self.group, self.inbox)
             await sync_to_async(counters.add)(counters.WATCHERS, -1)
+
+    async def follow(self, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        """The build's events, one after the other, for as long as the client stays."""
+        handlers = {events.LINES: self.build_lines, events.STATUS: self.build_status}
+        while True:
+            event = await inbox.get()
+            try:
+                await handlers[event["type"]](event)
+            except Exception:
+                log.exception("websocket for build %s: event %s", self.build_id, event["type"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients only listen; anything they send is ignored."""
@@ -69,33 +95,56 @@ class BuildConsumer(AsyncWebsocketConsumer):
             # database so the client still sees every line once, in order.
             while missing := await self.backlog(before=lines[0]["seq"]):
                 await self.send_lines(missing)
-        await self.send_lines([line for line in lines if line["seq"] > self.last_seq])
+        fresh = [line for line in lines if line["seq"] > self.last_seq]
+        if fresh and len(fresh) == len(event["lines"]):
+            await self.send_lines(fresh, shared=event)
+        else:
+            await self.send_lines(fresh)
 
     async def build_status(self, event: dict[str, Any]) -> None:
-        await self.send_status({k: v for k, v in event.items() if k != "type"})
+        status = {k: v for k, v in event.items() if k != "type" and not k.startswith("text.")}
+        await self.send_status(status, shared=event)
 
     # sending ------------------------------------------------------------------------------
-    async def send_lines(self, lines: list[dict[str, Any]]) -> None:
+    async def send_lines(
+        self, lines: list[dict[str, Any]], shared: dict[str, Any] | None = None
+    ) -> None:
+        """Send `lines`; `shared` is the event they all came from (see `send_shared`)."""
         if not lines:
             return
         self.last_seq = lines[-1]["seq"]
-        if self.as_json:
-            await self.send_json({"type": "lines", "lines": lines})
-        else:
-            html = render_to_string(
+
+        async def text() -> str:
+            if self.as_json:
+                return json.dumps({"type": "lines", "lines": lines})
+            return render_to_string(
                 "builds/build_detail.html#ws_lines", {"lines_html": lines_html(lines)}
             )
-            await self.send(text_data=html)
 
-    async def send_status(self, status: dict[str, Any]) -> None:
-        if self.as_json:
-            await self.send_json({"type": "status", **status})
-        else:
-            html = await database_sync_to_async(self.render_status)(status)
-            await self.send(text_data=html)
+        await self.send_shared(text, shared)
 
-    async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
+    async def send_status(
+        self, status: dict[str, Any], shared: dict[str, Any] | None = None
+    ) -> None:
+        async def text() -> str:
+            if self.as_json:
+                return json.dumps({"type": "status", **status})
+            return str(await database_sync_to_async(self.render_status)(status))
+
+        await self.send_shared(text, shared)
+
+    async def send_shared(
+        self, make: Callable[[], Awaitable[str]], shared: dict[str, Any] | None
+    ) -> None:
+        """Send the text `make` returns; with `shared` (a group event every watcher of this
+        process receives), it is made once per format and kept on the event."""
+        key = "text.json" if self.as_json else "text.html"
+        text = shared.get(key) if shared is not None else None
+        if text is None:
+            text = await make()
+            if shared is not None:
+                shared[key] = text
+        await self.send(text_data=text)
 
     # database -----------------------------------------------------------------------------
     @database_sync_to_async
