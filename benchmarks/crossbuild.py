@@ -13,16 +13,29 @@ off (build cache pruned before every build, `--no-cache`), pushed to the local r
 - naive:  benchmarks/naive/<key>.Dockerfile, which compiles/installs in the per-platform stage,
           i.e. under QEMU for the arm platforms, for the same three platforms.
 
-Writes benchmarks/out/crossbuild.md (table) and benchmarks/out/crossbuild.png (chart).
-Target from the issue: multi within 2.0x of single on one 2-core node.
+Also, from the same run:
+- go floor: what three Go compiles must cost at least, `single + 2 x compile`, where compile is
+          the single-platform `go build` step's own time, read from buildx's rawjson vertex
+          timestamps (three compiles cannot share work; everything else can be done once);
+- portal overhead: the Go sample through a running portal (API build of a git commit, from
+          the build's created_at to its finished_at: clone, guardrails, buildx, arch checks,
+          ledger) against `docker buildx build` of the same Dockerfile by hand, both cold, both
+          pushing once to the local registry (`--output=type=image,push=true`, as the portal
+          does on this engine; `--push` pushes twice here, see builds/buildx.py).
+
+Writes benchmarks/out/crossbuild.md (table) and benchmarks/out/crossbuild.png (chart). With
+--json, ends with one JSON line of ratios against native amd64 single-platform:
+{"go": r, "go_floor": f, "java": r, "python": r, "static": r, "portal_overhead": o}.
 
     eval "$(scripts/teststack.sh env)"
-    .venv/bin/python benchmarks/crossbuild.py [--plugins go,java,python,static] [--repeat 1]
+    .venv/bin/python benchmarks/crossbuild.py [--plugins go,java,python,static] [--repeat 1] \
+        [--json] [--no-portal]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -31,7 +44,9 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,6 +61,7 @@ import lang_plugins  # noqa: E402
 from builds import buildx  # noqa: E402
 from builds.buildruns import REGISTRY_5XX  # noqa: E402
 from builds.nodes import image_store  # noqa: E402
+from builds.rawjson import StreamDecoder  # noqa: E402
 
 SAMPLES = ROOT / "tests" / "e2e" / "samples"
 # As the worker pushes on this engine (see builds.buildx).
@@ -92,9 +108,35 @@ def prune() -> None:
     subprocess.run(["docker", "buildx", "prune", "-af"], capture_output=True, check=True)
 
 
+def step_seconds(output: bytes) -> dict[str, float]:
+    """Each BuildKit vertex's own time (completed - started), by vertex name, from a rawjson
+    stream."""
+    times: dict[str, dict[str, str]] = {}
+    for item in StreamDecoder().feed_bytes(output):
+        if isinstance(item, dict):
+            for vertex in item.get("vertexes") or []:
+                seen = times.setdefault(vertex["digest"], {})
+                seen.update({k: vertex[k] for k in ("name", "started", "completed") if k in vertex})
+    return {
+        v["name"]: (
+            datetime.fromisoformat(v["completed"]) - datetime.fromisoformat(v["started"])
+        ).total_seconds()
+        for v in times.values()
+        if {"name", "started", "completed"} <= v.keys()
+    }
+
+
+def compile_seconds(output: bytes) -> float:
+    """The Go compile step's time in a single-platform build's output."""
+    steps = [t for name, t in step_seconds(output).items() if "go build" in name]
+    if len(steps) != 1:
+        raise SystemExit(f"expected one `go build` step in the single-platform run, saw {steps}")
+    return steps[0]
+
+
 def timed_build(
     key: str, variant: str, dockerfile: Path, context: Path, platforms: list[str], cold: bool = True
-) -> float:
+) -> tuple[float, bytes]:
     if cold:
         prune()
     with tempfile.TemporaryDirectory() as work:
@@ -122,7 +164,7 @@ def timed_build(
     if code != 0:
         tail = output[-3000:].decode(errors="replace")
         raise SystemExit(f"{key}/{variant} failed ({code}):\n{tail}")
-    return elapsed
+    return elapsed, output
 
 
 def bench(key: str, repeat: int) -> dict[str, float]:
@@ -130,16 +172,21 @@ def bench(key: str, repeat: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work:
         dockerfile = render_sample(key, Path(work))
         runs: dict[str, list[float]] = {"multi": [], "warm": [], "single": [], "naive": []}
+        if key == "go":
+            runs["floor"] = []
         for _ in range(repeat):
-            runs["multi"].append(timed_build(key, "multi", dockerfile, context, ALL))
+            runs["multi"].append(timed_build(key, "multi", dockerfile, context, ALL)[0])
             # Steady state: a new commit on a warm builder.
             with tempfile.TemporaryDirectory() as changed:
                 shutil.copytree(context, changed, dirs_exist_ok=True)
                 (Path(changed) / "BENCH_CHANGE").write_text(uuid.uuid4().hex)
                 runs["warm"].append(
-                    timed_build(key, "warm", dockerfile, Path(changed), ALL, cold=False)
+                    timed_build(key, "warm", dockerfile, Path(changed), ALL, cold=False)[0]
                 )
-            runs["single"].append(timed_build(key, "single", dockerfile, context, ALL[:1]))
+            single, output = timed_build(key, "single", dockerfile, context, ALL[:1])
+            runs["single"].append(single)
+            if key == "go":
+                runs["floor"].append(single + 2 * compile_seconds(output))
             runs["naive"].append(
                 timed_build(
                     key,
@@ -147,14 +194,80 @@ def bench(key: str, repeat: int) -> dict[str, float]:
                     NAIVE / f"{key}.Dockerfile",
                     context,
                     NAIVE_PLATFORMS.get(key, ALL),
-                )
+                )[0]
             )
     result = {variant: statistics.median(times) for variant, times in runs.items()}
     print(f"{key}: " + ", ".join(f"{v} {t:.1f}s" for v, t in result.items()), flush=True)
     return result
 
 
-def write_report(results: dict[str, dict[str, float]], repeat: int) -> None:
+def portal_overhead(repeat: int) -> dict[str, float]:
+    """The Go sample through a running portal against the same Dockerfile by hand."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from e2e.conftest import commit_all, make_persona, running_portal
+
+    runs: dict[str, list[float]] = {"by_hand": [], "portal": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        source = root / "go-src"
+        shutil.copytree(SAMPLES / "go", source)
+        commit_all(source, "go sample")
+        dockerfile = render_sample("go", root)
+        with running_portal(root / "portal", root) as portal:
+            persona = make_persona(portal, "bench", "bench")
+            status, detected = portal.api(
+                "POST",
+                "/api/v1/detect",
+                persona.token,
+                {"team": persona.team, "git_url": f"file://{source}", "ref": "main"},
+            )
+            assert status == 200, detected
+            status, project = portal.api(
+                "POST",
+                "/api/v1/projects",
+                persona.token,
+                {
+                    "team": persona.team,
+                    "name": "go-bench",
+                    "language": "go",
+                    "git_url": f"file://{source}",
+                    "image": f"{REGISTRY}/bench/go-portal",
+                    "platforms": ALL,
+                    "options": detected["options"],
+                    "strategy": "emulate",
+                },
+            )
+            assert status == 201, project
+            for _ in range(repeat):
+                runs["by_hand"].append(timed_build("go", "by-hand", dockerfile, source, ALL)[0])
+                prune()
+                runs["portal"].append(portal_build(portal, persona, project["id"]))
+    result = {variant: statistics.median(times) for variant, times in runs.items()}
+    print(
+        f"portal overhead (go): by hand {result['by_hand']:.1f}s, portal {result['portal']:.1f}s",
+        flush=True,
+    )
+    return result
+
+
+def portal_build(portal: Any, persona: Any, project: int) -> float:
+    status, build = portal.api("POST", f"/api/v1/projects/{project}/builds", persona.token, {})
+    assert status == 201, build
+    deadline = time.monotonic() + 1800
+    while build["state"] not in ("succeeded", "failed", "cancelled"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"portal build {build['id']} did not finish")
+        time.sleep(0.5)
+        build = portal.api("GET", f"/api/v1/builds/{build['id']}", persona.token)[1]
+    if build["state"] != "succeeded":
+        raise SystemExit(f"portal build {build['id']} {build['state']}: {build['reason']}")
+    finished = datetime.fromisoformat(build["finished_at"])
+    return (finished - datetime.fromisoformat(build["created_at"])).total_seconds()
+
+
+def write_report(
+    results: dict[str, dict[str, float]], overhead: dict[str, float] | None, repeat: int
+) -> None:
     OUT.mkdir(exist_ok=True)
     lines = [
         f"# Cross-building benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
@@ -170,6 +283,20 @@ def write_report(results: dict[str, dict[str, float]], repeat: int) -> None:
             f"{r['multi'] / r['single']:.2f}x | {r['naive'] / r['multi']:.2f}x | "
             f"{r['warm']:.1f} s |"
         )
+    if "floor" in results.get("go", {}):
+        go = results["go"]
+        lines += [
+            "",
+            f"Go floor (amd64 only + 2 x its compile step): {go['floor']:.1f} s; "
+            f"3 platforms / floor: {go['multi'] / go['floor']:.2f}x",
+        ]
+    if overhead:
+        lines += [
+            "",
+            f"Portal overhead (go, 3 platforms): by hand {overhead['by_hand']:.1f} s, "
+            f"through the portal {overhead['portal']:.1f} s: "
+            f"{overhead['portal'] / overhead['by_hand']:.2f}x",
+        ]
     (OUT / "crossbuild.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
@@ -213,9 +340,21 @@ def main() -> None:
         "--plugins", default=",".join(p.name for p in sorted(SAMPLES.iterdir()) if p.is_dir())
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the ratios")
+    parser.add_argument("--no-portal", action="store_true", help="skip the portal overhead measure")
     args = parser.parse_args()
     results = {key: bench(key, args.repeat) for key in args.plugins.split(",")}
-    write_report(results, args.repeat)
+    overhead = None if args.no_portal else portal_overhead(args.repeat)
+    write_report(results, overhead, args.repeat)
+    if args.json:
+        ratios: dict[str, float | None] = {
+            key: round(r["multi"] / r["single"], 2) for key, r in results.items()
+        }
+        if "go" in results:
+            ratios["go_floor"] = round(results["go"]["floor"] / results["go"]["single"], 2)
+        if overhead:
+            ratios["portal_overhead"] = round(overhead["portal"] / overhead["by_hand"], 2)
+        print(json.dumps(ratios))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,28 @@ EOF
 
 papt() { APT_CONFIG="$APT_DIR/apt.conf" apt-get -q "$@"; }
 
+# private_lists: the private apt lists, updated once per `up`. Callers run in $(...) subshells
+# too: the update is remembered in a file named after this run's pid ($$ is the same there).
+private_lists() {
+    [[ ! -e $APT_DIR/updated.$$ ]] || return 0
+    log "seed: updating private apt lists (bookworm amd64/arm64/armhf)"
+    apt_update_retry papt >>"$LOG_DIR/seed-apt.log" 2>&1 ||
+        log "warning: private apt update reported errors (see $LOG_DIR/seed-apt.log); trying anyway"
+    : >"$APT_DIR/updated.$$"
+}
+
+# essential_packages DEB_ARCH: the Essential: yes packages of bookworm for DEB_ARCH, comma
+# separated (what mmdebstrap's essential variant would install), read from the private lists.
+essential_packages() {
+    local list
+    private_lists
+    list=$(compgen -G "$APT_DIR/lists/*_bookworm_main_binary-$1_Packages*" | head -n1) ||
+        die "no bookworm Packages list for $1 in $APT_DIR/lists; see $LOG_DIR/seed-apt.log"
+    /usr/lib/apt/apt-helper cat-file "$list" |
+        awk -v RS= '/\nEssential: yes/ { match($0, /^Package: [^\n]+/); print substr($0, 10, RLENGTH - 9) }' |
+        sort -u | paste -sd,
+}
+
 # fetch_deb PKG ARCH -> prints the path of PKG_*_ARCH.deb, downloading it
 # into the cache unless a copy is there already.
 fetch_deb() {
@@ -44,14 +66,7 @@ fetch_deb() {
         f=
     fi
     if [[ -z $f ]]; then
-        # fetch_deb runs in $(...) subshells: remember the update in a file
-        # named after this run's pid ($$ is the same in subshells).
-        if [[ ! -e $APT_DIR/updated.$$ ]]; then
-            log "seed: updating private apt lists (bookworm amd64/arm64/armhf)"
-            apt_update_retry papt >>"$LOG_DIR/seed-apt.log" 2>&1 ||
-                log "warning: private apt update reported errors (see $LOG_DIR/seed-apt.log); trying anyway"
-            : >"$APT_DIR/updated.$$"
-        fi
+        private_lists
         local spec="$pkg:$arch"
         [[ $arch == all ]] && spec=$pkg
         (cd "$dir" && papt download "$spec") >>"$LOG_DIR/seed-apt.log" 2>&1 ||
@@ -94,19 +109,29 @@ busybox_root() {
 }
 
 # debian_rootfs ARCH OUT.tar INCLUDES LOGNAME [MMDEBSTRAP ARGS...]: a bookworm root
-# filesystem (apt variant) with INCLUDES, as a tar (keeps owners, modes and links exactly; a
-# Dockerfile ADDs it). Foreign maintainer scripts run under QEMU. No docs, man pages or
-# translations, like the official slim images; downloaded .debs are kept per architecture
-# in $DEB_CACHE/mmdebstrap-<debian arch>. Extra arguments (hooks) go to mmdebstrap.
+# filesystem of the Essential packages plus INCLUDES and their dependencies, as a tar (keeps
+# owners, modes and links exactly; a Dockerfile ADDs it), with the common files (passwd, group,
+# CA bundle). The packages are unpacked, not configured (mmdebstrap's extract variant): no
+# maintainer script runs, so nothing runs under QEMU and a foreign root costs what a native
+# one does (the slow part of seeding used to be dpkg and py3compile emulated, ~20x slower).
+# What those scripts would add, a stand-in does not need: no dpkg database of installed
+# packages (no apt-get in the images), no ld.so.cache (the loader searches the multiarch
+# folders), no byte-compiled stdlib. No docs, man pages or translations, like the official
+# slim images; downloaded .debs are kept per architecture in $DEB_CACHE/mmdebstrap-<debian
+# arch>. Extra arguments (hooks) go to mmdebstrap.
 debian_rootfs() {
-    local arch=$1 out=$2 include=$3 logfile="$LOG_DIR/seed-$4-mmdebstrap.log" deb_arch cache
+    local arch=$1 out=$2 include=$3 logfile="$LOG_DIR/seed-$4-mmdebstrap-$1.log" deb_arch cache
+    local common essential
     shift 4
     deb_arch=${DEB_ARCH[$arch]}
     cache="$DEB_CACHE/mmdebstrap-$deb_arch"
+    common=$(mktemp -d)
+    common_root "$common"
+    essential=$(essential_packages "$deb_arch")
     mkdir -p "$cache"
-    log "seed: mmdebstrap $deb_arch ($include; log: $logfile)"
-    if ! mmdebstrap --variant=apt --arch="$deb_arch" --include="$include" \
-            --skip=essential/unlink \
+    : >"$logfile"
+    log "seed: mmdebstrap $deb_arch (essential + $include; log: $logfile)"
+    if ! mmdebstrap --variant=extract --arch="$deb_arch" --include="$essential,$include" \
             --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -114,12 +139,32 @@ debian_rootfs() {
             --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
             --setup-hook="sync-in $cache /var/cache/apt/archives/" \
             --customize-hook="sync-out /var/cache/apt/archives $cache" \
+            --customize-hook="sync-in $common /" \
             "$@" bookworm "$out" \
             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main" \
             >>"$logfile" 2>&1; then
         tail -n 30 "$logfile" >&2
         die "mmdebstrap for $deb_arch failed; see $logfile"
     fi
+    rm -rf "$common"
+}
+
+# debian_rootfs_all DIR INCLUDES LOGNAME [MMDEBSTRAP ARGS...]: debian_rootfs for every seeded
+# architecture at once (DIR/<arch>.tar); each has its own .deb cache, and the private lists are
+# updated before they start.
+debian_rootfs_all() {
+    local dir=$1 include=$2 name=$3 arch pid failed=0
+    local -a pids=()
+    shift 3
+    private_lists
+    for arch in "${SEED_ARCHES[@]}"; do
+        debian_rootfs "$arch" "$dir/$arch.tar" "$include" "$name" "$@" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+    ((failed == 0)) || die "a $name root filesystem could not be made (see the messages above)"
 }
 
 busybox_links() {

@@ -24,16 +24,6 @@ JAVA_MAVEN_ROOTS=(maven libmaven-compiler-plugin-java libmaven-jar-plugin-java
     libmaven-resources-plugin-java libmaven-install-plugin-java libsurefire-java)
 JAVA_SEEDED=0
 
-# java_lists: the private apt lists, updated once per run (same marker as fetch_deb).
-java_lists() {
-    if [[ ! -e $APT_DIR/updated.$$ ]]; then
-        log "seed: updating private apt lists (bookworm amd64/arm64/armhf)"
-        apt_update_retry papt >>"$LOG_DIR/seed-apt.log" 2>&1 ||
-            log "warning: private apt update reported errors (see $LOG_DIR/seed-apt.log); trying anyway"
-        : >"$APT_DIR/updated.$$"
-    fi
-}
-
 # java_fetch ARCH PKG...: download the missing .debs in one apt call (fetch_deb per package
 # would start ~100 apt processes for Maven's closure).
 java_fetch() {
@@ -49,7 +39,7 @@ java_fetch() {
         if [[ $arch == all ]]; then missing+=("$pkg"); else missing+=("$pkg:$arch"); fi
     done
     ((${#missing[@]})) || return 0
-    java_lists
+    private_lists
     log "seed: downloading ${#missing[@]} packages for $arch"
     (cd "$DEB_CACHE/$arch" && papt download "${missing[@]}") >>"$LOG_DIR/seed-apt.log" 2>&1 ||
         die "cannot download ${missing[*]}; see $LOG_DIR/seed-apt.log"
@@ -69,7 +59,7 @@ java_unpack_all() {
 # system; we keep the Architecture: all Java packages (the JDK, libc and friends are in
 # the jdk layer already; perl, fonts, debconf ... are never used by mvn).
 java_maven_closure() {
-    java_lists
+    private_lists
     papt -s install --no-install-recommends "${JAVA_MAVEN_ROOTS[@]}" 2>>"$LOG_DIR/seed-apt.log" |
         awk '$1 == "Inst" { print $2 }' |
         grep -E -- '-java$|^(maven|ant|junit4|junit5|velocity)$' | sort -u

@@ -3,7 +3,7 @@
 # shellcheck disable=SC2034,SC2153,SC2016
 # Python stand-ins and the local package index; sourced by scripts/teststack.sh.
 #
-#   localhost:5000/library/python:3.11-slim  bookworm (apt variant) + python3 + python3-pip,
+#   localhost:5000/library/python:3.11-slim  bookworm essentials + python3 + python3-pip,
 #                                            like the official slim image: runtime and
 #                                            build-platform stage of the python plugin.
 #   localhost:5000/library/python:3.11       the same plus gcc, libc6-dev and python3-dev,
@@ -12,8 +12,8 @@
 #   http://127.0.0.1:3141/simple/            PEP 503 index of a few real wheels/sdists
 #                                            (PORTAL_TEST_PYPI): builds never reach PyPI.
 #
-# Root filesystems come from mmdebstrap (foreign maintainer scripts run under QEMU through
-# the binfmt handlers set up before seeding); downloaded .debs are kept per architecture.
+# Root filesystems come from mmdebstrap, unpacked without maintainer scripts (see
+# debian_rootfs): nothing runs under QEMU; downloaded .debs are kept per architecture.
 
 SEED_IMAGES+=(python:3.11-slim python:3.11)
 SEED_FUNC["python:3.11-slim"]=seed_python_slim
@@ -35,12 +35,12 @@ PYPI_SDISTS=(docopt==0.6.2)
 
 # ---------------------------------------------------------------- stand-in images
 
-# python_rootfs ARCH OUT.tar INCLUDES: debian_rootfs plus what the official image has:
-# no EXTERNALLY-MANAGED marker (the plugin pip-installs as root) and python/pip names in
+# python_rootfs DIR INCLUDES: debian_rootfs_all plus what the official image has: no
+# EXTERNALLY-MANAGED marker (the plugin pip-installs as root) and python/pip names in
 # /usr/local/bin.
 python_rootfs() {
     # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap, not here
-    debian_rootfs "$1" "$2" "$3" python \
+    debian_rootfs_all "$1" "$2" python \
         --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
         --customize-hook='for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done'
 }
@@ -59,9 +59,7 @@ seed_python_image() {
     fi
     mkdir -p "$SEED_DIR"
     ctx=$(mktemp -d "$SEED_DIR/python.XXXXXX")
-    for arch in "${SEED_ARCHES[@]}"; do
-        python_rootfs "$arch" "$ctx/$arch.tar" "$include"
-    done
+    python_rootfs "$ctx" "$include"
     version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-amd64/python3.11-minimal_*.deb" | head -n1)" Version)
     build_seed "$image" "$ctx" --build-arg "PYTHON_VERSION=${version%%-*}" \
         --build-arg "DESCRIPTION=$description"

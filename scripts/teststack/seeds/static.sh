@@ -7,12 +7,12 @@
 #                                          bookworm's caddy 2.6 with the libc6/libzstd1 it
 #                                          links, /etc/caddy/Caddyfile, /usr/share/caddy;
 #                                          the plugin's per-platform web server image.
-#   localhost:5000/library/node:18-slim    bookworm (apt variant) + nodejs 18 + npm, from
+#   localhost:5000/library/node:18-slim    bookworm essentials + nodejs 18 + npm, from
 #                                          mmdebstrap; the plugin's npm build stage.
 #
 # Both for linux/amd64, linux/arm64 and linux/arm/v7. The plugin only runs node on the build
 # platform, but the arm variants are seeded too so a naive (emulated) Dockerfile can be
-# measured against it; their maintainer scripts run under QEMU once, at seeding time.
+# measured against it (unpacked without maintainer scripts, see debian_rootfs).
 # Build contexts and Dockerfiles: scripts/teststack/static/.
 
 SEED_IMAGES+=(caddy:2-alpine node:18-slim)
@@ -93,12 +93,10 @@ static_caddy_build() {
 }
 
 static_node_build() {
-    local ctx arch version
+    local ctx version
     mkdir -p "$SEED_DIR"
     ctx=$(mktemp -d "$SEED_DIR/node.XXXXXX")
-    for arch in "${SEED_ARCHES[@]}"; do
-        debian_rootfs "$arch" "$ctx/$arch.tar" nodejs,npm node
-    done
+    debian_rootfs_all "$ctx" nodejs,npm node
     version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-amd64/nodejs_*.deb" | head -n1)" Version)
     version=${version%%[+~-]*}
     static_build_seed node:18-slim "$ctx" "$STATIC_FILES/node.Dockerfile" \

@@ -1,6 +1,6 @@
 # Offline stand-in for docker.io/library/node:18-slim (Crossport test stack), built by
 # scripts/teststack/seeds/static.sh from one mmdebstrap tar per architecture (amd64.tar,
-# arm64.tar, armv7.tar): Debian bookworm (apt variant) with nodejs 18 and npm. Debian puts
+# arm64.tar, armv7.tar): Debian bookworm (essential set) with nodejs 18 and npm. Debian puts
 # node and npm in /usr/bin where the official image has /usr/local/bin; both are on PATH.
 # ADD unpacks the tar with its owners and modes; no RUN steps, so nothing here needs QEMU.
 FROM scratch
