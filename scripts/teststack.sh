@@ -13,8 +13,9 @@
 # without access to Docker Hub/GitHub: only the Debian archive is used.
 # Every step is idempotent; a second `up` only checks and returns.
 #
-# Knobs (environment): TESTSTACK_RESEED=1 rebuilds the stand-in images even if
-# the registry has them; TESTSTACK_TIMEOUT (seconds, default 90) bounds waits.
+# Knobs (environment): TESTSTACK_RESEED=1 rebuilds the stand-in images even if the registry
+# has them (or a list, TESTSTACK_RESEED="python:3.11 node:18-slim": those only);
+# TESTSTACK_TIMEOUT (seconds, default 90) bounds waits.
 set -euo pipefail
 
 # Background services find their binaries in /usr/sbin even if the caller's
@@ -38,7 +39,9 @@ PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7
 # One push, from BuildKit. `--push` on the containerd image store makes buildx 0.13 push every
 # tag again through the engine, which PUTs each platform's manifest to the tag at once; the
 # registry answers a HEAD racing those PUTs with 500 (see builds/buildx.py).
-PUSH=--output=type=image,push=
+# gzip level 1: the stand-ins are pushed once and pulled over loopback, so export time (the
+# golang layers are 1.2 GB unpacked) matters more than size.
+PUSH=--output=type=image,push=true,compression=gzip,compression-level=1
 # docker platform -> Debian architecture, in the order of PLATFORMS; the
 # folder name in a seed context is TARGETARCH+TARGETVARIANT (amd64, arm64, armv7).
 declare -A DEB_ARCH=([amd64]=amd64 [arm64]=arm64 [armv7]=armhf)
@@ -47,6 +50,9 @@ SEED_ARCHES=(amd64 arm64 armv7)
 # function that builds it (default: seed_<name>).
 SEED_IMAGES=(alpine:3.20 golang:1.19)
 declare -A SEED_FUNC=()
+# name:tag -> its lane (default: debs). Lanes seed at once; images that share a cache or a
+# folder (.debs fetched per architecture, mmdebstrap's caches) share a lane.
+declare -A SEED_LANE=()
 TIMEOUT="${TESTSTACK_TIMEOUT:-90}"
 
 # Messages go to stderr with the seconds since start, so slow phases show.

@@ -118,7 +118,8 @@ busybox_root() {
 # packages (no apt-get in the images), no ld.so.cache (the loader searches the multiarch
 # folders), no byte-compiled stdlib. No docs, man pages or translations, like the official
 # slim images; downloaded .debs are kept per architecture in $DEB_CACHE/mmdebstrap-<debian
-# arch>. Extra arguments (hooks) go to mmdebstrap.
+# arch>. Extra arguments (hooks) go to mmdebstrap: --extract-hook, as the extract variant runs
+# no customize hooks.
 debian_rootfs() {
     local arch=$1 out=$2 include=$3 logfile="$LOG_DIR/seed-$4-mmdebstrap-$1.log" deb_arch cache
     local common essential
@@ -138,8 +139,8 @@ debian_rootfs() {
             --dpkgopt='path-exclude=/usr/share/locale/*' \
             --setup-hook="mkdir -p \"\$1/var/cache/apt/archives/\"" \
             --setup-hook="sync-in $cache /var/cache/apt/archives/" \
-            --customize-hook="sync-out /var/cache/apt/archives $cache" \
-            --customize-hook="sync-in $common /" \
+            --extract-hook="sync-out /var/cache/apt/archives $cache" \
+            --extract-hook="sync-in $common /" \
             "$@" bookworm "$out" \
             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main" \
             >>"$logfile" 2>&1; then
@@ -153,7 +154,7 @@ debian_rootfs() {
 # architecture at once (DIR/<arch>.tar); each has its own .deb cache, and the private lists are
 # updated before they start.
 debian_rootfs_all() {
-    local dir=$1 include=$2 name=$3 arch pid failed=0
+    local dir=$1 include=$2 name=$3 arch
     local -a pids=()
     shift 3
     private_lists
@@ -161,10 +162,16 @@ debian_rootfs_all() {
         debian_rootfs "$arch" "$dir/$arch.tar" "$include" "$name" "$@" &
         pids+=($!)
     done
-    for pid in "${pids[@]}"; do
+    wait_all "${pids[@]}" || die "a $name root filesystem could not be made (see the messages above)"
+}
+
+# wait_all PID...: wait for every one of these background jobs; false if any failed.
+wait_all() {
+    local pid failed=0
+    for pid in "$@"; do
         wait "$pid" || failed=1
     done
-    ((failed == 0)) || die "a $name root filesystem could not be made (see the messages above)"
+    return "$failed"
 }
 
 busybox_links() {
@@ -182,6 +189,11 @@ seed_present() {
         -H 'Accept: application/vnd.oci.image.index.v1+json' \
         -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
         "$REGISTRY_URL/v2/library/$name/manifests/$tag"
+}
+
+# reseed_wanted NAME:TAG: TESTSTACK_RESEED is 1 (every image) or lists this one.
+reseed_wanted() {
+    [[ ${TESTSTACK_RESEED:-0} == 1 || " ${TESTSTACK_RESEED:-} " == *" $1 "* ]]
 }
 
 # build_seed NAME:TAG CONTEXT [BUILD ARGS...]: one multi-platform build+push.
@@ -249,17 +261,33 @@ seed_golang() {
 }
 
 seed_images() {
-    local image todo=()
+    local image lane
+    local -A lanes=()   # lane -> its missing images, in SEED_IMAGES order
+    local -a pids=()
     for image in "${SEED_IMAGES[@]}"; do
-        if [[ ${TESTSTACK_RESEED:-0} != 1 ]] && seed_present "$image"; then
+        if ! reseed_wanted "$image" && seed_present "$image"; then
             log "seed: $MIRROR/$image already in the registry"
         else
-            todo+=("$image")
+            lane=${SEED_LANE[$image]:-debs}
+            lanes[$lane]+="$image "
         fi
     done
-    ((${#todo[@]})) || return 0
+    ((${#lanes[@]})) || return 0
     private_apt_config
-    for image in "${todo[@]}"; do
+    private_lists
+    # The lanes run at once (one downloads while another compiles or exports); each seeds its
+    # images one after the other.
+    for lane in "${!lanes[@]}"; do
+        # shellcheck disable=SC2086  # one word per image
+        seed_lane ${lanes[$lane]} &
+        pids+=($!)
+    done
+    wait_all "${pids[@]}" || die "seeding failed (see the messages above)"
+}
+
+seed_lane() {
+    local image
+    for image in "$@"; do
         "${SEED_FUNC[$image]:-seed_${image%%:*}}"
     done
 }

@@ -21,6 +21,8 @@
 BUILDKIT_VERSION=v0.13.2
 SEED_IMAGES+=("buildkit:$BUILDKIT_VERSION")
 SEED_FUNC["buildkit:$BUILDKIT_VERSION"]=seed_buildkit
+# Its own apt state, folders and Go cache: it compiles while the other seeds download.
+SEED_LANE["buildkit:$BUILDKIT_VERSION"]=buildkit
 BUILDKIT_RECIPE="$HELPERS/buildkit"
 BUILDKIT_DIR="$STATE_DIR/buildkit"
 

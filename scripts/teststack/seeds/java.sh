@@ -74,6 +74,19 @@ seed_java() {
     mkdir -p "$ctx/tools" "$ctx/maven"
     common_root "$ctx/common"
     cp "$HELPERS/java/MakeCacerts.java" "$HELPERS/java/maven-settings.xml" "$ctx/tools/"
+    # Every architecture's download (and Maven's, Architecture: all) at once, each into a
+    # folder of its own; the unpacking below finds them there.
+    mapfile -t maven_pkgs < <(java_maven_closure)
+    ((${#maven_pkgs[@]} > 20)) || die "could not resolve Maven's packages; see $LOG_DIR/seed-apt.log"
+    local -a pids=()
+    for arch in "${SEED_ARCHES[@]}"; do
+        java_fetch "${DEB_ARCH[$arch]}" busybox-static "${JAVA_JRE_PACKAGES[@]}" \
+            "${JAVA_JDK_PACKAGES[@]}" &
+        pids+=($!)
+    done
+    java_fetch all "${maven_pkgs[@]}" &
+    pids+=($!)
+    wait_all "${pids[@]}" || die "downloading the Java packages failed (see the messages above)"
     for arch in "${SEED_ARCHES[@]}"; do
         deb_arch=${DEB_ARCH[$arch]}
         busybox_root "$arch" "$ctx/jre-$arch"
@@ -94,8 +107,6 @@ seed_java() {
         busybox_links "$ctx/jre-$arch" "$SEED_DIR/busybox.applets"
     done
 
-    mapfile -t maven_pkgs < <(java_maven_closure)
-    ((${#maven_pkgs[@]} > 20)) || die "could not resolve Maven's packages; see $LOG_DIR/seed-apt.log"
     java_unpack_all all "$ctx/maven" "${maven_pkgs[@]}"
     # The alternatives symlink maven's postinst would make.
     mkdir -p "$ctx/maven/usr/bin"

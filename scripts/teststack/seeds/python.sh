@@ -18,6 +18,8 @@
 SEED_IMAGES+=(python:3.11-slim python:3.11)
 SEED_FUNC["python:3.11-slim"]=seed_python_slim
 SEED_FUNC["python:3.11"]=seed_python_full
+SEED_LANE["python:3.11-slim"]=mmdebstrap
+SEED_LANE["python:3.11"]=mmdebstrap
 # python3-pip is the host pip that fills the index (mmdebstrap, for the root filesystems,
 # is in teststack.sh's packages).
 BASE_PACKAGES+=(python3-pip)
@@ -36,13 +38,14 @@ PYPI_SDISTS=(docopt==0.6.2)
 # ---------------------------------------------------------------- stand-in images
 
 # python_rootfs DIR INCLUDES: debian_rootfs_all plus what the official image has: no
-# EXTERNALLY-MANAGED marker (the plugin pip-installs as root) and python/pip names in
-# /usr/local/bin.
+# EXTERNALLY-MANAGED marker (the plugin pip-installs as root), python/pip names in
+# /usr/local/bin, and cc where gcc is (the link Debian's alternatives would make).
 python_rootfs() {
     # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap, not here
     debian_rootfs_all "$1" "$2" python \
-        --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
-        --customize-hook='for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done'
+        --extract-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+        --extract-hook='mkdir -p "$1/usr/local/bin"; for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done' \
+        --extract-hook='if [ -e "$1/usr/bin/gcc" ]; then ln -sf gcc "$1/usr/bin/cc"; fi'
 }
 
 # seed_python_image NAME:TAG INCLUDES DESCRIPTION
@@ -52,7 +55,7 @@ seed_python_image() {
     # image pushed and stops. Each run has its own context folder.
     exec {lock}>"$STATE_DIR/seed-python.lock"
     flock "$lock"
-    if [[ ${TESTSTACK_RESEED:-0} != 1 ]] && seed_present "$image"; then
+    if ! reseed_wanted "$image" && seed_present "$image"; then
         log "seed: $MIRROR/$image was pushed meanwhile"
         exec {lock}>&-
         return 0

@@ -18,6 +18,7 @@
 SEED_IMAGES+=(caddy:2-alpine node:18-slim)
 SEED_FUNC["caddy:2-alpine"]=seed_static_caddy
 SEED_FUNC["node:18-slim"]=seed_static_node
+SEED_LANE["node:18-slim"]=mmdebstrap
 
 STATIC_FILES="$HELPERS/static"
 
@@ -42,7 +43,7 @@ static_locked() {
     local image=$1 func=$2 lock
     exec {lock}>"$STATE_DIR/seed-${image%%:*}.lock"
     flock "$lock"
-    if [[ ${TESTSTACK_RESEED:-0} != 1 ]] && seed_present "$image"; then
+    if ! reseed_wanted "$image" && seed_present "$image"; then
         log "seed: $MIRROR/$image was pushed meanwhile"
     else
         "$func"
