@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 
 from builds import events, fanout
 from builds.buildlog import lines_html
-from builds.models import Build
+from builds.models import Build, LogLine
 from portal import counters
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ class BuildConsumer(AsyncWebsocketConsumer):
         await sync_to_async(counters.add)(counters.WATCHERS)
         while True:
             lines = await self.backlog()
-            if not lines:
-                break
             await self.send_lines(lines)
+            if len(lines) < BACKLOG_CHUNK:
+                break
         await self.send_status(await self.status())
         self.pump = asyncio.create_task(self.follow(self.inbox))
 
@@ -158,7 +158,7 @@ class BuildConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def backlog(self, before: int | None = None) -> list[dict[str, Any]]:
-        rows = Build.objects.get(pk=self.build_id).log_lines.filter(seq__gt=self.last_seq)
+        rows = LogLine.objects.filter(build_id=self.build_id, seq__gt=self.last_seq)
         if before is not None:
             rows = rows.filter(seq__lt=before)
         return [line.to_api() for line in rows.order_by("seq")[:BACKLOG_CHUNK]]

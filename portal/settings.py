@@ -106,6 +106,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a file too: an in-memory database shares one cache between threads and
     # answers "table is locked" instead of waiting, unlike the real thing.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Requests and websocket consumers do their database work on short-lived threads, each
+    # opening and closing its connection: without a pool that is a new PostgreSQL connection
+    # (and backend process) per request, most of a websocket connect's time under a crowd.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("PORTAL_DB_POOL_SIZE", default=10),
+        "timeout": 20,
+    }
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
