@@ -12,6 +12,9 @@ run's platform manifests and attestation manifests; the build's other tags are c
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from builds import buildx, events, registry
@@ -77,15 +80,28 @@ class Publisher:
     def check_architectures(self, platforms: dict[str, str], work: Path) -> None:
         """Each platform's binary against its platform; fails the build on a mismatch."""
         failed: list[ArchCheck] = []
-        for n, platform in enumerate(self.build.platforms):
-            if platform not in platforms:
-                continue  # the platform check after tagging names what is missing
-            try:
-                check = self.backend.check_architecture(
-                    self.ref, platform, platforms[platform], work / f"arch-{n}", self.tick
+        # The platforms are checked at once (each reads its layers from the registry); the
+        # lease is renewed here meanwhile, not from the threads, which only learn whether to
+        # stop.
+        todo = [p for p in self.build.platforms if p in platforms]  # the rest: see publish()
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    self.check_one,
+                    stop,
+                    platform,
+                    platforms[platform],
+                    work / f"arch-{n}",
                 )
-            except registry.RegistryError as exc:
-                check = ArchCheck(platform, "", "", None, f"not checked: {exc}")
+                for n, platform in enumerate(todo)
+            ]
+            while wait(futures, timeout=5).not_done:
+                if self.tick():
+                    stop.set()
+        for platform, future in zip(todo, futures, strict=True):
+            check = future.result()
             row = self.platforms[platform]
             row.arch_check, row.size_bytes = check.to_json(), check.size
             row.save(update_fields=["arch_check", "size_bytes"])
@@ -107,6 +123,12 @@ class Publisher:
                 row.save(update_fields=["state", "reason"])
             raise BuildFailed(f"architecture check failed: {first.reason()}")
         events.publish_status(self.build)
+
+    def check_one(self, stop: threading.Event, platform: str, digest: str, work: Path) -> ArchCheck:
+        try:
+            return self.backend.check_architecture(self.ref, platform, digest, work, stop.is_set)
+        except registry.RegistryError as exc:
+            return ArchCheck(platform, "", "", None, f"not checked: {exc}")
 
     def publish(
         self, sources: list[str], platforms: dict[str, str], attestations: set[str]
