@@ -26,7 +26,9 @@ def _static_files() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
+def _isolated_settings(
+    settings: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[None]:
     settings.PORTAL_WORKSPACE_DIR = tmp_path / "workspaces"
     settings.PORTAL_BASE_IMAGE_MIRROR = "localhost:5000/library"
     # As the test stack does for its own registry: nothing else internal is allowed.
@@ -36,7 +38,9 @@ def _isolated_settings(settings: Any, tmp_path: Path) -> Iterator[None]:
     # The stack's own BuildKit registry settings (scripts/teststack.sh env) stay out of unit tests.
     settings.PORTAL_BUILDKIT_REGISTRY_CA = {}
     settings.PORTAL_BUILDKIT_HTTP_REGISTRIES = []
-    settings.PORTAL_BUILDKIT_IMAGE = "moby/buildkit:buildx-stable-1"  # the settings' default
+    if request.node.get_closest_marker("e2e") is None:
+        # Unit tests start from the settings' default; end-to-end ones run the stack's image.
+        settings.PORTAL_BUILDKIT_IMAGE = "moby/buildkit:buildx-stable-1"
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     # Each test starts with an empty cache, in the scale-out run too, where the cache is a
     # Redis that other runs may share.

@@ -269,10 +269,11 @@ def hello_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"file://{work}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A Go program large enough that compiling it for three platforms takes tens of seconds,
-    so there is time to cancel or kill mid-build. Unique per session: no build cache hits."""
+    so there is time to cancel or kill mid-build. New for every test: a test that lets one
+    finish (the rolling restart) would otherwise leave the next one a cached, instant build."""
     work = tmp_path_factory.mktemp("slow-src")
     salt = uuid.uuid4().int % 100_000
     body = ["package main", 'import "fmt"']
