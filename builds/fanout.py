@@ -88,5 +88,5 @@ async def unsubscribe(group: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
 
 
 def hubs() -> dict[str, int]:
-    """Group -> local watchers (for tests and metrics)."""
+    """Group -> local watchers (the tests read it)."""
     return {group: len(hub.queues) for group, hub in _hubs.items()}
