@@ -23,13 +23,18 @@ Also, from the same run:
           pushing once to the local registry (`--output=type=image,push=true`, as the portal
           does on this engine; `--push` pushes twice here, see builds/buildx.py).
 
-Writes benchmarks/out/crossbuild.md (table) and benchmarks/out/crossbuild.png (chart). With
---json, ends with one JSON line of ratios against native amd64 single-platform:
-{"go": r, "go_floor": f, "java": r, "python": r, "static": r, "portal_overhead": o}.
+`--size realistic` builds each sample grown to the size of a small real service
+(benchmarks/samples.py) instead of the hello-world, so the fixed costs weigh what they weigh
+in a real build.
+
+Writes benchmarks/out/crossbuild[-realistic].md (table) and .png (chart). With --json, ends
+with one JSON line of ratios against native amd64 single-platform:
+{"go": r, "go_floor": f, "java": r, "python": r, "static": r, "portal_overhead": o}
+(plus "size": "realistic" for that size).
 
     eval "$(scripts/teststack.sh env)"
     .venv/bin/python benchmarks/crossbuild.py [--plugins go,java,python,static] [--repeat 1] \
-        [--json] [--no-portal]
+        [--size small|realistic] [--json] [--no-portal]
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ import docker  # noqa: E402
 
 django.setup()
 
+import samples  # noqa: E402  (benchmarks/samples.py, beside this script)
+
 import lang_plugins  # noqa: E402
 from builds import buildx  # noqa: E402
 from builds.buildruns import REGISTRY_5XX  # noqa: E402
@@ -82,11 +89,16 @@ SAMPLE_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def render_sample(key: str, work: Path) -> Path:
-    """The plugin's Dockerfile (and .dockerignore) for its sample app, written into `work`, as
-    when a team registers the sample: the detected options, plus the offline mirrors."""
+def sample(key: str, size: str, work: Path) -> Path:
+    """The sample app's folder: the hello-world itself, or a grown copy of it in `work`."""
+    return SAMPLES / key if size == "small" else samples.grow(key, work / f"{key}-{size}")
+
+
+def render_sample(key: str, context: Path, work: Path) -> Path:
+    """The plugin's Dockerfile (and .dockerignore) for the sample app in `context`, written into
+    `work`, as when a team registers it: the detected options, plus the offline mirrors."""
     plugin = lang_plugins.get_plugin(key)
-    detection = plugin.detect(SAMPLES / key)
+    detection = plugin.detect(context)
     detected = detection.options if detection else {}
     options = plugin.clean_options({**detected, **SAMPLE_OPTIONS.get(key, {})})
     rendered = plugin.render(options, mirror=MIRROR)
@@ -167,10 +179,10 @@ def timed_build(
     return elapsed, output
 
 
-def bench(key: str, repeat: int) -> dict[str, float]:
-    context = SAMPLES / key
+def bench(key: str, repeat: int, size: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work:
-        dockerfile = render_sample(key, Path(work))
+        context = sample(key, size, Path(work))
+        dockerfile = render_sample(key, context, Path(work))
         runs: dict[str, list[float]] = {"multi": [], "warm": [], "single": [], "naive": []}
         if key == "go":
             runs["floor"] = []
@@ -201,7 +213,7 @@ def bench(key: str, repeat: int) -> dict[str, float]:
     return result
 
 
-def portal_overhead(repeat: int) -> dict[str, float]:
+def portal_overhead(repeat: int, size: str) -> dict[str, float]:
     """The Go sample through a running portal against the same Dockerfile by hand."""
     sys.path.insert(0, str(ROOT / "tests"))
     from e2e.conftest import commit_all, make_persona, running_portal
@@ -210,9 +222,9 @@ def portal_overhead(repeat: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         source = root / "go-src"
-        shutil.copytree(SAMPLES / "go", source)
+        shutil.copytree(sample("go", size, root), source)
         commit_all(source, "go sample")
-        dockerfile = render_sample("go", root)
+        dockerfile = render_sample("go", source, root)
         with running_portal(root / "portal", root) as portal:
             persona = make_persona(portal, "bench", "bench")
             status, detected = portal.api(
@@ -268,12 +280,16 @@ def portal_build(portal: Any, persona: Any, project: int) -> float:
 
 
 def write_report(
-    results: dict[str, dict[str, float]], overhead: dict[str, float] | None, repeat: int
+    results: dict[str, dict[str, float]],
+    overhead: dict[str, float] | None,
+    repeat: int,
+    size: str,
 ) -> None:
     OUT.mkdir(exist_ok=True)
+    name = "crossbuild" if size == "small" else f"crossbuild-{size}"
     lines = [
         f"# Cross-building benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
-        f"median of {repeat}, cache off)",
+        f"{size} samples, median of {repeat}, cache off)",
         "",
         "| plugin | multi-arch (portal) | amd64 only | naive (QEMU) "
         "| multi / single | naive / multi | multi after a source change, warm |",
@@ -299,7 +315,7 @@ def write_report(
             f"through the portal {overhead['portal']:.1f} s: "
             f"{overhead['portal'] / overhead['by_hand']:.2f}x",
         ]
-    (OUT / "crossbuild.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib
@@ -330,8 +346,8 @@ def write_report(
     ax.set_title("Wall time per build, cache off (lower is better)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT / "crossbuild.png", dpi=120)
-    print(f"chart: {OUT / 'crossbuild.png'}")
+    fig.savefig(OUT / f"{name}.png", dpi=120)
+    print(f"chart: {OUT / f'{name}.png'}")
 
 
 def main() -> None:
@@ -342,20 +358,28 @@ def main() -> None:
         "--plugins", default=",".join(p.name for p in sorted(SAMPLES.iterdir()) if p.is_dir())
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--size",
+        choices=("small", "realistic"),
+        default="small",
+        help="the hello-world samples, or grown to a small real service's size (samples.py)",
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the ratios")
     parser.add_argument("--no-portal", action="store_true", help="skip the portal overhead measure")
     args = parser.parse_args()
-    results = {key: bench(key, args.repeat) for key in args.plugins.split(",") if key}
-    overhead = None if args.no_portal else portal_overhead(args.repeat)
-    write_report(results, overhead, args.repeat)
+    results = {key: bench(key, args.repeat, args.size) for key in args.plugins.split(",") if key}
+    overhead = None if args.no_portal else portal_overhead(args.repeat, args.size)
+    write_report(results, overhead, args.repeat, args.size)
     if args.json:
-        ratios: dict[str, float | None] = {
+        ratios: dict[str, float | str | None] = {
             key: round(r["multi"] / r["single"], 2) for key, r in results.items()
         }
         if "go" in results:
             ratios["go_floor"] = round(results["go"]["floor"] / results["go"]["single"], 2)
         if overhead:
             ratios["portal_overhead"] = round(overhead["portal"] / overhead["by_hand"], 2)
+        if args.size != "small":
+            ratios["size"] = args.size
         print(json.dumps(ratios))
 
 

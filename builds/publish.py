@@ -13,12 +13,15 @@ run's platform manifests and attestation manifests; the build's other tags are c
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TypeVar
 
 from builds import buildx, events, registry
-from builds.backend import Backend
+from builds.backend import Backend, Tick
 from builds.buildlog import BuildLog
 from builds.failures import BuildFailed
 from builds.guardrails import ArchCheck
@@ -26,6 +29,7 @@ from builds.lease import Lease
 from builds.models import Build, BuildPlatform
 from portal.grammar.reference import ImageRef, parse_reference
 
+T = TypeVar("T")
 PREDICATES = {
     "https://slsa.dev/provenance/v0.2": "provenance",
     "https://slsa.dev/provenance/v1": "provenance",
@@ -50,6 +54,13 @@ class Publisher:
         self.platforms = platforms
         self.annotations = annotations
         self.ref: ImageRef = parse_reference(build.project.image)
+        # Indexes read by digest: content-addressed, so each is read from the registry once.
+        self.indexes: dict[str, registry.IndexSummary] = {}
+
+    def read_index(self, digest: str) -> registry.IndexSummary:
+        if digest not in self.indexes:
+            self.indexes[digest] = self.backend.read_index(self.ref, digest, self.tick)
+        return self.indexes[digest]
 
     def pushed_digest(self, spec: buildx.BuildSpec) -> str:
         digest = str(spec.read_metadata().get("containerimage.digest", ""))
@@ -66,7 +77,7 @@ class Publisher:
             digest = self.pushed_digest(spec)
             sources.append(digest)
             try:
-                summary = self.backend.read_index(self.ref, digest, self.tick)
+                summary = self.read_index(digest)
             except registry.RegistryError:
                 # An engine without attestations pushes one platform as a plain manifest.
                 if len(spec.platforms) != 1:
@@ -80,28 +91,14 @@ class Publisher:
     def check_architectures(self, platforms: dict[str, str], work: Path) -> None:
         """Each platform's binary against its platform; fails the build on a mismatch."""
         failed: list[ArchCheck] = []
-        # The platforms are checked at once (each reads its layers from the registry); the
-        # lease is renewed here meanwhile, not from the threads, which only learn whether to
-        # stop.
         todo = [p for p in self.build.platforms if p in platforms]  # the rest: see publish()
-        stop = threading.Event()
-        with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-            futures = [
-                pool.submit(
-                    contextvars.copy_context().run,
-                    self.check_one,
-                    stop,
-                    platform,
-                    platforms[platform],
-                    work / f"arch-{n}",
-                )
-                for n, platform in enumerate(todo)
+        checks = self.at_once(
+            [
+                functools.partial(self.check_one, p, platforms[p], work / f"arch-{n}")
+                for n, p in enumerate(todo)
             ]
-            while wait(futures, timeout=5).not_done:
-                if self.tick():
-                    stop.set()
-        for platform, future in zip(todo, futures, strict=True):
-            check = future.result()
+        )
+        for platform, check in zip(todo, checks, strict=True):
             row = self.platforms[platform]
             row.arch_check, row.size_bytes = check.to_json(), check.size
             row.save(update_fields=["arch_check", "size_bytes"])
@@ -124,9 +121,9 @@ class Publisher:
             raise BuildFailed(f"architecture check failed: {first.reason()}")
         events.publish_status(self.build)
 
-    def check_one(self, stop: threading.Event, platform: str, digest: str, work: Path) -> ArchCheck:
+    def check_one(self, platform: str, digest: str, work: Path, stopped: Tick) -> ArchCheck:
         try:
-            return self.backend.check_architecture(self.ref, platform, digest, work, stop.is_set)
+            return self.backend.check_architecture(self.ref, platform, digest, work, stopped)
         except registry.RegistryError as exc:
             return ArchCheck(platform, "", "", None, f"not checked: {exc}")
 
@@ -141,7 +138,7 @@ class Publisher:
             self.log.say(f"tagged {image}:{tag}")
         else:
             digest = self.merge(sources, platforms, attestations)
-        summary = self.backend.read_index(self.ref, digest, self.tick)
+        summary = self.read_index(digest)
         registry.check_platforms(summary, list(self.build.platforms))
         for other in self.build.tags[1:]:
             self.backend.tag(self.ref, digest, other, self.tick)
@@ -158,7 +155,7 @@ class Publisher:
             "(docker buildx imagetools create)"
         )
         digest = self.backend.merge(self.ref, sources, tag, self.annotations, self.tick)
-        merged = self.backend.read_index(self.ref, digest, self.tick)
+        merged = self.read_index(digest)
         for platform in self.build.platforms:
             if merged.platforms.get(platform) != platforms.get(platform):
                 raise registry.RegistryError(
@@ -174,12 +171,29 @@ class Publisher:
 
     def describe(self, summary: registry.IndexSummary) -> None:
         """Each attestation manifest gets its platform and what it attests (for the ledger,
-        the build page and the API)."""
+        the build page and the API); the manifests are read at once."""
         by_digest = {d: p for p, d in summary.platforms.items()}
-        for attestation in summary.attestations:
+
+        def kinds(digest: str, stopped: Tick) -> str:
             try:
-                types = self.backend.attestation_types(self.ref, attestation["digest"], self.tick)
+                types = self.backend.attestation_types(self.ref, digest, stopped)
             except registry.RegistryError:
                 types = []
+            return ", ".join(sorted({PREDICATES.get(t, t) for t in types}))
+
+        found = self.at_once([functools.partial(kinds, a["digest"]) for a in summary.attestations])
+        for attestation, what in zip(summary.attestations, found, strict=True):
             attestation["platform"] = by_digest.get(attestation.get("for", ""), "")
-            attestation["kinds"] = ", ".join(sorted({PREDICATES.get(t, t) for t in types}))
+            attestation["kinds"] = what
+
+    def at_once(self, work: list[Callable[[Tick], T]]) -> list[T]:
+        """Each `work(stopped)` in a thread of its own (registry reads: waiting, not computing);
+        their results in order. The lease is renewed here meanwhile, not from the threads,
+        which only learn from `stopped()` whether to stop."""
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=max(1, len(work))) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, w, stop.is_set) for w in work]
+            while wait(futures, timeout=5).not_done:
+                if self.tick():
+                    stop.set()
+        return [future.result() for future in futures]

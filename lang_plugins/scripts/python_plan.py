@@ -2,9 +2,10 @@
 
 The python plugin embeds this file in the Dockerfile it writes (a heredoc in the ``deps`` stage),
 so it runs with the build stage's Python, which is the runtime's version, once per target platform,
-on ``$BUILDPLATFORM``. ``argv[1]`` is the install mode (``requirements`` or ``pyproject``); nothing
-else a user typed reaches it. It writes the wheels to /install and the plan to /plan: plan.txt (what
-it decided, also printed) and emulated.txt (packages left to the fallback stage under emulation).
+on ``$BUILDPLATFORM``. It installs only /resolved/native.txt, the packages with compiled code that
+python_resolve.py left to each platform (pure-Python ones are installed once, for all). It writes
+the wheels to /install and the plan to /plan: plan.txt (what it decided, also printed) and
+emulated.txt (packages left to the fallback stage under emulation). Nothing a user typed reaches it.
 
 It is a plain file, not a module of the plugin: it must run on Python 3.9 with only the standard
 library, and it must never contain the heredoc's end word.
@@ -12,14 +13,13 @@ library, and it must never contain the heredoc's end word.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-mode, target = sys.argv[1], os.environ.get("TARGETPLATFORM", "?")
+target = os.environ.get("TARGETPLATFORM", "?")
 arch = {"amd64": "x86_64", "arm64": "aarch64", "armv7": "armv7l"}.get(
     os.environ.get("TARGETARCH", "") + os.environ.get("TARGETVARIANT", "")
 )
@@ -64,43 +64,21 @@ def built_wheel(spec: str, n: int) -> Path | None:
     return wheels[0] if wheels and wheels[0].name.endswith("-none-any.whl") else None
 
 
-reqs: list[str] = []
-project: Path | None = None
-if mode == "pyproject":
-    if not pip("wheel", "--no-deps", "--wheel-dir=/tmp/project", "."):
-        sys.exit("crossport: building the project's own wheel failed (see above)")
-    project = next(Path("/tmp/project").glob("*.whl"))
-    reqs.append(str(project))
-if Path("requirements.txt").is_file():
-    reqs += ["-r", "requirements.txt"]
+native = [spec for spec in Path("/resolved/native.txt").read_text().splitlines() if spec]
 (PLAN_DIR / "emulated.txt").touch()
-if not reqs:
-    say("nothing to install (no requirements.txt)")
+if not native:
+    say("every package is pure Python (installed once for all platforms)")
     sys.exit(0)
-if pip("install", f"--target={OUT}", *TARGET, *reqs):
-    say(f"every package is a wheel for {arch}; nothing is installed under emulation")
+if pip("install", f"--target={OUT}", "--no-deps", *TARGET, *native):
+    say(f"{len(native)} packages with compiled code: every one a wheel for {arch}")
     sys.exit(0)
 
 say(f"some packages have no {arch} wheel (pip's errors above): planning package by package")
 shutil.rmtree(OUT)
 OUT.mkdir()
-# Resolve on the build platform (environment markers are evaluated here, as pip --platform
-# does too), then look for a target wheel of each pinned package.
-if not pip(
-    "install", "--dry-run", "--ignore-installed", "--quiet", "--report=/tmp/report.json", *reqs
-):
-    sys.exit("crossport: pip could not resolve the requirements (see above)")
 wheels: list[str] = []
 emulated: list[str] = []
-for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["install"]):
-    name, info = item["metadata"]["name"], item["download_info"]
-    if not item.get("is_direct"):
-        spec = f"{name}=={item['metadata']['version']}"
-    elif "vcs_info" in info:
-        vcs = info["vcs_info"]
-        spec = f"{name} @ {vcs['vcs']}+{info['url']}@{vcs['commit_id']}"
-    else:
-        spec = f"{name} @ {info['url']}"
+for n, spec in enumerate(native):
     # A local folder "downloads" without error and without a wheel: look for the file.
     probe = Path(f"/tmp/probe/{n}")
     if pip("download", "--no-deps", f"--dest={probe}", *TARGET, spec, quiet=True) and any(
@@ -112,8 +90,7 @@ for n, item in enumerate(json.loads(Path("/tmp/report.json").read_text())["insta
         wheels.append(str(pure))
     else:
         say(f"{spec}: no {arch} wheel and it compiles code: left to the fallback stage")
-        is_project = project is not None and info["url"] == project.as_uri()
-        emulated.append("/src" if is_project else spec)
+        emulated.append(spec)
 if wheels and not pip("install", f"--target={OUT}", "--no-deps", *TARGET, *wheels):
     sys.exit("crossport: installing the target wheels failed (see above)")
 (PLAN_DIR / "emulated.txt").write_text("".join(spec + "\n" for spec in emulated))

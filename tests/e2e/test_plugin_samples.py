@@ -61,7 +61,8 @@ def _equals(expected: dict[str, str]) -> Callable[[str, str], None]:
 def _first_line(expected: dict[str, str]) -> Callable[[str, str], None]:
     def check(reference: str, platform: str) -> None:
         lines = _docker_run(reference, platform).splitlines()
-        assert lines[0] == expected[platform] and '"orjson"' in lines[1]
+        assert lines[0] == expected[platform]
+        assert '"orjson"' in lines[1] and '"docopt":"0.6.2"' in lines[1]
 
     return check
 
@@ -164,6 +165,14 @@ def test_sample_builds_for_three_platforms(
         pytest.fail(f"{build['reason']}\n" + "\n".join(ln["text"] for ln in log["lines"][-40:]))
     digest, index = registry_index(image, "latest")
     assert build["manifest"]["digest"] == digest
+    if key == "python":  # the build plan: what is shared was done once, the rest per platform
+        log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", token)[1]
+        said = [ln["text"] for ln in log["lines"] if "crossport: " in ln["text"]]
+        assert sum("every platform: 1 pure-Python packages installed once" in t for t in said) == 1
+        for platform in PLATFORMS:
+            assert any(
+                f"{platform}: 1 packages with compiled code: every one a wheel" in t for t in said
+            )
     assert sorted(build["manifest"]["platforms"]) == sorted(PLATFORMS)
     for platform in PLATFORMS:
         prove(f"{image}@{digest}", platform)

@@ -13,17 +13,25 @@ import pytest
 from dockerfile_helpers import arg_values, parse
 from lang_plugins import PLUGINS, detect
 from lang_plugins.base import OptionError
-from lang_plugins.python import FALLBACK_SCRIPT, PLAN_SCRIPT, PythonPlugin, exec_form
+from lang_plugins.python import (
+    FALLBACK_SCRIPT,
+    PLAN_SCRIPT,
+    RESOLVE_SCRIPT,
+    PythonPlugin,
+    exec_form,
+)
 
 Golden = Callable[[str, str], None]
 MakeTree = Callable[[dict[str, str]], Path]
 
 STAGES = ["FROM", "ARG", "ENV", "WORKDIR", "RUN"]
 INSTRUCTIONS = [
-    *STAGES,  # deps, on the build platform
+    *STAGES,  # resolve, on the build platform, once for all platforms
+    *STAGES,  # deps, on the build platform, per target platform
     *STAGES,  # fallback, on the target platform
     "FROM",
     "ENV",
+    "COPY",
     "COPY",
     "COPY",
     "WORKDIR",
@@ -227,23 +235,40 @@ def test_render_http_index_golden(golden: Golden) -> None:
 def test_render_default_structure() -> None:
     commands = parse(render({}))
     assert [c.cmd for c in commands] == INSTRUCTIONS
-    deps, fallback, runtime = (c for c in commands if c.cmd == "FROM")
-    assert deps.flags == ("--platform=$BUILDPLATFORM",)
+    resolve, deps, fallback, runtime = (c for c in commands if c.cmd == "FROM")
+    assert resolve.flags == deps.flags == ("--platform=$BUILDPLATFORM",)
+    assert resolve.value == ("python:3.11-slim", "AS", "resolve")
     assert deps.value == ("python:3.11-slim", "AS", "deps")
+    # The resolve stage names no target argument: BuildKit runs it once for every platform.
+    resolve_args, deps_args, _ = (c.value for c in commands if c.cmd == "ARG")
+    assert not any(arg.startswith("TARGET") for arg in resolve_args)
+    assert {"TARGETPLATFORM", "TARGETARCH", "TARGETVARIANT"} <= set(deps_args)
     # The fallback runs on the runtime's slim image by default: nothing extra to pull.
     assert fallback.flags == () and fallback.value == ("python:3.11-slim", "AS", "fallback")
     assert runtime.flags == () and runtime.value == ("python:3.11-slim",)
     assert arg_values(commands) == {}
-    plan, fallback_run = (c for c in commands if c.cmd == "RUN")
+    resolve_run, plan, fallback_run = (c for c in commands if c.cmd == "RUN")
+    assert "--mount=type=cache,target=/root/.cache/pip" in resolve_run.flags
+    assert resolve_run.value == ("python - requirements <<'END_OF_RESOLVE'",)
+    assert [(h.name, h.content) for h in resolve_run.heredocs] == [
+        ("END_OF_RESOLVE", RESOLVE_SCRIPT)
+    ]
     assert "--mount=type=cache,target=/root/.cache/pip" in plan.flags
-    assert plan.value == ("python - requirements <<'END_OF_PLAN'",)
+    assert "--mount=type=bind,from=resolve,source=/resolved,target=/resolved" in plan.flags
+    assert plan.value == ("python - <<'END_OF_PLAN'",)
     assert [(h.name, h.content) for h in plan.heredocs] == [("END_OF_PLAN", PLAN_SCRIPT)]
     assert [(h.name, h.content) for h in fallback_run.heredocs] == [
         ("END_OF_FALLBACK", FALLBACK_SCRIPT)
     ]
     assert "--mount=type=bind,from=deps,source=/plan,target=/plan" in fallback_run.flags
-    env = next(c for c in commands[11:] if c.cmd == "ENV")
+    env = next(c for c in commands[16:] if c.cmd == "ENV")
     assert env.value[:2] == ("PYTHONPATH", "/install")
+    copies = [c.flags + c.value for c in commands[16:] if c.cmd == "COPY"][:3]
+    assert copies == [
+        ("--link", "--from=resolve", "/pure", "/install"),
+        ("--link", "--from=deps", "/install", "/install"),
+        ("--link", "--from=fallback", "/install", "/install"),
+    ]
     assert entrypoint(render({})) == ["python", "app.py"]
 
 
@@ -259,21 +284,22 @@ def test_render_mirror_and_version() -> None:
         "localhost:5000/library/python:3.12-slim",
         "localhost:5000/library/python:3.12-slim",
         "localhost:5000/library/python:3.12-slim",
+        "localhost:5000/library/python:3.12-slim",
     ]
 
 
 def test_full_fallback_image_brings_a_compiler() -> None:
     commands = parse(render({"fallback": "full"}, mirror="localhost:5000/library"))
     froms = [c.value for c in commands if c.cmd == "FROM"]
-    assert froms[1] == ("localhost:5000/library/python:3.11", "AS", "fallback")
+    assert froms[2] == ("localhost:5000/library/python:3.11", "AS", "fallback")
     with pytest.raises(OptionError, match="fallback"):
         py().clean_options({"fallback": "gcc"})
 
 
 def test_render_pyproject_mode() -> None:
     commands = parse(render({"install": "pyproject"}))
-    plan = next(c for c in commands if c.cmd == "RUN")
-    assert plan.value == ("python - pyproject <<'END_OF_PLAN'",)
+    resolve = next(c for c in commands if c.cmd == "RUN")
+    assert resolve.value == ("python - pyproject <<'END_OF_RESOLVE'",)
 
 
 @pytest.mark.parametrize(
@@ -312,11 +338,16 @@ def test_odd_but_valid_index_url_stays_inside_one_arg(url: str) -> None:
 
 def test_heredoc_terminators_cannot_end_the_scripts_early() -> None:
     # BuildKit ends a heredoc at an exact line; hadolint at a line that starts with the word.
-    for script, word in [(PLAN_SCRIPT, "END_OF_PLAN"), (FALLBACK_SCRIPT, "END_OF_FALLBACK")]:
+    for script, word in [
+        (RESOLVE_SCRIPT, "END_OF_RESOLVE"),
+        (PLAN_SCRIPT, "END_OF_PLAN"),
+        (FALLBACK_SCRIPT, "END_OF_FALLBACK"),
+    ]:
         assert not any(line.lstrip().startswith(word) for line in script.splitlines())
 
 
-def test_plan_script_is_valid_python() -> None:
+def test_plan_scripts_are_valid_python() -> None:
+    compile(RESOLVE_SCRIPT, "resolve", "exec")
     compile(PLAN_SCRIPT, "plan", "exec")
 
 
@@ -324,7 +355,7 @@ def test_plan_script_runs_nothing_for_an_unknown_platform(tmp_path: Path) -> Non
     # The architecture check happens before anything is written or installed.
     env = {**os.environ, "TARGETARCH": "riscv64", "TARGETVARIANT": "", "TARGETPLATFORM": "x"}
     run = subprocess.run(
-        ["python3", "-", "requirements"],
+        ["python3", "-"],
         input=PLAN_SCRIPT,
         capture_output=True,
         text=True,

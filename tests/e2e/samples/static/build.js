@@ -21,10 +21,10 @@ const footer = `built by Node.js ${process.version} on ${process.platform}/${pro
 for (const file of pages(SRC)) {
   const target = path.join(OUT, path.relative(SRC, file));
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  let text = fs.readFileSync(file, "utf8");
   if (file.endsWith(".html")) {
-    text = text.replace("{{built_by}}", footer);
+    fs.writeFileSync(target, fs.readFileSync(file, "utf8").replace("{{built_by}}", footer));
+  } else {
+    fs.copyFileSync(file, target); // stylesheets, scripts and images as they are
   }
-  fs.writeFileSync(target, text);
   console.log(`wrote ${path.relative(__dirname, target)}`);
 }
