@@ -94,7 +94,12 @@ class BuildxRuns:
             return False
         fields: dict[str, object] = {}
         if isinstance(event, PlatformProgress):
-            fields = {"done": min(event.done, event.total), "total": event.total}
+            fields = {
+                "done": min(event.done, event.total),
+                "total": event.total,
+                "steps_cached": event.cached,
+                "steps_run": event.ran,
+            }
         if row.state == BuildPlatform.State.PENDING:
             fields["state"] = BuildPlatform.State.RUNNING
         if isinstance(event, StepUpdate) and event.state == "error":

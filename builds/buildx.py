@@ -52,6 +52,7 @@ class BuildSpec:
     push_once: bool = False  # the engine keeps its images in containerd (see argv)
     provenance: str = ""  # e.g. "mode=max": a provenance attestation in the pushed index
     sbom_generator: str = ""  # the scanner image BuildKit runs for an SBOM attestation
+    cache_ref: str = ""  # a registry layer cache, read before and written after (mode=max)
 
     def argv(self) -> list[str]:
         argv = [
@@ -80,6 +81,15 @@ class BuildSpec:
             argv.append(f"--provenance={self.provenance}")
         if self.sbom_generator:
             argv.append(f"--sbom=generator={self.sbom_generator}")
+        if self.cache_ref:
+            ref = csv_field(f"ref={self.cache_ref}")
+            argv.append(f"--cache-from=type=registry,{ref}")
+            # Every intermediate stage (mode=max), as an OCI image manifest (registries that
+            # take images take it); a cache that cannot be written never fails the build.
+            argv.append(
+                f"--cache-to=type=registry,{ref},mode=max,image-manifest=true,"
+                "oci-mediatypes=true,ignore-error=true"
+            )
         argv += [
             f"--secret={csv_field(f'id={name}')},{csv_field(f'src={path}')}"
             for name, path in sorted(self.secrets.items())

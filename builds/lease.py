@@ -91,6 +91,8 @@ class Lease:
                 arch_check={},
                 step="",
                 size_bytes=None,
+                steps_cached=0,
+                steps_run=0,
             )
         return True
 

@@ -58,7 +58,7 @@ from builds.failures import BuildFailed
 from builds.gitauth import for_project as git_access
 from builds.lease import Lease, LeaseLost
 from builds.models import Build, BuilderNode, BuildPlatform
-from builds.planner import Plan, builder_name, staging_tag
+from builds.planner import Plan, builder_name, cache_tag, staging_tag
 from builds.proc import ProcessStopped
 from builds.publish import Publisher
 from portal import outbound, tagging
@@ -228,6 +228,7 @@ class BuildRun:
             node = self.nodes[steps[0].node_id]
             builder = self.buildx_builder(node)
             platforms = [s.platform for s in steps]
+            cache = f"{project.image}:{cache_tag(platforms)}" if project.registry_cache else ""
             # Attestations need an index: BuildKit's own push (a builder, or containerd).
             attest = bool(builder) or node.image_store == "containerd"
             spec = buildx.BuildSpec(
@@ -249,6 +250,8 @@ class BuildRun:
                 provenance="mode=max" if attest else "",
                 sbom_generator=self.sbom_generator if attest else "",
                 secrets=self.secrets.mounts,
+                # Warm on any node: the project's layers of these platforms, in its registry.
+                cache_ref=cache,
                 # The team's cache mounts are apart from every other team's.
                 build_args={**self.secrets.build_args, buildx.CACHE_NS_ARG: project.team.opaque_id},
             )

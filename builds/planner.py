@@ -308,12 +308,21 @@ def staging_tag(build_pk: int, platforms: list[str]) -> str:
     return f"crossport-build-{build_pk}-{slug}"[:128]
 
 
+def cache_tag(platforms: list[str]) -> str:
+    """The project's registry layer cache of one run's platforms (its own tag, so runs of
+    other platforms, on other nodes, never overwrite it; BuildKit's `cache-to` replaces the
+    whole cache manifest it writes)."""
+    slug = "_".join(p.replace("/", "-") for p in sorted(platforms))
+    return f"crossport-cache-{slug}"[:128]
+
+
 def equivalent_cli(
     plan: Plan,
     image: str,
     tags: list[str],
     build_pk: int,
     buildkit_nodes: frozenset[str] = frozenset(),
+    registry_cache: bool = False,
 ) -> list[str]:
     """The commands a person would type to do what this plan does (the article's commands),
     with one docker context per engine node, named as the node (endpoints stay with the
@@ -339,6 +348,9 @@ def equivalent_cli(
         where = [f"--builder={named}"] if named else []
         argv = ["docker", *([] if named else [f"--context={node}"]), "buildx"]
         argv += ["build", *where, f"--platform={','.join(platforms)}"]
+        if registry_cache:
+            cache = f"type=registry,ref={image}:{cache_tag(platforms)}"
+            argv += [f"--cache-from={cache}", f"--cache-to={cache},mode=max"]
         commands.append(shlex.join([*argv, f"--tag={target}", "--push", "."]))
     commands.append("# here the portal checks each platform's binary (README: Guardrails)")
     commands.append(

@@ -58,11 +58,17 @@ class PlatformProgress:
     finished or came from cache: each step builds on the one before, and the first steps
     of a stage that all platforms share (cross-compiling) run once, under the name of one
     platform only. 0 <= done <= total.
+
+    cached and ran count the platform's finished Dockerfile steps that came from cache (the
+    node's, or the registry's) and that ran; not FROM (a base image is pulled, not built) nor
+    BuildKit's internal vertexes.
     """
 
     platform: str
     done: int
     total: int
+    cached: int = 0
+    ran: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,12 @@ class _Vertex:
 class _PlatformSteps:
     totals: dict[str, int] = field(default_factory=dict)
     done: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, bool] = field(default_factory=dict)  # step vertex -> came from cache
 
-    def snapshot(self) -> tuple[int, int]:
+    def snapshot(self) -> tuple[int, int, int, int]:
         done = sum(min(index, self.totals.get(stage, 0)) for stage, index in self.done.items())
-        return done, sum(self.totals.values())
+        cached = sum(self.finished.values())
+        return done, sum(self.totals.values()), cached, len(self.finished) - cached
 
 
 class ProgressTracker:
@@ -137,7 +145,7 @@ class ProgressTracker:
         self._statuses_done: set[tuple[str, str]] = set()
         self._warnings: set[tuple[str, str]] = set()
         self._platforms: dict[str, _PlatformSteps] = {}
-        self._reported: dict[str, tuple[int, int]] = {}
+        self._reported: dict[str, tuple[int, int, int, int]] = {}
 
     @property
     def failure_reason(self) -> str | None:
@@ -269,7 +277,7 @@ class ProgressTracker:
         if vertex.platform is not None:
             events.append(StepUpdate(vertex.platform, vertex.digest, vertex.name, state))
         if state in ("done", "cached"):
-            self._step_done(vertex)
+            self._step_done(vertex, cached=state == "cached")
 
     def _failed(self, vertex: _Vertex, error: str) -> None:
         steps = self._platforms.get(vertex.platform or "")
@@ -294,19 +302,22 @@ class ProgressTracker:
         steps = self._platforms.setdefault(vertex.platform, _PlatformSteps())
         steps.totals[step.stage] = max(steps.totals.get(step.stage, 0), step.total)
 
-    def _step_done(self, vertex: _Vertex) -> None:
+    def _step_done(self, vertex: _Vertex, cached: bool) -> None:
         step = vertex.step
         if step is None or step.index is None or vertex.platform is None:
             return
-        done = self._platforms[vertex.platform].done
-        done[step.stage] = max(done.get(step.stage, 0), step.index)
+        steps = self._platforms[vertex.platform]
+        steps.done[step.stage] = max(steps.done.get(step.stage, 0), step.index)
+        if not vertex.name.partition("] ")[2].startswith("FROM "):
+            # A step run again after coming from cache counts as run.
+            steps.finished[vertex.digest] = cached and steps.finished.get(vertex.digest, True)
 
     def _progress_events(self, events: list[Event]) -> None:
         for platform, steps in self._platforms.items():
-            done, total = steps.snapshot()
-            if self._reported.get(platform) != (done, total):
-                self._reported[platform] = (done, total)
-                events.append(PlatformProgress(platform, min(done, total), total))
+            done, total, cached, ran = steps.snapshot()
+            if self._reported.get(platform) != (done, total, cached, ran):
+                self._reported[platform] = (done, total, cached, ran)
+                events.append(PlatformProgress(platform, min(done, total), total, cached, ran))
 
     # -- statuses, logs, warnings, text
 

@@ -42,6 +42,7 @@ PROJECT = Schema(
         options="object",
         tags=array_of("string"),
         immutable_tags="boolean",
+        registry_cache="boolean",
         git_token_set="boolean",
         created_at={"type": "string", "format": "date-time"},
     ),
@@ -58,6 +59,7 @@ class ProjectIn(Body):
     platforms: list[str] | str
     tags: list[str] | str = "latest"
     immutable_tags: bool = False
+    registry_cache: bool = True
     options: dict[str, Any] = {}
 
 
@@ -96,7 +98,8 @@ def openapi(request: HttpRequest, body: Any) -> HttpResponse:
 def projects(request: HttpRequest, body: Any) -> HttpResponse:
     if request.method == "GET":
         return JsonResponse({"projects": [p.to_api() for p in projects_for(request.user)]})
-    form = ProjectForm(body, user=request.user)
+    # A form's unchecked box is an absent field; in the API, absent means the default.
+    form = ProjectForm({"registry_cache": True, **body}, user=request.user)
     if not form.is_valid():
         return error(400, "invalid project", fields=form.errors.get_json_data())
     project = form.save()

@@ -83,6 +83,13 @@ class ProjectForm(forms.Form):
     immutable_tags = forms.BooleanField(
         required=False, label="Immutable versions", help_text="Never move an existing 1.2.3 tag."
     )
+    registry_cache = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Layer cache in the registry",
+        help_text="Builds read and write their layers at <image>:crossport-cache-<platforms>, "
+        "so a builder that never built the project starts warm.",
+    )
     language = forms.ChoiceField(
         choices=(),
         widget=forms.Select(
@@ -199,7 +206,15 @@ class ProjectForm(forms.Form):
         data = self.cleaned_data
         if self.instance is not None:
             project = self.instance
-            for field in ("git_url", "ref", "platforms", "language", "options", "immutable_tags"):
+            for field in (
+                "git_url",
+                "ref",
+                "platforms",
+                "language",
+                "options",
+                "immutable_tags",
+                "registry_cache",
+            ):
                 setattr(project, field, data[field])
             project.tag_templates = data["tags"]
             project.strategy = data.get("strategy", project.strategy)
@@ -216,6 +231,7 @@ class ProjectForm(forms.Form):
             options=data["options"],
             tag_templates=data["tags"],
             immutable_tags=data["immutable_tags"],
+            registry_cache=data["registry_cache"],
             strategy=data.get("strategy") or "auto",
             created_by=self.user,
         )

@@ -120,6 +120,9 @@ class Project(models.Model):
     tag_templates = models.JSONField(default=default_tag_templates)
     # Refuse to move an existing full semver tag (1.2.3) to new content.
     immutable_tags = models.BooleanField(default=False)
+    # Each build reads and writes its layers at <image>:crossport-cache-<platforms>
+    # (builds.planner.cache_tag), so a node that never built the project starts warm.
+    registry_cache = models.BooleanField(default=True, db_default=True)
     # How builds run unless the request names a strategy (builds/planner.py STRATEGIES, or
     # builder:<name>); checked by the builds app when set and when a build is queued.
     strategy = models.CharField(max_length=80, default="auto", db_default="auto")
@@ -164,6 +167,7 @@ class Project(models.Model):
             "options": self.options,
             "tags": self.tag_templates,
             "immutable_tags": self.immutable_tags,
+            "registry_cache": self.registry_cache,
             "git_token_set": bool(self.git_token_sealed),
             "created_at": self.created_at.isoformat(),
         }

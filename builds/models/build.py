@@ -156,6 +156,9 @@ class BuildPlatform(models.Model):
     step = models.CharField(max_length=300, blank=True, db_default="")
     # Pushed: the image's compressed size (config and layers, from its manifest).
     size_bytes = models.BigIntegerField(null=True, blank=True)
+    # Finished Dockerfile steps that came from cache (the node's or the registry's) and that ran.
+    steps_cached = models.PositiveIntegerField(default=0, db_default=0)
+    steps_run = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["pk"]
@@ -185,6 +188,8 @@ class BuildPlatform(models.Model):
             "arch_check": self.arch_check or None,
             "step": self.step or None,
             "size_bytes": self.size_bytes,
+            "steps_cached": self.steps_cached,
+            "steps_run": self.steps_run,
         }
 
     @property

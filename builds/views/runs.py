@@ -73,7 +73,10 @@ def _equivalent_cli(build: Build) -> list[str]:
     plan = Plan.from_json(build.plan)
     kinds = BuilderNode.objects.filter(name__in={s.node for s in plan.steps})
     remote = frozenset(kinds.filter(kind=BuilderNode.Kind.BUILDKIT).values_list("name", flat=True))
-    return equivalent_cli(plan, build.project.image, build.tags, build.pk, remote)
+    project = build.project
+    return equivalent_cli(
+        plan, project.image, build.tags, build.pk, remote, registry_cache=project.registry_cache
+    )
 
 
 @login_required

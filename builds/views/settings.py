@@ -41,6 +41,7 @@ def project_settings(request: Request, pk: int) -> HttpResponse:
                 "platforms": project.platforms,
                 "tags": " ".join(project.tag_templates),
                 "immutable_tags": project.immutable_tags,
+                "registry_cache": project.registry_cache,
                 "language": project.language,
                 "strategy": project.strategy,
             },

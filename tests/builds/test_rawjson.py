@@ -488,15 +488,27 @@ def test_platform_progress():
     events = tracker.consume({"vertexes": [vertex(i, n) for i, n in enumerate(names)]})
     assert events == [PlatformProgress("linux/arm64", 0, 5)]
     events = tracker.consume({"vertexes": [vertex(0, names[0], cached=True)]})
-    assert events[-1] == PlatformProgress("linux/arm64", 1, 5)
+    assert events[-1] == PlatformProgress("linux/arm64", 1, 5, cached=0, ran=0)  # FROM: pulled
     events = tracker.consume({"vertexes": [vertex(1, names[1], started=T0)]})
     assert not [e for e in events if isinstance(e, PlatformProgress)]  # running: no change
     events = tracker.consume({"vertexes": [vertex(2, names[2], started=T0, completed=T1)]})
-    assert events[-1] == PlatformProgress("linux/arm64", 3, 5)  # 3/3 implies 2/3
+    assert events[-1] == PlatformProgress("linux/arm64", 3, 5, cached=0, ran=1)  # 3/3: 2/3 too
     events = tracker.consume({"vertexes": [vertex(1, names[1], started=T0, completed=T1)]})
-    assert not [e for e in events if isinstance(e, PlatformProgress)]
+    assert events[-1] == PlatformProgress("linux/arm64", 3, 5, cached=0, ran=2)
     events = tracker.consume({"vertexes": [vertex(4, names[4], started=T0, completed=T1)]})
-    assert events[-1] == PlatformProgress("linux/arm64", 5, 5)
+    assert events[-1] == PlatformProgress("linux/arm64", 5, 5, cached=0, ran=3)
+    # BuildKit's own vertexes are no Dockerfile steps: not counted.
+    events = tracker.consume({"vertexes": [vertex(9, "[internal] load metadata", cached=True)]})
+    assert not [e for e in events if isinstance(e, PlatformProgress)]
+
+
+def test_a_cached_step_run_again_counts_as_run():
+    tracker = ProgressTracker()
+    name = "[linux/arm64 build 1/1] RUN make"
+    tracker.consume({"vertexes": [vertex(0, name, cached=True)]})
+    tracker.consume({"vertexes": [vertex(0, name, started=T0)]})
+    events = tracker.consume({"vertexes": [vertex(0, name, started=T0, completed=T1)]})
+    assert events[-1] == PlatformProgress("linux/arm64", 1, 1, cached=0, ran=1)
 
 
 def test_default_platform_for_single_platform_builds():

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from certs import client_tls, issue, make_ca
 
-from stack import free_port, go_project, registry_index, wait_finished
+from stack import free_port, go_project, registry_index, registry_json, wait_finished
 
 TWO = ["linux/amd64", "linux/arm64"]
 
@@ -160,3 +160,55 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
     status, checked = portal.api("POST", f"/api/v1/nodes/{node['id']}/check", token)
     assert status == 200 and not checked["reachable"] and checked["last_error"], checked
     assert portal.api("DELETE", f"/api/v1/nodes/{node['id']}", token)[0] == 204
+
+
+def test_a_node_that_never_built_the_project_starts_from_its_registry_cache(
+    portal: Any, persona: Any, hello_repo: str, daemon: Daemon
+) -> None:
+    """Built once on the stack's engine, the project's layers are in the registry (its cache
+    tag); the same commit on the cold daemon then takes every step from that cache."""
+    project_id, image = go_project(portal, persona, hello_repo, "warm-anywhere", TWO)
+    builds = f"/api/v1/projects/{project_id}/builds"
+    status, first = portal.api("POST", builds, persona.token, {"strategy": "emulate"})
+    assert status == 201, first
+    first = wait_finished(portal, persona.token, first["id"], timeout=900)
+    assert first["state"] == "succeeded", first["reason"]
+    cache = registry_json(image, "manifests", "crossport-cache-linux-amd64_linux-arm64")
+    assert cache["layers"], cache  # the project's layers, in the registry
+
+    token = portal.manage("portal_user", "bk-ops2", "--team", "ops", "--staff").split()[-1]
+    status, node = portal.api(
+        "POST",
+        "/api/v1/nodes",
+        token,
+        {
+            "name": f"cold-{uuid.uuid4().hex[:6]}",
+            "kind": "buildkit",
+            "endpoint": daemon.endpoint,
+            "tls": daemon.tls,
+        },
+    )
+    assert status == 201 and node["reachable"], (node, daemon.logs())
+    _, listed = portal.api("GET", "/api/v1/nodes", token)
+    others = [n["id"] for n in listed["nodes"] if n["enabled"] and n["id"] != node["id"]]
+    for pk in others:
+        portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": False})
+    try:
+        assert daemon.cached() == "0B"  # a node that never built anything
+        status, again = portal.api("POST", builds, persona.token, {"tags": ["warm"]})
+        assert status == 201, again
+        again = wait_finished(portal, persona.token, again["id"], timeout=900)
+    finally:
+        for pk in others:
+            portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": True})
+    assert again["state"] == "succeeded", again["reason"]
+    assert {p["node"] for p in again["platforms"].values()} == {node["name"]}
+    log = portal.api("GET", f"/api/v1/builds/{again['id']}/log", persona.token)[1]
+    texts = [line["text"] for line in log["lines"]]
+    compiles = [t.split()[0] for t in texts if t.startswith("#") and "go build" in t]
+    assert compiles, texts[-40:]
+    # Every compile came from the cache; the counts on each platform say so too.
+    assert all(f"{number} CACHED" in texts for number in compiles), texts[-40:]
+    for platform, state in again["platforms"].items():
+        assert state["steps_cached"] >= 2 and state["steps_run"] == 0, (platform, state)
+    portal.api("DELETE", f"/api/v1/nodes/{node['id']}", token)

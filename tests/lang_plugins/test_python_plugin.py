@@ -17,6 +17,7 @@ from lang_plugins.python import (
     FALLBACK_SCRIPT,
     PLAN_SCRIPT,
     RESOLVE_SCRIPT,
+    SOURCES_SCRIPT,
     PythonPlugin,
     exec_form,
 )
@@ -26,6 +27,8 @@ MakeTree = Callable[[dict[str, str]], Path]
 
 STAGES = ["FROM", "ARG", "ENV", "WORKDIR", "RUN"]
 INSTRUCTIONS = [
+    "FROM",  # sources: the requirements files, apart from the code
+    "RUN",
     *STAGES,  # resolve, on the build platform, once for all platforms
     *STAGES,  # deps, on the build platform, per target platform
     *STAGES,  # fallback, on the target platform
@@ -235,8 +238,9 @@ def test_render_http_index_golden(golden: Golden) -> None:
 def test_render_default_structure() -> None:
     commands = parse(render({}))
     assert [c.cmd for c in commands] == INSTRUCTIONS
-    resolve, deps, fallback, runtime = (c for c in commands if c.cmd == "FROM")
-    assert resolve.flags == deps.flags == ("--platform=$BUILDPLATFORM",)
+    sources, resolve, deps, fallback, runtime = (c for c in commands if c.cmd == "FROM")
+    assert sources.flags == resolve.flags == deps.flags == ("--platform=$BUILDPLATFORM",)
+    assert sources.value == ("python:3.11-slim", "AS", "sources")
     assert resolve.value == ("python:3.11-slim", "AS", "resolve")
     assert deps.value == ("python:3.11-slim", "AS", "deps")
     # The resolve stage names no target argument: BuildKit runs it once for every platform.
@@ -247,7 +251,14 @@ def test_render_default_structure() -> None:
     assert fallback.flags == () and fallback.value == ("python:3.11-slim", "AS", "fallback")
     assert runtime.flags == () and runtime.value == ("python:3.11-slim",)
     assert arg_values(commands) == {}
-    resolve_run, plan, fallback_run = (c for c in commands if c.cmd == "RUN")
+    sources_run, resolve_run, plan, fallback_run = (c for c in commands if c.cmd == "RUN")
+    assert sources_run.flags == ("--mount=type=bind,target=/src",)  # the whole tree, read-only
+    assert [(h.name, h.content) for h in sources_run.heredocs] == [
+        ("END_OF_SOURCES", SOURCES_SCRIPT)
+    ]
+    # The stages that install read the requirements files only.
+    only_requirements = "--mount=type=bind,from=sources,source=/sources,target=/src,rw"
+    assert all(only_requirements in run.flags for run in (resolve_run, plan, fallback_run))
     assert "--mount=type=cache,target=/root/.cache/pip" in resolve_run.flags
     assert resolve_run.value == ("python - requirements <<'END_OF_RESOLVE'",)
     assert [(h.name, h.content) for h in resolve_run.heredocs] == [
@@ -261,9 +272,9 @@ def test_render_default_structure() -> None:
         ("END_OF_FALLBACK", FALLBACK_SCRIPT)
     ]
     assert "--mount=type=bind,from=deps,source=/plan,target=/plan" in fallback_run.flags
-    env = next(c for c in commands[16:] if c.cmd == "ENV")
+    env = next(c for c in commands[18:] if c.cmd == "ENV")
     assert env.value[:2] == ("PYTHONPATH", "/install")
-    copies = [c.flags + c.value for c in commands[16:] if c.cmd == "COPY"][:3]
+    copies = [c.flags + c.value for c in commands[18:] if c.cmd == "COPY"][:3]
     assert copies == [
         ("--link", "--from=resolve", "/pure", "/install"),
         ("--link", "--from=deps", "/install", "/install"),
@@ -285,13 +296,14 @@ def test_render_mirror_and_version() -> None:
         "localhost:5000/library/python:3.12-slim",
         "localhost:5000/library/python:3.12-slim",
         "localhost:5000/library/python:3.12-slim",
+        "localhost:5000/library/python:3.12-slim",
     ]
 
 
 def test_full_fallback_image_brings_a_compiler() -> None:
     commands = parse(render({"fallback": "full"}, mirror="localhost:5000/library"))
     froms = [c.value for c in commands if c.cmd == "FROM"]
-    assert froms[2] == ("localhost:5000/library/python:3.11", "AS", "fallback")
+    assert froms[3] == ("localhost:5000/library/python:3.11", "AS", "fallback")
     with pytest.raises(OptionError, match="fallback"):
         py().clean_options({"fallback": "gcc"})
 
@@ -300,6 +312,9 @@ def test_render_pyproject_mode() -> None:
     commands = parse(render({"install": "pyproject"}))
     resolve = next(c for c in commands if c.cmd == "RUN")
     assert resolve.value == ("python - pyproject <<'END_OF_RESOLVE'",)
+    # The project's own wheel is built from the whole tree: no sources stage.
+    assert "--mount=type=bind,target=/src,rw" in resolve.flags
+    assert all("AS sources" not in c.original for c in commands)
 
 
 @pytest.mark.parametrize(
@@ -339,6 +354,7 @@ def test_odd_but_valid_index_url_stays_inside_one_arg(url: str) -> None:
 def test_heredoc_terminators_cannot_end_the_scripts_early() -> None:
     # BuildKit ends a heredoc at an exact line; hadolint at a line that starts with the word.
     for script, word in [
+        (SOURCES_SCRIPT, "END_OF_SOURCES"),
         (RESOLVE_SCRIPT, "END_OF_RESOLVE"),
         (PLAN_SCRIPT, "END_OF_PLAN"),
         (FALLBACK_SCRIPT, "END_OF_FALLBACK"),
@@ -347,6 +363,7 @@ def test_heredoc_terminators_cannot_end_the_scripts_early() -> None:
 
 
 def test_plan_scripts_are_valid_python() -> None:
+    compile(SOURCES_SCRIPT, "sources", "exec")
     compile(RESOLVE_SCRIPT, "resolve", "exec")
     compile(PLAN_SCRIPT, "plan", "exec")
 
@@ -365,6 +382,65 @@ def test_plan_script_runs_nothing_for_an_unknown_platform(tmp_path: Path) -> Non
     )
     assert run.returncode == 1
     assert "crossport: no manylinux wheels exist for x" in run.stderr
+
+
+def run_sources(tree: Path, out: Path) -> str:
+    run = subprocess.run(
+        [sys.executable, "-", str(tree), str(out)],
+        input=SOURCES_SCRIPT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_the_sources_step_keeps_the_requirements_files_and_what_they_include(
+    make_tree: MakeTree, tmp_path: Path
+) -> None:
+    tree = make_tree(
+        {
+            "requirements.txt": "-r requirements/base.txt\n--constraint=constraints.txt\nflask\n",
+            "requirements/base.txt": "-r common.txt  # nested, relative to this file\ndjango\n",
+            "requirements/common.txt": "orjson==3.11.3\n",
+            "requirements/dev.txt": "pytest\n",
+            "constraints.txt": "flask<4\n",
+            "app.py": "print('hello')\n",
+            "service/views.py": "x = 1\n",
+        }
+    )
+    out = tmp_path / "sources"
+    assert "read from 4 requirements file(s)" in run_sources(tree, out)
+    assert files(out) == [
+        "constraints.txt",
+        "requirements.txt",
+        "requirements/base.txt",
+        "requirements/common.txt",
+    ]
+
+
+@pytest.mark.parametrize(
+    "line", ["-e .", "./libs/shared", "/abs/path", "shared @ file:///src/libs/shared", "file:libs"]
+)
+def test_a_requirement_into_the_tree_keeps_the_whole_tree(
+    line: str, make_tree: MakeTree, tmp_path: Path
+) -> None:
+    tree = make_tree({"requirements.txt": f"django\n{line}\n", "libs/shared/setup.py": ""})
+    out = tmp_path / "sources"
+    assert "read whole" in run_sources(tree, out)
+    assert files(out) == ["libs/shared/setup.py", "requirements.txt"]
+
+
+def test_an_include_outside_the_tree_is_not_copied(make_tree: MakeTree, tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("-r x\n")
+    tree = make_tree({"requirements.txt": "-r ../../secret.txt\n-r /etc/passwd\n"})
+    out = tmp_path / "sources"
+    run_sources(tree, out)
+    assert files(out) == ["requirements.txt"]
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh")

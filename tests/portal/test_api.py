@@ -34,11 +34,18 @@ def test_create_project_and_read_it_back(alice: Any, api: Any) -> None:
     data = response.json()
     assert data["platforms"] == ["linux/amd64", "linux/arm64", "linux/arm/v7"]
     assert data["options"]["ldflags"] == "-s -w -X main.version=1.0"
+    assert data["registry_cache"] is True  # on unless asked otherwise
     assert client.get(f"/api/v1/projects/{data['id']}").json()["name"] == "hello"
     assert [p["id"] for p in client.get("/api/v1/projects").json()["projects"]] == [data["id"]]
     dockerfile = client.get(f"/api/v1/projects/{data['id']}/dockerfile")
     assert dockerfile["Content-Type"].startswith("text/plain")
     assert 'ARG LDFLAGS="-s -w -X main.version=1.0"' in dockerfile.content.decode()
+
+
+def test_a_project_can_be_registered_without_the_registry_cache(alice: Any, api: Any) -> None:
+    response = api(alice).post("/api/v1/projects", {**GOOD, "registry_cache": False})
+    assert response.status_code == 201 and response.json()["registry_cache"] is False
+    assert Project.objects.get(pk=response.json()["id"]).registry_cache is False
 
 
 @pytest.mark.parametrize(
