@@ -15,12 +15,18 @@ Golden = Callable[[str, str], None]
 MakeTree = Callable[[dict[str, str]], Path]
 
 INSTRUCTIONS = [
-    "FROM",
+    "FROM",  # source, on the build platform
     "WORKDIR",
     "COPY",
     "RUN",
     "COPY",
     "ARG",
+    "FROM",  # imports: the standard library packages the program imports, listed once
+    "RUN",
+    "FROM",  # std: those packages compiled for the target
+    "ARG",
+    "RUN",
+    "FROM",  # build: the program, with the compiler cache seeded from std
     "ARG",
     "ARG",
     "RUN",
@@ -157,10 +163,21 @@ def test_render_mirror_ldflags_golden(golden: Golden) -> None:
 def test_render_default_structure() -> None:
     commands = parse(render({}))
     assert [c.cmd for c in commands] == INSTRUCTIONS
-    build, runtime = (c for c in commands if c.cmd == "FROM")
-    assert build.flags == ("--platform=$BUILDPLATFORM",)
-    assert build.value == ("golang:1.19", "AS", "build")
+    source, imports, std, build, runtime = (c for c in commands if c.cmd == "FROM")
+    assert source.flags == std.flags == ("--platform=$BUILDPLATFORM",)
+    assert source.value == ("golang:1.19", "AS", "source")
+    assert imports.value == ("source", "AS", "imports")
+    assert std.value == ("golang:1.19", "AS", "std")
+    assert build.value == ("source", "AS", "build")
     assert runtime.value == ("alpine:3.20",)
+    _, listing, precompile, compile_ = (c for c in commands if c.cmd == "RUN")
+    assert "go list -e -deps" in listing.original and "TARGETARCH" not in listing.original
+    assert "--mount=type=bind,from=imports,source=/imports,target=/imports" in precompile.flags
+    # Each target has its compiler cache of its own, seeded from its standard library.
+    assert (
+        "--mount=type=cache,id=go-build-$TARGETOS-$TARGETARCH$TARGETVARIANT,"
+        "target=/root/.cache/go-build,from=std,source=/std"
+    ) in compile_.flags
     assert arg_values(commands) == {"LDFLAGS": "-s -w", "MAIN": "."}
     assert commands[-1].json and commands[-1].value == ("/usr/local/bin/app",)
     assert not any(c.cmd == "FROM" and c.value[0].startswith("--") for c in commands)
@@ -177,7 +194,13 @@ def test_render_mirror_and_options() -> None:
     )
     assert [c.cmd for c in commands] == INSTRUCTIONS
     images = [c.value[0] for c in commands if c.cmd == "FROM"]
-    assert images == ["localhost:5000/library/golang:1.22", "localhost:5000/library/alpine:3.20"]
+    assert images == [
+        "localhost:5000/library/golang:1.22",
+        "source",
+        "localhost:5000/library/golang:1.22",
+        "source",
+        "localhost:5000/library/alpine:3.20",
+    ]
     assert arg_values(commands)["MAIN"] == "./cmd/x"
 
 
