@@ -2,7 +2,7 @@
 per-step updates and per-platform progress (`LogLine`, `StepUpdate`, `PlatformProgress`).
 
 No Django here: the worker feeds `ProgressTracker` from `builds.rawjson.StreamDecoder` and
-stores and publishes the events.
+stores and publishes the events (defined in `builds.stepevents`, and re-exported here).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from builds import rawfields
 from builds.rawjson import Item
+from builds.stepevents import Event, LogLine, PlatformProgress, StepFailure, StepUpdate
 from builds.vertexnames import StepName, parse_vertex_name
 
 __all__ = [
@@ -26,68 +27,8 @@ __all__ = [
 ]
 
 
-# --- events -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line for the build log. stream: 0 progress/status text, 1 stdout, 2 stderr."""
-
-    platform: str | None
-    text: str
-    stream: int
-
-
-@dataclass(frozen=True)
-class StepUpdate:
-    """A platform's vertex changed state: "running", "done", "cached", "error" or "canceled"
-    (stopped because something else failed, or on request)."""
-
-    platform: str
-    vertex: str
-    name: str
-    state: str
-
-
-@dataclass(frozen=True)
-class PlatformProgress:
-    """Finished Dockerfile steps of one platform, for its progress bar.
-
-    total is the sum of the step counts ("4/6" -> 6) of every stage seen for the platform so
-    far, so it can grow while stages appear. done adds up, per stage, the highest step that
-    finished or came from cache: each step builds on the one before, and the first steps
-    of a stage that all platforms share (cross-compiling) run once, under the name of one
-    platform only. 0 <= done <= total.
-
-    cached and ran count the platform's finished Dockerfile steps that came from cache (the
-    node's, or the registry's) and that ran; not FROM (a base image is pulled, not built) nor
-    BuildKit's internal vertexes.
-    """
-
-    platform: str
-    done: int
-    total: int
-    cached: int = 0
-    ran: int = 0
-
-
-@dataclass(frozen=True)
-class StepFailure:
-    """A vertex that failed on its own (not canceled): BuildKit's error, the step's last
-    output lines and its platform's step counts per stage, for `builds.headline`."""
-
-    platform: str | None
-    name: str
-    number: int  # the "#N" of the step's log lines
-    step: StepName | None
-    error: str
-    output: tuple[str, ...]
-    stage_totals: dict[str, int]
-
-
-Event = LogLine | StepUpdate | PlatformProgress
-
 _TERMINAL = frozenset({"done", "cached", "error"})
+CACHE_IMPORT = "importing cache manifest from "  # the vertex of --cache-from
 MAX_PARTIAL_LINE_BYTES = 64 * 1024
 OUTPUT_KEPT = 400  # a step's last output lines kept for its failure headline
 
@@ -263,6 +204,10 @@ class ProgressTracker:
             if error.endswith("context canceled") or error == "canceled":
                 events.append(self._line(vertex, "CANCELED"))
                 state = "canceled"
+            elif vertex.name.startswith(CACHE_IMPORT):
+                # No registry cache yet (a project's first build): BuildKit goes on without it.
+                events.append(self._line(vertex, f"no cache to import: {error}"))
+                state = "done"
             else:
                 events.append(self._line(vertex, f"ERROR: {error}"))
                 if error not in self.errors:

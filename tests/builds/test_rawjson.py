@@ -552,3 +552,34 @@ def test_malformed_fields_are_ignored():
         {"vertexes": [{"digest": digest(2), "name": "n", "started": T0, "completed": "garbage"}]}
     )
     assert log_texts(events) == ["#1 n", "#1 DONE"]
+
+
+def test_a_missing_registry_cache_is_no_failure():
+    # A project's first build: --cache-from names a cache that is not there yet; BuildKit
+    # marks that vertex as errored and goes on. It must not become the build's headline.
+    tracker = ProgressTracker()
+    error = "failed to configure registry cache importer: localhost:5000/a/b:crossport-cache-x: not found"
+    events = tracker.consume(
+        {
+            "vertexes": [
+                vertex(
+                    1,
+                    "importing cache manifest from localhost:5000/a/b:crossport-cache-x",
+                    started=T0,
+                    completed=T1,
+                    error=error,
+                ),
+                vertex(
+                    2,
+                    "[linux/amd64 build 2/2] RUN false",
+                    started=T0,
+                    completed=T1,
+                    error="exit code: 1",
+                ),
+            ]
+        }
+    )
+    assert f"#1 no cache to import: {error}" in log_texts(events)
+    assert tracker.errors == ["exit code: 1"]
+    assert tracker.failure_reason == "exit code: 1"
+    assert [f.name for f in tracker.failures] == ["[linux/amd64 build 2/2] RUN false"]

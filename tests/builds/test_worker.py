@@ -38,7 +38,7 @@ def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -
     assert "--push" in argv and "--progress=rawjson" in argv
     assert argv[-2] == "--" and argv[-1] == str(backend.spec.context)  # type: ignore[union-attr]
     assert (
-        "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS build"
+        "FROM --platform=$BUILDPLATFORM localhost:5000/library/golang:1.19 AS source"
         in backend.dockerfile
     )
     assert backend.context_files == [".git", "go.mod", "main.go"]  # as a git checkout
