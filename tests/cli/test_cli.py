@@ -99,7 +99,16 @@ def test_build_wait_streams_the_log_and_a_failure_exits_1_with_its_reason(
 def test_ctrl_c_cancels_the_build_it_waits_for_and_exits_130(
     token: str, project: Project, portal_url: str
 ) -> None:
-    proc = crossport(portal_url, token, "build", str(project.pk), "--wait")
+    # As in a terminal: a shell that starts jobs in the background (CI scripts, nohup) has
+    # SIGINT ignored, and a child would inherit that.
+    proc = crossport(
+        portal_url,
+        token,
+        "build",
+        str(project.pk),
+        "--wait",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     build = queued()
     time.sleep(1)  # it is polling now
     proc.send_signal(signal.SIGINT)
