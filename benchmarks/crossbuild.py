@@ -149,8 +149,16 @@ def compile_seconds(output: bytes) -> float:
 
 
 def timed_build(
-    key: str, variant: str, dockerfile: Path, context: Path, platforms: list[str], cold: bool = True
+    key: str,
+    variant: str,
+    dockerfile: Path,
+    context: Path,
+    platforms: list[str],
+    cold: bool = True,
+    cache_ref: str = "",
 ) -> tuple[float, bytes]:
+    """One build through the portal's buildx runner, pushed; cold: the build cache pruned
+    first and `--no-cache`; cache_ref: the registry layer cache it reads and writes."""
     if cold:
         prune()
     with tempfile.TemporaryDirectory() as work:
@@ -164,6 +172,7 @@ def timed_build(
             network=os.environ.get("PORTAL_BUILD_NETWORK", "host"),
             no_cache=cold,
             push_once=PUSH_ONCE,
+            cache_ref=cache_ref,
         )
         for _attempt in range(3):
             elapsed, code, output = run_spec(spec)

@@ -31,10 +31,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import crossbuild  # benchmarks/crossbuild.py, beside this script (sets Django up)
-from crossbuild import ALL, REGISTRY, prune, render_sample, run_spec, sample
+from crossbuild import ALL, REGISTRY, prune, render_sample, sample, timed_build
 
-from builds import buildx
 from builds.planner import cache_tag
 
 # The file each plugin's one-file change touches, in its realistic-size sample.
@@ -55,21 +53,8 @@ def change(context: Path, key: str) -> None:
 
 
 def build(key: str, context: Path, dockerfile: Path, cache_ref: str) -> float:
-    with tempfile.TemporaryDirectory() as work:
-        spec = buildx.BuildSpec(
-            context=context,
-            dockerfile=dockerfile,
-            platforms=ALL,
-            tags=[f"{REGISTRY}/bench/warm-{key}:{uuid.uuid4().hex[:8]}"],
-            metadata_file=Path(work) / "metadata.json",
-            network="host",
-            push_once=crossbuild.PUSH_ONCE,
-            cache_ref=cache_ref,
-        )
-        elapsed, code, output = run_spec(spec)
-    if code != 0:
-        raise SystemExit(f"{key} failed ({code}):\n{output[-3000:].decode(errors='replace')}")
-    return elapsed
+    """One three-platform build on the node as its cache stands (the caller prunes it)."""
+    return timed_build(key, "warm", dockerfile, context, ALL, cold=False, cache_ref=cache_ref)[0]
 
 
 def bench(key: str) -> dict[str, float]:
