@@ -9,6 +9,7 @@ whatever runs the portal, and the scale-out run would build the same image again
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -106,12 +107,8 @@ def daemon(stack: None, portal: Any, tmp_path: Path) -> Iterator[Daemon]:
     daemon.stop()
 
 
-def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
-    portal: Any, persona: Any, hello_repo: str, daemon: Daemon
-) -> None:
-    token = portal.manage("portal_user", "bk-ops", "--team", "ops", "--staff").split()[-1]
-    name = f"bk-{uuid.uuid4().hex[:6]}"
-    started = time.monotonic()
+def register(portal: Any, token: str, daemon: Daemon, name: str) -> dict[str, Any]:
+    """The daemon as a `buildkit` node, through the API; checked reachable."""
     status, node = portal.api(
         "POST",
         "/api/v1/nodes",
@@ -119,18 +116,37 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
         {"name": name, "kind": "buildkit", "endpoint": daemon.endpoint, "tls": daemon.tls},
     )
     assert status == 201 and node["reachable"], (node, daemon.logs())
+    return node
+
+
+@contextlib.contextmanager
+def the_only_node(portal: Any, token: str, node: dict[str, Any]) -> Iterator[None]:
+    """Only `node` takes builds meanwhile: the other enabled nodes are disabled, then back."""
+    _, listed = portal.api("GET", "/api/v1/nodes", token)
+    others = [n["id"] for n in listed["nodes"] if n["enabled"] and n["id"] != node["id"]]
+    for pk in others:
+        portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": False})
+    try:
+        yield
+    finally:
+        for pk in others:
+            portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": True})
+
+
+def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
+    portal: Any, persona: Any, hello_repo: str, daemon: Daemon
+) -> None:
+    token = portal.manage("portal_user", "bk-ops", "--team", "ops", "--staff").split()[-1]
+    name = f"bk-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    node = register(portal, token, daemon, name)
     print(f"registered and checked in {time.monotonic() - started:.1f}s")
     assert node["kind"] == "buildkit" and node["buildkit_version"].startswith("v0.13.2")
     assert node["native_platforms"][0] == "linux/amd64"
     assert "linux/arm64" in node["emulated_platforms"]  # the host's binfmt emulators
     assert daemon.tls["key"] not in str(node)
 
-    # Only this node takes builds while the test runs.
-    _, listed = portal.api("GET", "/api/v1/nodes", token)
-    others = [n["id"] for n in listed["nodes"] if n["enabled"] and n["id"] != node["id"]]
-    for pk in others:
-        portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": False})
-    try:
+    with the_only_node(portal, token, node):
         assert daemon.cached() == "0B"  # nothing built there yet
         project_id, image = go_project(portal, persona, hello_repo, "buildkit-node", TWO)
         status, queued = portal.api(
@@ -152,9 +168,6 @@ def test_a_standalone_buildkitd_with_mutual_tls_is_a_node_that_builds(
         assert pushed == set(TWO)
         assert {a["platform"] for a in build["attestations"]} == set(TWO)  # provenance
         assert daemon.cached() != "0B", daemon.buildctl("du")  # the daemon did the work
-    finally:
-        for pk in others:
-            portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": True})
 
     daemon.stop()
     status, checked = portal.api("POST", f"/api/v1/nodes/{node['id']}/check", token)
@@ -177,30 +190,12 @@ def test_a_node_that_never_built_the_project_starts_from_its_registry_cache(
     assert cache["layers"], cache  # the project's layers, in the registry
 
     token = portal.manage("portal_user", "bk-ops2", "--team", "ops", "--staff").split()[-1]
-    status, node = portal.api(
-        "POST",
-        "/api/v1/nodes",
-        token,
-        {
-            "name": f"cold-{uuid.uuid4().hex[:6]}",
-            "kind": "buildkit",
-            "endpoint": daemon.endpoint,
-            "tls": daemon.tls,
-        },
-    )
-    assert status == 201 and node["reachable"], (node, daemon.logs())
-    _, listed = portal.api("GET", "/api/v1/nodes", token)
-    others = [n["id"] for n in listed["nodes"] if n["enabled"] and n["id"] != node["id"]]
-    for pk in others:
-        portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": False})
-    try:
+    node = register(portal, token, daemon, f"cold-{uuid.uuid4().hex[:6]}")
+    with the_only_node(portal, token, node):
         assert daemon.cached() == "0B"  # a node that never built anything
         status, again = portal.api("POST", builds, persona.token, {"tags": ["warm"]})
         assert status == 201, again
         again = wait_finished(portal, persona.token, again["id"], timeout=900)
-    finally:
-        for pk in others:
-            portal.api("PATCH", f"/api/v1/nodes/{pk}", token, {"enabled": True})
     assert again["state"] == "succeeded", again["reason"]
     assert {p["node"] for p in again["platforms"].values()} == {node["name"]}
     log = portal.api("GET", f"/api/v1/builds/{again['id']}/log", persona.token)[1]
