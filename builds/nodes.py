@@ -156,13 +156,16 @@ QEMU_HANDLERS = {
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
 
-def binfmt_platforms(root: Path = BINFMT_DIR) -> list[str]:
-    """Platforms with an enabled emulator registered with the F flag on this machine.
+def binfmt_platforms(root: Path = BINFMT_DIR) -> list[str] | None:
+    """Platforms with an enabled emulator registered with the F flag on this machine, or None
+    when the kernel's list cannot be read here (binfmt_misc is not mounted in a container).
 
     BuildKit's own probe misses some (Debian's engine build lists no linux/arm although the
     arm handler runs armhf binaries), so for a node on this machine the kernel is asked too.
     Without F the interpreter cannot be opened inside containers, so such a handler is no use.
     """
+    if not (root / "status").is_file():
+        return None
     found: list[str] = []
     for name, platforms in QEMU_HANDLERS.items():
         try:
@@ -234,10 +237,11 @@ def _probe(node: BuilderNode, certs: Path | None) -> None:
     node.free_disk_bytes = None
     if _local(node):
         # BuildKit probes emulators once, when the engine starts; the kernel knows now (a
-        # handler lost or installed since is seen at once).
-        targets = node.native_platforms + [
-            p for p in binfmt_platforms() if p not in node.native_platforms
-        ]
+        # handler lost or installed since is seen at once). A portal in a container, given the
+        # engine's socket, cannot read the kernel's list and keeps BuildKit's.
+        kernel = binfmt_platforms()
+        if kernel is not None:
+            targets = node.native_platforms + [p for p in kernel if p not in node.native_platforms]
         root = str(info.get("DockerRootDir", ""))
         if root and Path(root).is_dir():
             node.free_disk_bytes = shutil.disk_usage(root).free

@@ -381,3 +381,29 @@ def login_session(portal: Any, persona: Any) -> Any:
         return opener.open(request, timeout=120).read().decode()
 
     return get
+
+
+def commit_all(work: Path, message: str) -> list[str]:
+    """`git init` a folder on branch main and commit all of it; the git command it used."""
+    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", message], check=True)
+    return git
+
+
+def create_database(url_base: str) -> tuple[str, str]:
+    """A new, empty PostgreSQL database beside URL_BASE's: its name and URL."""
+    import psycopg
+
+    name = f"crossport_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url_base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, url_base.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url_base: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url_base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

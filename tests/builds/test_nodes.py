@@ -75,6 +75,7 @@ def test_only_healthy_enabled_nodes_are_candidates(queued_build: Any) -> None:
 def test_binfmt_platforms_need_enabled_handlers_with_the_f_flag(tmp_path: Any) -> None:
     from builds.nodes import binfmt_platforms
 
+    (tmp_path / "status").write_text("enabled\n")
     (tmp_path / "qemu-aarch64").write_text(
         "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: POCF\n"
     )
@@ -84,6 +85,15 @@ def test_binfmt_platforms_need_enabled_handlers_with_the_f_flag(tmp_path: Any) -
     (tmp_path / "qemu-s390x").write_text("disabled\nflags: F\n")
     (tmp_path / "qemu-riscv64").write_text("enabled\nflags: F\n")
     assert binfmt_platforms(tmp_path) == ["linux/arm64", "linux/riscv64"]
+
+
+def test_binfmt_platforms_unknown_where_binfmt_misc_is_not_mounted(tmp_path: Any) -> None:
+    """In a container the folder is empty (not mounted): unknown, not "no emulators", so a
+    portal there keeps BuildKit's own list of the engine's platforms."""
+    from builds.nodes import binfmt_platforms
+
+    assert binfmt_platforms(tmp_path) is None
+    assert binfmt_platforms(tmp_path / "missing") is None
 
 
 def test_image_store_names_containerd_or_the_classic_driver() -> None:

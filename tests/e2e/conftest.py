@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fakes import write_hello
-from stack import REGISTRY, free_port
+from stack import REGISTRY, commit_all, create_database, drop_database, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,22 +160,6 @@ class Portal:
         return status, json.loads(raw) if kind.startswith("application/json") else raw.decode()
 
 
-def _create_database(url_base: str) -> tuple[str, str]:
-    import psycopg
-
-    name = f"crossport_e2e_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url_base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, url_base.rsplit("/", 1)[0] + "/" + name
-
-
-def _drop_database(url_base: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url_base, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextmanager
 def running_portal(
     data_dir: Path, file_root: Path, extra_env: dict[str, str] | None = None
@@ -201,7 +185,7 @@ def running_portal(
     database = None
     scale_out = bool(os.environ.get("DATABASE_URL"))
     if scale_out:
-        database, env["DATABASE_URL"] = _create_database(os.environ["DATABASE_URL"])
+        database, env["DATABASE_URL"] = create_database(os.environ["DATABASE_URL"])
         env["PORTAL_CHANNEL_PREFIX"] = f"crossport-e2e-{uuid.uuid4().hex[:8]}"
     instance = Portal(port=port, env=env, data_dir=data_dir)
     try:
@@ -218,7 +202,7 @@ def running_portal(
             except subprocess.TimeoutExpired:
                 proc.kill()
         if database:
-            _drop_database(os.environ["DATABASE_URL"], database)
+            drop_database(os.environ["DATABASE_URL"], database)
 
 
 @pytest.fixture(scope="session")
@@ -301,15 +285,6 @@ def broken_repo(tmp_path_factory: pytest.TempPathFactory) -> str:
     (work / "main.go").write_text("package main\n\nfunc main() {\n\tnosuchfunc()\n}\n")
     commit_all(work, "broken")
     return f"file://{work}"
-
-
-def commit_all(work: Path, message: str) -> list[str]:
-    """`git init` a folder on branch main and commit all of it; the git command it used."""
-    git = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
-    subprocess.run([*git, "init", "-q", "-b", "main", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", message], check=True)
-    return git
 
 
 @pytest.fixture(scope="session")

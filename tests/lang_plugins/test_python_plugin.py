@@ -113,6 +113,9 @@ def test_registered_under_python() -> None:
         "fallback",
         "command",
         "index_url",
+        "system_packages",
+        "env",
+        "data_dir",
         "pip_secret",
     ]
 
@@ -124,6 +127,9 @@ def test_defaults() -> None:
         "fallback": "slim",
         "command": "app.py",
         "index_url": "",
+        "system_packages": "",
+        "env": "",
+        "data_dir": "",
         "pip_secret": "",
     }
 
@@ -450,6 +456,128 @@ def test_fallback_script_is_valid_sh() -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["git", "git docker-cli docker-buildx", "libstdc++6 python3.13"])
+def test_system_packages_accepts_debian_names(value: str) -> None:
+    assert py().clean_options({"system_packages": value})["system_packages"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-y",
+        "git -o=x",
+        "git;id",
+        "git && id",
+        "Git",
+        "git=1:2.47",
+        "x",
+        "git\ncurl",
+        "$(id)",
+        "a/b",
+    ],
+)
+def test_system_packages_rejects_anything_else(value: str) -> None:
+    with pytest.raises(OptionError) as err:
+        py().clean_options({"system_packages": value})
+    assert err.value.option == "system_packages"
+
+
+def test_system_packages_install_in_the_runtime_stage_before_the_app() -> None:
+    out = render({"system_packages": "git  docker-cli"})
+    runtime = out.rsplit("\nFROM ", 1)[1]
+    install = "apt-get install -y --no-install-recommends git docker-cli \\\n"
+    assert install in runtime and "rm -rf /var/lib/apt/lists/*" in runtime
+    # Installed as root, before the user switch, and before the app so a code change keeps it.
+    assert runtime.index(install) < runtime.index("COPY --link . .") < runtime.index("USER ")
+    assert "apt-get" not in render({})
+
+
+@pytest.mark.parametrize(
+    "value", ["A=1", "PORTAL_DATA_DIR=/data PORTAL_ALLOWED_HOSTS=a.example,localhost", "EMPTY="]
+)
+def test_env_accepts_plain_pairs(value: str) -> None:
+    assert py().clean_options({"env": value})["env"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "A=$HOME",  # would expand
+        'A="x"',
+        "A=x\\",
+        "A",
+        "1A=x",
+        "A=x;B=y",
+        "PATH=/tmp",  # the plugin's own
+        "PYTHONPATH=/x",
+        "A=1 PYTHONUNBUFFERED=0",
+        "A=x\nRUN id",
+    ],
+)
+def test_env_rejects_anything_else(value: str) -> None:
+    with pytest.raises(OptionError) as err:
+        py().clean_options({"env": value})
+    assert err.value.option == "env"
+
+
+def test_env_is_set_in_the_runtime_stage_only() -> None:
+    out = render({"env": "PORTAL_DATA_DIR=/data MODE=prod"})
+    runtime = out.rsplit("\nFROM ", 1)[1]
+    assert 'ENV PORTAL_DATA_DIR="/data" MODE="prod"\n' in runtime
+    assert out.count("PORTAL_DATA_DIR") == 1
+
+
+@pytest.mark.parametrize("value", ["/data", "/var/lib/app", "/srv/app-data", "/opt/app/state"])
+def test_data_dir_accepts_absolute_paths(value: str) -> None:
+    assert py().clean_options({"data_dir": value})["data_dir"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "data",
+        "/",
+        "/usr",
+        "/usr/local",
+        "/etc/app",
+        "/app",
+        "/app/var",
+        "/install",
+        "/var",
+        "/tmp",
+        "/data/../etc",
+        "/a/./b",
+        "/data/",
+        "/da ta",
+        "/data;x",
+        '/"x"',
+        "/$HOME",
+    ],
+)
+def test_data_dir_rejects_anything_else(value: str) -> None:
+    with pytest.raises(OptionError) as err:
+        py().clean_options({"data_dir": value})
+    assert err.value.option == "data_dir"
+
+
+def test_data_dir_is_owned_by_the_app_user_and_a_volume() -> None:
+    out = render({"data_dir": "/data"})
+    # Made on the build platform: no step of the runtime stage runs (no emulation).
+    assert (
+        "FROM --platform=$BUILDPLATFORM python:3.11-slim AS data\nRUN mkdir -m 0750 /data\n" in out
+    )
+    runtime = out.rsplit("\nFROM ", 1)[1]
+    assert (
+        'COPY --link --chown=65532:65532 --from=data /data "/data"\nVOLUME ["/data"]\n'
+        'ENV HOME="/data"\n'
+    ) in runtime
+    # The project's own environment comes after HOME, so it may set HOME itself.
+    out = render({"data_dir": "/data", "env": "HOME=/data/home"})
+    assert out.index('ENV HOME="/data"') < out.index('ENV HOME="/data/home"')
+    assert "RUN" not in runtime and runtime.count("USER 65532:65532") == 1
+    assert " AS data" not in render({})
+
+
 def test_dockerignore() -> None:
     lines = py().render(py().clean_options({})).dockerignore.splitlines()
     for pattern in [".git", "Dockerfile", ".dockerignore", ".venv", "**/__pycache__"]:
@@ -464,7 +592,12 @@ HADOLINT = shutil.which("hadolint") or shutil.which(
 
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed")
 @pytest.mark.parametrize(
-    "raw", [{}, {"install": "pyproject", "index_url": HTTP_INDEX, "command": "python -m app"}]
+    "raw",
+    [
+        {},
+        {"install": "pyproject", "index_url": HTTP_INDEX, "command": "python -m app"},
+        {"env": "APP_DATA=/data MODE=prod", "data_dir": "/data", "system_packages": "git curl"},
+    ],
 )
 def test_hadolint_finds_nothing(raw: dict[str, object], tmp_path: Path) -> None:
     path = tmp_path / "Dockerfile"

@@ -108,7 +108,8 @@ busybox_root() {
     rm -rf "$tmp"
 }
 
-# debian_rootfs ARCH OUT.tar INCLUDES LOGNAME [MMDEBSTRAP ARGS...]: a bookworm root
+# debian_rootfs ARCH OUT.tar INCLUDES LOGNAME [MMDEBSTRAP ARGS...]: a bookworm root (the suite
+# in ROOTFS_SUITE, if set: trixie for the Python 3.13 stand-in)
 # filesystem of the Essential packages plus INCLUDES and their dependencies, as a tar (keeps
 # owners, modes and links exactly; a Dockerfile ADDs it), with the common files (passwd, group,
 # CA bundle). The packages are unpacked, not configured (mmdebstrap's extract variant): no
@@ -122,17 +123,25 @@ busybox_root() {
 # no customize hooks.
 debian_rootfs() {
     local arch=$1 out=$2 include=$3 logfile="$LOG_DIR/seed-$4-mmdebstrap-$1.log" deb_arch cache
-    local common essential
+    local common essential suite=${ROOTFS_SUITE:-bookworm}
     shift 4
     deb_arch=${DEB_ARCH[$arch]}
     cache="$DEB_CACHE/mmdebstrap-$deb_arch"
     common=$(mktemp -d)
     common_root "$common"
-    essential=$(essential_packages "$deb_arch")
+    if [[ $suite == bookworm ]]; then
+        essential=$(essential_packages "$deb_arch"),
+    else
+        # Another suite: its own .deb cache, and mmdebstrap's apt selects the Essential
+        # packages from that suite's lists itself (an apt pattern is an --include of its own).
+        cache="$DEB_CACHE/mmdebstrap-$suite-$deb_arch"
+        essential=
+        set -- --include='?essential' "$@"
+    fi
     mkdir -p "$cache"
     : >"$logfile"
-    log "seed: mmdebstrap $deb_arch (essential + $include; log: $logfile)"
-    if ! mmdebstrap --variant=extract --arch="$deb_arch" --include="$essential,$include" \
+    log "seed: mmdebstrap $suite $deb_arch (essential + $include; log: $logfile)"
+    if ! mmdebstrap --variant=extract --arch="$deb_arch" --include="$essential$include" \
             --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -141,8 +150,8 @@ debian_rootfs() {
             --setup-hook="sync-in $cache /var/cache/apt/archives/" \
             --extract-hook="sync-out /var/cache/apt/archives $cache" \
             --extract-hook="sync-in $common /" \
-            "$@" bookworm "$out" \
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) bookworm main" \
+            "$@" "$suite" "$out" \
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) $suite main" \
             >>"$logfile" 2>&1; then
         tail -n 30 "$logfile" >&2
         die "mmdebstrap for $deb_arch failed; see $logfile"
@@ -290,6 +299,25 @@ seed_lane() {
     for image in "$@"; do
         "${SEED_FUNC[$image]:-seed_${image%%:*}}"
     done
+}
+
+# serve_folder NAME HOST:PORT DIR PIDFILE PATH: serve DIR over plain HTTP on HOST:PORT (Python's
+# http.server), unless something answers HOST:PORT/PATH already; waits until it answers.
+serve_folder() {
+    local name=$1 addr=$2 dir=$3 pidfile=$4 path=$5
+    if curl -fs -o /dev/null "http://$addr$path"; then
+        pid_alive "$pidfile" ||
+            log "warning: something not started by this script already serves http://$addr; using it"
+        log "$name: already running"
+        return 0
+    fi
+    log "$name: starting on $addr (log: $LOG_DIR/$name.log)"
+    daemonize "$pidfile" "$LOG_DIR/$name.log" \
+        /usr/bin/python3 -m http.server --bind "${addr%:*}" "${addr##*:}" --directory "$dir"
+    if ! wait_for "$TIMEOUT" "$name" "$pidfile" curl -fs -o /dev/null "http://$addr$path"; then
+        tail -n 20 "$LOG_DIR/$name.log" >&2
+        die "$name did not answer http://$addr$path (port taken?); see $LOG_DIR/$name.log"
+    fi
 }
 
 # More stand-ins: each scripts/teststack/seeds/*.sh appends to SEED_IMAGES, sets SEED_FUNC

@@ -9,17 +9,21 @@
 #   localhost:5000/library/python:3.11       the same plus gcc, libc6-dev and python3-dev,
 #                                            like the official full image: the plugin's
 #                                            emulated fallback stage compiles sdists in it.
+#   localhost:5000/library/python:3.13-slim  the same from Debian trixie (python3.13): what
+#                                            Crossport's own image is built on.
 #   http://127.0.0.1:3141/simple/            PEP 503 index of a few real wheels/sdists
 #                                            (PORTAL_TEST_PYPI): builds never reach PyPI.
 #
 # Root filesystems come from mmdebstrap, unpacked without maintainer scripts (see
 # debian_rootfs): nothing runs under QEMU; downloaded .debs are kept per architecture.
 
-SEED_IMAGES+=(python:3.11-slim python:3.11)
+SEED_IMAGES+=(python:3.11-slim python:3.11 python:3.13-slim)
 SEED_FUNC["python:3.11-slim"]=seed_python_slim
 SEED_FUNC["python:3.11"]=seed_python_full
+SEED_FUNC["python:3.13-slim"]=seed_python313_slim
 SEED_LANE["python:3.11-slim"]=mmdebstrap
 SEED_LANE["python:3.11"]=mmdebstrap
+SEED_LANE["python:3.13-slim"]=mmdebstrap
 # python3-pip is the host pip that fills the index (mmdebstrap, for the root filesystems,
 # is in teststack.sh's packages).
 BASE_PACKAGES+=(python3-pip)
@@ -37,6 +41,11 @@ PYPI_PLATFORM_WHEELS=(orjson==3.11.3)
 PYPI_PURE_WHEELS=(setuptools==84.2.1 wheel==0.48.0 flit_core==4.2.0
     django==5.2.8 asgiref==3.10.0 sqlparse==0.5.3)
 PYPI_SDISTS=(docopt==0.6.2)
+# Crossport's own runtime dependencies (pyproject.toml's, at requirements.lock's versions), as
+# cp313 wheels for x86_64: what tests/e2e/test_self_image.py builds Crossport's image from.
+# Not aarch64: `dockerfile` (a Go extension) publishes no Linux aarch64 wheel, and its sdist
+# needs Go and the Go module proxy to build.
+PYPI_SELF_PLATFORMS=(x86_64)
 
 # ---------------------------------------------------------------- stand-in images
 
@@ -46,19 +55,27 @@ PYPI_SDISTS=(docopt==0.6.2)
 # standard library and pip byte-compiled, as Debian's py3compile (a maintainer script the
 # extract variant skips) would: without it every python start in a build compiles what it
 # imports again (pip: 0.8 s instead of 0.2 s). .pyc files are the same on every architecture,
-# so the host's python3.11 (Debian bookworm's, the same release) writes them.
+# so the host's python3.11 (Debian bookworm's, the same release) writes them; for another
+# version, the host's interpreter of that version, if it has one (the magic number is per
+# minor version).
+# python_rootfs DIR INCLUDES [VERSION [MMDEBSTRAP ARGS...]]
 python_rootfs() {
+    local dir=$1 include=$2 version=${3:-3.11} host
+    shift 3 || shift $#
+    host=$(compgen -G "/usr/bin/python$version" || compgen -G "$HOME/.pyenv/versions/$version.*/bin/python$version" | head -n1 || true)
     # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap, not here
-    debian_rootfs_all "$1" "$2" python \
-        --extract-hook='if [ -x /usr/bin/python3.11 ]; then /usr/bin/python3.11 -m compileall -q -j0 -s "$1" -p / "$1/usr/lib/python3.11" "$1/usr/lib/python3/dist-packages" >/dev/null || true; fi' \
+    debian_rootfs_all "$dir" "$include" "python$version" "$@" \
+        --extract-hook="if [ -x '$host' ]; then '$host' -m compileall -q -j0 -s \"\$1\" -p / \"\$1/usr/lib/python$version\" \"\$1/usr/lib/python3/dist-packages\" >/dev/null || true; fi" \
         --extract-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
         --extract-hook='mkdir -p "$1/usr/local/bin"; for n in python:python3 python3:python3 pip:pip3 pip3:pip3; do ln -sf /usr/bin/${n#*:} "$1/usr/local/bin/${n%%:*}"; done' \
         --extract-hook='if [ -e "$1/usr/bin/gcc" ]; then ln -sf gcc "$1/usr/bin/cc"; fi'
 }
 
-# seed_python_image NAME:TAG INCLUDES DESCRIPTION
+# seed_python_image NAME:TAG INCLUDES DESCRIPTION [PYTHON_VERSION DEB_CACHE [MMDEBSTRAP ARGS...]]
 seed_python_image() {
-    local image=$1 include=$2 description=$3 ctx arch version lock
+    local image=$1 include=$2 description=$3 python=${4:-3.11} cache=${5:-mmdebstrap-amd64}
+    local ctx arch version lock
+    shift 5 || shift $#
     # Two `up`s at once (several people share a machine) take turns; the second one finds the
     # image pushed and stops. Each run has its own context folder.
     exec {lock}>"$STATE_DIR/seed-python.lock"
@@ -70,8 +87,8 @@ seed_python_image() {
     fi
     mkdir -p "$SEED_DIR"
     ctx=$(mktemp -d "$SEED_DIR/python.XXXXXX")
-    python_rootfs "$ctx" "$include"
-    version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/mmdebstrap-amd64/python3.11-minimal_*.deb" | head -n1)" Version)
+    python_rootfs "$ctx" "$include" "$python" "$@"
+    version=$(dpkg-deb -f "$(compgen -G "$DEB_CACHE/$cache/python$python-minimal_*.deb" | head -n1)" Version)
     build_seed "$image" "$ctx" --build-arg "PYTHON_VERSION=${version%%-*}" \
         --build-arg "DESCRIPTION=$description"
     rm -rf "$ctx"
@@ -88,6 +105,18 @@ seed_python_full() {
         "Crossport offline stand-in for python:3.11 (Debian bookworm python3.11, pip, gcc, headers)"
 }
 
+# Debian trixie's Python 3.13 (mmdebstrap's extract variant, as above): the base of Crossport's
+# own image, built by its python plugin in tests/e2e/test_self_image.py. Like the official
+# image, apt-get works in it: apt is there, the dpkg database lists what was unpacked
+# (python/dpkg-database), and its one source is the stack's Debian repository (debrepo.sh).
+seed_python313_slim() {
+    ROOTFS_SUITE=trixie seed_python_image python:3.13-slim python3,python3-pip,apt \
+        "Crossport offline stand-in for python:3.13-slim (Debian trixie python3.13 + pip)" \
+        3.13 mmdebstrap-trixie-amd64 \
+        --extract-hook="$HELPERS/python/dpkg-database" \
+        --extract-hook="rm -f \"\$1\"/etc/apt/sources.list.d/*; echo '$DEBREPO_SOURCE' >\"\$1/etc/apt/sources.list\""
+}
+
 # ---------------------------------------------------------------- package index
 
 # The host's own pip, ignoring any pip configuration of this machine (extra indexes,
@@ -97,9 +126,17 @@ host_pip() {
         PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 /usr/bin/python3 -m pip "$@"
 }
 
+# self_requirements: Crossport's runtime requirements, one per line, from pyproject.toml.
+self_requirements() {
+    /usr/bin/python3 -c 'import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+        "$SCRIPT_DIR/../pyproject.toml"
+}
+
 pypi_fetch() {
-    local files="$PYPI_DIR/files" stamp want plat
-    want="${PYPI_PLATFORM_WHEELS[*]} ${PYPI_PURE_WHEELS[*]} ${PYPI_SDISTS[*]}"
+    local files="$PYPI_DIR/files" stamp want plat self
+    self=$(cat "$SCRIPT_DIR/../pyproject.toml" "$SCRIPT_DIR/../requirements.lock" | sha256sum)
+    want="${PYPI_PLATFORM_WHEELS[*]} ${PYPI_PURE_WHEELS[*]} ${PYPI_SDISTS[*]} self:${self%% *}"
     stamp="$PYPI_DIR/contents"
     if [[ -s $stamp && $(<"$stamp") == "$want" && -s $PYPI_DIR/simple/index.html ]]; then
         log "pypi: index already holds $want"
@@ -120,6 +157,13 @@ pypi_fetch() {
     host_pip download --no-deps --no-binary=:all: -d "$PYPI_DIR.tmp/files" \
         "${PYPI_SDISTS[@]}" >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
         die "pip download of ${PYPI_SDISTS[*]} failed; see $LOG_DIR/pypi-fetch.log"
+    for plat in "${PYPI_SELF_PLATFORMS[@]}"; do
+        host_pip download --only-binary=:all: --python-version 3.13 --implementation cp \
+            --abi cp313 --platform "manylinux2014_$plat" --platform "manylinux_2_28_$plat" \
+            --platform "manylinux_2_34_$plat" -c "$SCRIPT_DIR/../requirements.lock" \
+            -d "$PYPI_DIR.tmp/files" -r <(self_requirements) >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
+            die "pip download of Crossport's requirements for $plat failed; see $LOG_DIR/pypi-fetch.log"
+    done
     pypi_simple_tree "$PYPI_DIR.tmp"
     printf '%s' "$want" >"$PYPI_DIR.tmp/contents"
     # Swap in whole: a running server keeps serving the old tree until the rename.
@@ -165,23 +209,7 @@ for project, files in projects.items():
 PY
 }
 
-pypi_up() { curl -fs -o /dev/null "http://$PYPI_ADDR/simple/"; }
-
-start_pypi() {
-    if pypi_up; then
-        pid_alive "$PYPI_PID" ||
-            log "warning: something not started by this script already serves http://$PYPI_ADDR; using it"
-        log "pypi: already running"
-        return 0
-    fi
-    log "pypi: starting on $PYPI_ADDR (log: $LOG_DIR/pypi.log)"
-    daemonize "$PYPI_PID" "$LOG_DIR/pypi.log" \
-        /usr/bin/python3 -m http.server --bind 127.0.0.1 3141 --directory "$PYPI_DIR"
-    if ! wait_for "$TIMEOUT" "pypi" "$PYPI_PID" pypi_up; then
-        tail -n 20 "$LOG_DIR/pypi.log" >&2
-        die "index did not answer http://$PYPI_ADDR/simple/ (port taken?); see $LOG_DIR/pypi.log"
-    fi
-}
+start_pypi() { serve_folder pypi "$PYPI_ADDR" "$PYPI_DIR" "$PYPI_PID" /simple/; }
 
 # `up` calls seed_images after the registry is running; wrap it so the index is filled and
 # served on every `up`, not only when an image is missing. Renaming the previous definition
