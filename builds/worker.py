@@ -191,7 +191,10 @@ def work_once(
     if build is not None:
         project = build.project
         with logcontext.about_build(build.pk, project.name, project.team.slug):
+            log.info("build %s claimed by %s", build.pk, worker_id)
             BuildRun(build, backend or Backend(), worker_id, handback).execute()
+            build.refresh_from_db(fields=["state"])
+            log.info("build %s: %s", build.pk, build.state)
     return build
 
 

@@ -18,6 +18,16 @@ from builds.worker import claim_next, reap_stale, work_once
 from fakes import COMMIT, INDEX_DIGEST, PLATFORM_DIGESTS, FakeBackend
 
 
+def test_the_worker_logs_which_build_it_claimed_and_how_it_ended(
+    queued_build: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator (or a test restarting the right worker) reads who runs which build."""
+    with caplog.at_level("INFO", logger="builds.worker"):
+        work_once("w1", FakeBackend())
+    said = [r.getMessage() for r in caplog.records if r.name == "builds.worker"]
+    assert said == [f"build {queued_build.pk} claimed by w1", f"build {queued_build.pk}: succeeded"]
+
+
 def test_build_runs_to_a_recorded_manifest(queued_build: Build, settings: Any) -> None:
     backend = FakeBackend()
     ran = work_once("w1", backend)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selfimage import build_crossport_image
 
 from fakes import write_hello
 from stack import REGISTRY, commit_all, create_database, drop_database, free_port
@@ -297,3 +298,17 @@ def portal_with(stack: None) -> Any:
         persona = staticmethod(make_persona)
 
     return Helpers
+
+
+@pytest.fixture(scope="session")
+def crossport_image(
+    portal: Portal, persona: Persona, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Crossport's own image, built from this repository by the portal (once per session).
+    Scale-out configuration only: what runs it needs PostgreSQL and Redis, and the embedded
+    run would build the same image again."""
+    if not portal.scale_out:
+        pytest.skip(
+            "scale-out configuration only (Crossport's image runs with PostgreSQL and Redis)"
+        )
+    return build_crossport_image(portal, persona, tmp_path_factory)

@@ -90,6 +90,16 @@ install_packages() {
             docker_spec=("${DOCKER_PACKAGES[@]}")
         fi
     fi
+    # Compose v2 (the `docker compose` plugin, for tests/e2e/test_compose.py): Debian 13's
+    # docker-compose; bookworm's is the old Python v1.
+    if ! docker compose version >/dev/null 2>&1; then
+        if [[ $codename == bookworm ]]; then
+            add_trixie_suite || true
+            docker_spec+=(docker-compose/trixie)
+        else
+            docker_spec+=(docker-compose)
+        fi
+    fi
     if ((${#missing[@]} == 0 && ${#docker_spec[@]} == 0)); then
         log "packages: all present (skipping apt)"
         return 0
