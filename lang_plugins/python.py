@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from . import tree as source
 from .base import Detection, Option, OptionError, Plugin, Rendered
 from .dockerfile import dockerfile_quote, dockerignore, find_control_char, mirror_image
+from .image import APP_USER, image_options, image_settings
 from .secrets import scope_arg, secret_mount, secret_option
 
 PYTHON_VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
@@ -39,31 +40,6 @@ INDEX_URL_PATTERN = (
     r"(?:/[A-Za-z0-9._~%+,;=:-]*)*"
 )
 
-# Environment for the image: NAME=value words. Values are plain words (no quotes, spaces or
-# $, so nothing expands); the names the runtime stage sets itself are refused.
-_ENV_VALUE = r"[A-Za-z0-9_./:=@%+,-]*"
-_ENV_PAIR = rf"(?!(?:PATH|PYTHONPATH|PYTHONUNBUFFERED)=)[A-Za-z_][A-Za-z0-9_]*={_ENV_VALUE}"
-ENV_PATTERN = rf"{_ENV_PAIR}(?: +{_ENV_PAIR})*"
-# An absolute path of plain names without . or ..: not in the code or system folders, and not
-# one of the top-level folders that hold other things (a folder under /var or /srv is fine).
-_CODE_DIRS = "app|install|bin|boot|dev|etc|lib|lib64|proc|sbin|sys|usr"
-_TOP_DIRS = "home|mnt|opt|root|run|srv|tmp|var"
-DATA_DIR_PATTERN = (
-    rf"(?!/(?:{_CODE_DIRS})(?:/|$))(?!/(?:{_TOP_DIRS})$)(?!.*/\.\.?(?:/|$))(?:/[A-Za-z0-9_.-]+)+"
-)
-# Debian package names (Debian policy: lower case letters, digits, + - . ; two characters or
-# more, starting with a letter or digit), separated by spaces.
-_DEB_NAME = r"[a-z0-9][a-z0-9+.-]+"
-SYSTEM_PACKAGES_PATTERN = rf"{_DEB_NAME}(?: +{_DEB_NAME})*"
-APT_INSTALL = """\
-# Debian packages the app runs (system_packages): apt-get on the target platform, under QEMU for
-# foreign ones, from the runtime image's own apt sources.
-# hadolint ignore=DL3008
-RUN apt-get update \\
- && apt-get install -y --no-install-recommends {packages} \\
- && rm -rf /var/lib/apt/lists/*
-"""
-APP_USER = "65532:65532"  # the runtime's user: no root, no name needed in /etc/passwd
 
 BUILD_IMAGE = "python:{version}-slim"  # the build stage runs the runtime's own Python version
 # The emulation fallback runs on the runtime's slim image unless the project needs a compiler
@@ -156,42 +132,7 @@ class PythonPlugin(Plugin):
             pattern_message="must be an http(s) URL such as https://pypi.example.com/simple/ "
             "(no user:password@, query or fragment)",
         ),
-        Option(
-            name="system_packages",
-            label="Debian packages",
-            help='Programs the app runs, installed in the image with apt-get, e.g. "git '
-            'curl". They install on each target platform (under emulation for foreign '
-            "ones), so keep the list short.",
-            default="",
-            max_length=500,
-            pattern=SYSTEM_PACKAGES_PATTERN,
-            pattern_message="must be Debian package names (a-z, 0-9, + - .) separated by spaces",
-        ),
-        Option(
-            name="env",
-            label="Environment",
-            help="NAME=value pairs set in the image, separated by spaces, e.g. "
-            '"APP_MODE=production DATA_DIR=/data". Not for secrets: whoever pulls the image '
-            "reads them.",
-            default="",
-            max_length=1000,
-            pattern=ENV_PATTERN,
-            pattern_message="must be NAME=value pairs separated by spaces; values of letters, "
-            "digits and . _ / : = @ % + , - (PATH, PYTHONPATH and PYTHONUNBUFFERED are the "
-            "plugin's own)",
-        ),
-        Option(
-            name="data_dir",
-            label="Data directory",
-            help="An absolute path the app writes to, e.g. /data: created empty, owned by the "
-            "app's user, its HOME, and declared a VOLUME, so `docker run -v data:/data` keeps "
-            "its files. Empty: none (the app's user can write nowhere but /tmp).",
-            default="",
-            max_length=200,
-            pattern=DATA_DIR_PATTERN,
-            pattern_message="must be an absolute path of letters, digits and . _ -, without . "
-            "or .. and not a system folder such as /usr or /app",
-        ),
+        *image_options(reserved=("PATH", "PYTHONPATH", "PYTHONUNBUFFERED")),
         secret_option(
             "pip_secret",
             "pip config secret",
@@ -234,27 +175,7 @@ RUN --mount=type=bind,target=/src \\
         if opts["pip_secret"]:  # pip reads /etc/pip.conf as its site-wide configuration
             secret_arg = scope_arg()
             secret = f" \\\n    {secret_mount(opts['pip_secret'], '/etc/pip.conf')}"
-        data_stage, runtime_extra = "", ""
-        if opts["system_packages"]:
-            runtime_extra += APT_INSTALL.format(packages=" ".join(opts["system_packages"].split()))
-        if opts["data_dir"]:
-            # An empty folder made on the build platform, copied in with the app's user as its
-            # owner: no step of the runtime stage runs, so no emulation. It is also the user's
-            # home (the user has no /etc/passwd entry, so HOME would be /, which it cannot
-            # write): programs the app runs keep their settings there (docker, git, ssh).
-            data_stage = f"""
-FROM --platform=$BUILDPLATFORM {build} AS data
-RUN mkdir -m 0750 /data
-"""
-            path = opts["data_dir"]
-            runtime_extra += (
-                f"COPY --link --chown={APP_USER} --from=data /data {dockerfile_quote(path)}\n"
-                f"VOLUME {json.dumps([path])}\n"
-                f"ENV HOME={dockerfile_quote(path)}\n"
-            )
-        if opts["env"]:  # after HOME: the project's own settings win
-            pairs = (pair.split("=", 1) for pair in opts["env"].split())
-            runtime_extra += f"ENV {' '.join(f'{k}={dockerfile_quote(v)}' for k, v in pairs)}\n"
+        data_stage, runtime_extra = image_settings(opts, build)
         dockerfile = f"""\
 # Generated by Crossport (python plugin). Build plan:
 # - sources (requirements mode) keeps the requirements files, and the files they include, for
