@@ -205,18 +205,26 @@ reseed_wanted() {
     [[ ${TESTSTACK_RESEED:-0} == 1 || " ${TESTSTACK_RESEED:-} " == *" $1 "* ]]
 }
 
-# build_seed NAME:TAG CONTEXT [BUILD ARGS...]: one multi-platform build+push.
+# build_seed NAME:TAG CONTEXT [BUILD ARGS...]: one multi-platform build+push. The registry
+# (a filesystem one) can answer a push with 500 while other seed lanes push at once: such a
+# push is tried again (up to three times; the build itself is cached by then).
 build_seed() {
     local image=$1 ctx=$2; shift 2
-    local name=${image%%:*}
+    local name=${image%%:*} attempt
     log "seed: building and pushing $MIRROR/$image for $PLATFORMS (log: $LOG_DIR/seed-$name.log)"
-    if ! docker buildx build --builder default --network host \
-            --platform "$PLATFORMS" "$PUSH" --progress=plain \
-            -f "$HELPERS/$name/Dockerfile" -t "$MIRROR/$image" "$@" "$ctx" \
-            >"$LOG_DIR/seed-$name.log" 2>&1; then
-        tail -n 30 "$LOG_DIR/seed-$name.log" >&2
-        die "building $MIRROR/$image failed; see $LOG_DIR/seed-$name.log"
-    fi
+    for attempt in 1 2 3; do
+        if docker buildx build --builder default --network host \
+                --platform "$PLATFORMS" "$PUSH" --progress=plain \
+                -f "$HELPERS/$name/Dockerfile" -t "$MIRROR/$image" "$@" "$ctx" \
+                >"$LOG_DIR/seed-$name.log" 2>&1; then
+            return 0
+        fi
+        grep -q '500 Internal Server Error' "$LOG_DIR/seed-$name.log" && ((attempt < 3)) || break
+        log "seed: the registry answered 500 while $MIRROR/$image was pushed; again ($attempt of 3)"
+        sleep "$attempt"
+    done
+    tail -n 30 "$LOG_DIR/seed-$name.log" >&2
+    die "building $MIRROR/$image failed; see $LOG_DIR/seed-$name.log"
 }
 
 seed_alpine() {
