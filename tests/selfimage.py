@@ -8,17 +8,17 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stack import commit_all, registry_index, unique_image, wait_finished
+from stack import built, commit_all, platform_manifests, registry_index, unique_image
 
 REPO = Path(__file__).resolve().parents[1]
 
-PLATFORM = "linux/amd64"
+# Both of the source article's server platforms: arm64 builds under the stack's QEMU.
+PLATFORMS = ["linux/amd64", "linux/arm64"]
 # What the container's portal needs of the stack: the engine, the base-image mirror, the build
 # network, the BuildKit image, and which of the machine's services it may reach.
 ENGINE_SETTINGS = (
@@ -95,23 +95,6 @@ def serving(url: str, container: str, timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-def built(
-    portal: Any, token: str, project: dict[str, Any], more: Callable[[], str] = str
-) -> dict[str, Any]:
-    """Register the project through the portal's API, build it, and return the finished build;
-    the test fails with its reason and last log lines (and `more()`) unless it succeeded."""
-    status, created = portal.api("POST", "/api/v1/projects", token, project)
-    assert status == 201, created
-    status, build = portal.api("POST", f"/api/v1/projects/{created['id']}/builds", token, {})
-    assert status == 201, build
-    build = wait_finished(portal, token, build["id"], timeout=900)
-    if build["state"] != "succeeded":
-        log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", token)[1]
-        lines = "\n".join(ln["text"] for ln in log["lines"][-40:])
-        pytest.fail(f"{build['reason']}\n{lines}\n{more()}")
-    return build
-
-
 OPTIONS = {
     "python_version": "3.13",
     "command": "python manage.py serve --host 0.0.0.0 --port 8000",
@@ -124,8 +107,8 @@ OPTIONS = {
 def build_crossport_image(
     portal: Any, persona: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
-    """Register this repository in the portal, build it for linux/amd64 and return the
-    image's reference by digest."""
+    """Register this repository in the portal, build it for linux/amd64 and linux/arm64 and
+    return the image's reference by digest (its index)."""
     token, git_url = persona.token, source_tree(tmp_path_factory)
     status, detected = portal.api(
         "POST", "/api/v1/detect", token, {"team": persona.team, "git_url": git_url, "ref": "main"}
@@ -149,10 +132,11 @@ def build_crossport_image(
             "language": "python",
             "git_url": git_url,
             "image": image,
-            "platforms": [PLATFORM],
+            "platforms": PLATFORMS,
             "options": options,
         },
     )
-    digest, _ = registry_index(image, "latest")
+    digest, index = registry_index(image, "latest")
     assert build["manifest"]["digest"] == digest
+    assert sorted(platform_manifests(index)) == PLATFORMS
     return f"{image}@{digest}"

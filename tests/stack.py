@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,32 @@ def wait_finished(portal: Any, token: str, build_id: int, timeout: float) -> dic
             return build
         time.sleep(0.3)
     raise AssertionError(f"build {build_id} still {build['state']} after {timeout}s")
+
+
+def start_build(portal: Any, token: str, project: dict[str, Any]) -> dict[str, Any]:
+    """Register the project through the portal's API and queue its first build (returned)."""
+    status, created = portal.api("POST", "/api/v1/projects", token, project)
+    assert status == 201, created
+    status, build = portal.api("POST", f"/api/v1/projects/{created['id']}/builds", token, {})
+    assert status == 201, build
+    return build
+
+
+def built(
+    portal: Any,
+    token: str,
+    project: dict[str, Any],
+    more: Callable[[], str] = str,
+    timeout: float = 900,
+) -> dict[str, Any]:
+    """start_build, then the finished build; the test fails with its reason and last log lines
+    (and `more()`) unless it succeeded."""
+    build = wait_finished(portal, token, start_build(portal, token, project)["id"], timeout)
+    if build["state"] != "succeeded":
+        log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", token)[1]
+        lines = "\n".join(ln["text"] for ln in log["lines"][-40:])
+        raise AssertionError(f"{build['reason']}\n{lines}\n{more()}")
+    return build
 
 
 def buildx_processes() -> list[str]:

@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selfimage import ENGINE_SETTINGS, REPO, get
+from selfimage import ENGINE_SETTINGS, REPO, docker, get
 
-from stack import free_port, platform_manifests, registry_index, unique_image, wait_finished
+from stack import (
+    free_port,
+    platform_manifests,
+    registry_index,
+    start_build,
+    unique_image,
+    wait_finished,
+)
 
 COMPOSE_FILE = REPO / "deploy" / "compose.yaml"
 PLATFORMS = ["linux/amd64", "linux/arm64"]
@@ -35,18 +42,11 @@ class Compose:
         self.folder, self.project = folder, project
 
     def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> str:
-        proc = subprocess.run(
-            [
-                "docker", "compose", "--project-name", self.project,
-                "--project-directory", str(self.folder),
-                "-f", str(COMPOSE_FILE), "-f", str(self.folder / "host-network.yaml"),
-                *args,
-            ],
-            capture_output=True, text=True, timeout=timeout, check=False,
+        return docker(
+            "compose", "--project-name", self.project, "--project-directory", str(self.folder),
+            "-f", str(COMPOSE_FILE), "-f", str(self.folder / "host-network.yaml"), *args,
+            timeout=timeout, check=check,
         )  # fmt: skip
-        if check:
-            assert proc.returncode == 0, f"docker compose {' '.join(args)}:\n{proc.stderr[-3000:]}"
-        return proc.stdout
 
 
 def _override(port: int, pg_port: int, redis_port: int, sources: Path) -> dict[str, Any]:
@@ -137,9 +137,8 @@ def test_compose_runs_crossport_and_a_worker_restart_loses_no_build(
     token = made.strip().splitlines()[-1]
     inner = type(portal)(port=port, env={}, data_dir=Path("."))
     image = unique_image("compose-slow")
-    status, project = inner.api(
-        "POST",
-        "/api/v1/projects",
+    build = start_build(
+        inner,
         token,
         {
             "team": "ops",
@@ -151,9 +150,6 @@ def test_compose_runs_crossport_and_a_worker_restart_loses_no_build(
             "options": {},
         },
     )
-    assert status == 201, project
-    status, build = inner.api("POST", f"/api/v1/projects/{project['id']}/builds", token, {})
-    assert status == 201, build
 
     # The worker that claimed it (its JSON log lines carry the build id) is restarted mid-build.
     deadline, runner = time.monotonic() + 120, None
@@ -175,6 +171,6 @@ def test_compose_runs_crossport_and_a_worker_restart_loses_no_build(
     assert sorted(platform_manifests(index)) == PLATFORMS
     assert "stopping: no new builds" in run("logs", "--no-color", runner)
     # One push, one ledger entry: the build did not run twice to a push.
-    status, ledger = inner.api("GET", f"/api/v1/manifests?project={project['id']}", token)
+    status, ledger = inner.api("GET", f"/api/v1/manifests?project={build['project']}", token)
     assert status == 200, ledger
     assert [(r["tag"], r["digest"]) for r in ledger["manifests"]] == [(f"{image}:latest", digest)]

@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stack import PLATFORMS, registry_index, unique_image
+from stack import PLATFORMS, built, registry_index, unique_image
 
 SAMPLES = Path(__file__).parent / "samples"
 GIT = ["git", "-c", "user.name=E2E", "-c", "user.email=e2e@example.invalid"]
@@ -138,9 +137,8 @@ def test_sample_builds_for_three_platforms(
     )
     assert status == 200 and detected["language"] == key, detected
     image = unique_image(f"sample-{key}")
-    status, project = portal.api(
-        "POST",
-        "/api/v1/projects",
+    build = built(
+        portal,
         token,
         {
             "team": persona.team,
@@ -152,17 +150,6 @@ def test_sample_builds_for_three_platforms(
             "options": {**detected["options"], **options},
         },
     )
-    assert status == 201, project
-    status, build = portal.api("POST", f"/api/v1/projects/{project['id']}/builds", token, {})
-    assert status == 201, build
-    deadline = time.monotonic() + 900
-    while build["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, "build did not finish in 15 minutes"
-        time.sleep(1)
-        build = portal.api("GET", f"/api/v1/builds/{build['id']}", token)[1]
-    if build["state"] != "succeeded":
-        log = portal.api("GET", f"/api/v1/builds/{build['id']}/log", token)[1]
-        pytest.fail(f"{build['reason']}\n" + "\n".join(ln["text"] for ln in log["lines"][-40:]))
     digest, index = registry_index(image, "latest")
     assert build["manifest"]["digest"] == digest
     if key == "python":  # the build plan: what is shared was done once, the rest per platform

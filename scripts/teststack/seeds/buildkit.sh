@@ -17,6 +17,15 @@
 # for two gaps, one patch (drops the gha and azblob cache backends and fuse-overlayfs, which
 # Debian does not package; reads the amd64 level from x/sys/cpu), GOPATH-mode `go build`.
 # The binaries are cached under $STATE_DIR/buildkit, keyed by the recipe's files.
+#
+# The same tree and Go also give the package index (seeds/python.sh) what PyPI lacks for
+# Crossport's own linux/arm64 image: a Linux aarch64 wheel of `dockerfile`, the Python binding
+# of BuildKit's Dockerfile parser (PyPI has its sdist and x86_64 wheels only; the sdist wants Go
+# and the Go module proxy). Its sdist's Go code is cross-compiled here with cgo (Debian's
+# gcc-aarch64-linux-gnu, trixie's arm64 Python headers, the stable ABI) against this BuildKit's
+# parser, the one the stack's builders run, exactly as setuptools-golang builds it (c-shared,
+# Python's symbols left to the interpreter that loads it). Its version carries a local label
+# (+buildkit.<version>): it is not PyPI's upload, and `==3.4.0` still matches it (PEP 440).
 
 BUILDKIT_VERSION=v0.13.2
 SEED_IMAGES+=("buildkit:$BUILDKIT_VERSION")
@@ -25,18 +34,26 @@ SEED_FUNC["buildkit:$BUILDKIT_VERSION"]=seed_buildkit
 SEED_LANE["buildkit:$BUILDKIT_VERSION"]=buildkit
 BUILDKIT_RECIPE="$HELPERS/buildkit"
 BUILDKIT_DIR="$STATE_DIR/buildkit"
+DOCKERFILE_WHEELS="$BUILDKIT_DIR/out/wheels"
+# requirements.lock's `dockerfile` (the Go-side tree is this BuildKit's).
+DOCKERFILE_VERSION=$(sed -n 's/^dockerfile==\([^ ;]*\).*/\1/p' "$SCRIPT_DIR/../requirements.lock")
+# The cross compiler and its C library; python3-wheel packs the wheel.
+BASE_PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross python3-wheel)
 
 # buildkit_key: what the binaries depend on (the recipe's files); a change rebuilds them.
 buildkit_key() {
     cat "$BUILDKIT_RECIPE"/pkgs-trixie.txt "$BUILDKIT_RECIPE"/buildkitd-trixie.patch \
-        "$BUILDKIT_RECIPE"/packageurl-go-shim.go "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1
+        "$BUILDKIT_RECIPE"/packageurl-go-shim.go "${BASH_SOURCE[0]}" <(echo "$DOCKERFILE_VERSION") |
+        sha256sum | cut -d' ' -f1
 }
 
-# buildkit_compile: $BUILDKIT_DIR/out/{buildkitd,buildctl}, unless built from this recipe already.
+# buildkit_compile: $BUILDKIT_DIR/out/{buildkitd,buildctl} and the aarch64 `dockerfile` wheel in
+# $DOCKERFILE_WHEELS, unless built from this recipe already.
 buildkit_compile() {
     local key work apt pool root ov src mirror f ldflags
     key=$(buildkit_key)
     if [[ -x $BUILDKIT_DIR/out/buildkitd && -x $BUILDKIT_DIR/out/buildctl &&
+        -n $(compgen -G "$DOCKERFILE_WHEELS/dockerfile-*.whl") &&
         $(cat "$BUILDKIT_DIR/out/key" 2>/dev/null) == "$key" ]]; then
         log "buildkit: binaries from this recipe already built ($BUILDKIT_DIR/out)"
         return 0
@@ -50,7 +67,9 @@ buildkit_compile() {
     echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
         >"$apt/own.list"
     : >"$apt/empty-status"
+    # arm64 besides the machine's own architecture: the wheel's Python headers.
     local opts=(-o "Dir::Etc::SourceList=$apt/own.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "APT::Architectures::=$(dpkg --print-architecture)" -o APT::Architectures::=arm64
         -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
         -o "Dir::State::status=$apt/empty-status" -o "Dir::Cache::archives=$pool"
         -o APT::Install-Recommends=false -o Debug::NoLocking=1)
@@ -59,7 +78,8 @@ buildkit_compile() {
         apt-get -q "${opts[@]}" update &&
             # shellcheck disable=SC2046
             apt-get -q "${opts[@]}" -y --download-only install \
-                $(grep -v '^#' "$BUILDKIT_RECIPE/pkgs-trixie.txt") golang-1.24-go
+                $(grep -v '^#' "$BUILDKIT_RECIPE/pkgs-trixie.txt") golang-1.24-go &&
+            (cd "$pool" && apt-get -q "${opts[@]}" download libpython3.13-dev:arm64)
     } >>"$LOG_DIR/buildkit.log" 2>&1 || die "buildkit: apt download failed; see $LOG_DIR/buildkit.log"
     for f in "$pool"/golang-*.deb "$pool"/*-dev_*_all.deb; do
         dpkg -x "$f" "$root"
@@ -85,9 +105,49 @@ buildkit_compile() {
                 -ldflags "$ldflags" -o "$BUILDKIT_DIR/out/$f" "github.com/moby/buildkit/cmd/$f"
         ) >>"$LOG_DIR/buildkit.log" 2>&1 || die "buildkit: go build of $f failed; see $LOG_DIR/buildkit.log"
     done
+    dockerfile_wheel "$work" "$root" "$ov" "$pool"
     echo "$key" >"$BUILDKIT_DIR/out/key"
     rm -rf "$work"   # 1.8 GB unpacked; the .deb pool and Go cache make a rebuild quick
     log "buildkit: $("$BUILDKIT_DIR/out/buildkitd" --version)"
+}
+
+# dockerfile_wheel WORK ROOT OVERLAY POOL: $DOCKERFILE_WHEELS/dockerfile-<version>+buildkit.<v>-
+# cp39-abi3-manylinux_2_<N>_aarch64.whl, N being the newest glibc symbol version it links. The
+# sdist comes from the machine's own package index (host_pip, seeds/python.sh).
+dockerfile_wheel() {
+    local work=$1 root=$2 ov=$3 pool=$4 src pkg whl glibc version
+    src="$work/sdist/dockerfile-$DOCKERFILE_VERSION" pkg="$ov/src/github.com/asottile/dockerfile"
+    version="$DOCKERFILE_VERSION+buildkit.${BUILDKIT_VERSION#v}"
+    whl="$work/wheel"
+    mkdir -p "$pkg" "$whl/dockerfile-$version.dist-info" "$work/arm64" "$DOCKERFILE_WHEELS"
+    log "buildkit: cross-compiling dockerfile $version for linux/arm64 (Python's stable ABI)"
+    {
+        host_pip download --no-deps --no-binary=:all: -d "$work/sdist" "dockerfile==$DOCKERFILE_VERSION" &&
+            tar -xzf "$work/sdist/dockerfile-$DOCKERFILE_VERSION.tar.gz" -C "$work/sdist" &&
+            cp -a "$src/parse.go" "$src/pylib" "$pkg/" &&
+            dpkg -x "$(compgen -G "$pool/libpython3.13-dev_*_arm64.deb" | head -n1)" "$work/arm64" &&
+            (
+                export GOROOT="$root/usr/lib/go-1.24" GO111MODULE=off GOPROXY=off GOFLAGS= \
+                    GOTOOLCHAIN=local GOCACHE="$BUILDKIT_DIR/gocache" GOPATH="$ov:$root/usr/share/gocode" \
+                    GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc \
+                    CGO_CFLAGS="-I$work/arm64/usr/include/python3.13 -I$work/arm64/usr/include -DPy_LIMITED_API" \
+                    CGO_LDFLAGS=-Wl,--unresolved-symbols=ignore-all
+                cd "$pkg/pylib" && "$GOROOT/bin/go" build -buildmode=c-shared -ldflags "-s -w" \
+                    -o "$whl/dockerfile.abi3.so" .
+            )
+    } >>"$LOG_DIR/buildkit.log" 2>&1 || die "buildkit: building the dockerfile wheel failed; see $LOG_DIR/buildkit.log"
+    rm -f "$whl/dockerfile.abi3.h"
+    glibc=$(aarch64-linux-gnu-readelf -V "$whl/dockerfile.abi3.so" | grep -o 'GLIBC_2\.[0-9]*' |
+        sort -uV | tail -n1)
+    sed "s/^Version: .*/Version: $version/" "$src/PKG-INFO" >"$whl/dockerfile-$version.dist-info/METADATA"
+    cp "$src/LICENSE" "$whl/dockerfile-$version.dist-info/"
+    echo dockerfile >"$whl/dockerfile-$version.dist-info/top_level.txt"
+    printf 'Wheel-Version: 1.0\nGenerator: crossport-teststack\nRoot-Is-Purelib: false\nTag: cp39-abi3-manylinux_2_%s_aarch64\n' \
+        "${glibc#GLIBC_2.}" >"$whl/dockerfile-$version.dist-info/WHEEL"
+    rm -f "$DOCKERFILE_WHEELS"/*.whl
+    /usr/bin/python3 -m wheel pack -d "$DOCKERFILE_WHEELS" "$whl" >>"$LOG_DIR/buildkit.log" 2>&1 ||
+        die "buildkit: packing the dockerfile wheel failed; see $LOG_DIR/buildkit.log"
+    log "buildkit: $(basename "$(compgen -G "$DOCKERFILE_WHEELS/*.whl")")"
 }
 
 seed_buildkit() {

@@ -42,10 +42,10 @@ PYPI_PURE_WHEELS=(setuptools==84.2.1 wheel==0.48.0 flit_core==4.2.0
     django==5.2.8 asgiref==3.10.0 sqlparse==0.5.3)
 PYPI_SDISTS=(docopt==0.6.2)
 # Crossport's own runtime dependencies (pyproject.toml's, at requirements.lock's versions), as
-# cp313 wheels for x86_64: what tests/e2e/test_self_image.py builds Crossport's image from.
-# Not aarch64: `dockerfile` (a Go extension) publishes no Linux aarch64 wheel, and its sdist
-# needs Go and the Go module proxy to build.
-PYPI_SELF_PLATFORMS=(x86_64)
+# cp313 wheels for both of its image's platforms: what tests/e2e/test_self_image.py builds
+# Crossport's image from. `dockerfile` (a Go extension) publishes no Linux aarch64 wheel:
+# seeds/buildkit.sh cross-compiles one from its sdist and Debian's BuildKit tree.
+PYPI_SELF_PLATFORMS=(x86_64 aarch64)
 
 # ---------------------------------------------------------------- stand-in images
 
@@ -135,7 +135,9 @@ print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
 
 pypi_fetch() {
     local files="$PYPI_DIR/files" stamp want plat self
-    self=$(cat "$SCRIPT_DIR/../pyproject.toml" "$SCRIPT_DIR/../requirements.lock" | sha256sum)
+    buildkit_compile   # the aarch64 `dockerfile` wheel (a no-op once the buildkit lane made it)
+    self=$(cat "$SCRIPT_DIR/../pyproject.toml" "$SCRIPT_DIR/../requirements.lock" \
+        "$BUILDKIT_DIR/out/key" | sha256sum)
     want="${PYPI_PLATFORM_WHEELS[*]} ${PYPI_PURE_WHEELS[*]} ${PYPI_SDISTS[*]} self:${self%% *}"
     stamp="$PYPI_DIR/contents"
     if [[ -s $stamp && $(<"$stamp") == "$want" && -s $PYPI_DIR/simple/index.html ]]; then
@@ -161,6 +163,7 @@ pypi_fetch() {
         host_pip download --only-binary=:all: --python-version 3.13 --implementation cp \
             --abi cp313 --platform "manylinux2014_$plat" --platform "manylinux_2_28_$plat" \
             --platform "manylinux_2_34_$plat" -c "$SCRIPT_DIR/../requirements.lock" \
+            --find-links "$DOCKERFILE_WHEELS" \
             -d "$PYPI_DIR.tmp/files" -r <(self_requirements) >>"$LOG_DIR/pypi-fetch.log" 2>&1 ||
             die "pip download of Crossport's requirements for $plat failed; see $LOG_DIR/pypi-fetch.log"
     done
