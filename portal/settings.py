@@ -25,7 +25,27 @@ from portal.private import UMASK, create_once, private_dir
 os.umask(UMASK)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
+
+
+class _SecretFiles(environ.FileAwareMapping):
+    """NAME_FILE, when set, names a file that holds NAME's value (the docker and compose secrets
+    convention: a value in a file under /run/secrets stays out of `docker inspect`). A file's
+    trailing line break is not part of the value, as `$(cat file)` would drop it."""
+
+    def __getitem__(self, key: str) -> str:
+        if not (path := self.env.get(key + "_FILE")):
+            return str(super().__getitem__(key))
+        try:
+            return str(super().__getitem__(key)).rstrip("\r\n")
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{key}_FILE: cannot read {path}: {exc.strerror}") from exc
+
+
+class _Env(environ.Env):
+    ENVIRON = _SecretFiles()
+
+
+env = _Env()
 
 DATA_DIR = private_dir(Path(env.str("PORTAL_DATA_DIR", default=str(BASE_DIR / "var"))).resolve())
 
@@ -91,6 +111,10 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'portal.sqlite3'}"),
 }
+# The password apart from the URL, so it can come from a file (DATABASE_PASSWORD_FILE) that the
+# database's own container reads too (POSTGRES_PASSWORD_FILE).
+if database_password := env.str("DATABASE_PASSWORD", default=""):
+    DATABASES["default"]["PASSWORD"] = database_password
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded worker thread writes while requests read: WAL and a busy timeout keep
     # SQLite from answering "database is locked".

@@ -10,6 +10,7 @@ and reach PostgreSQL and Redis on ports published to 127.0.0.1."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -34,6 +35,11 @@ from stack import (
 )
 
 COMPOSE_FILE = REPO / "deploy" / "compose.yaml"
+SECRETS = {
+    "postgres_password": secrets.token_hex(16),
+    "portal_secret_key": secrets.token_urlsafe(50),
+    "portal_encryption_key": secrets.token_urlsafe(32),
+}
 PLATFORMS = ["linux/amd64", "linux/arm64"]
 
 
@@ -50,11 +56,10 @@ class Compose:
 
 
 def _override(port: int, pg_port: int, redis_port: int, sources: Path) -> dict[str, Any]:
-    password = "${POSTGRES_PASSWORD}"
     crossport = {
         "network_mode": "host",
         "environment": {
-            "DATABASE_URL": f"postgres://crossport:{password}@127.0.0.1:{pg_port}/crossport",
+            "DATABASE_URL": f"postgres://crossport@127.0.0.1:{pg_port}/crossport",
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         },
         "volumes": [f"{sources}:{sources}:ro"],
@@ -92,9 +97,6 @@ def compose(
         "CROSSPORT_IMAGE": crossport_image,
         "CROSSPORT_MIRROR": os.environ.get("PORTAL_BASE_IMAGE_MIRROR", "localhost:5000/library"),
         "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
-        "POSTGRES_PASSWORD": secrets.token_hex(16),
-        "PORTAL_SECRET_KEY": secrets.token_urlsafe(50),
-        "PORTAL_ENCRYPTION_KEY": secrets.token_urlsafe(32),
         "PORTAL_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PORTAL_GIT_FILE_ROOTS": str(sources),
         "PORTAL_LOG_FORMAT": "json",
@@ -102,6 +104,11 @@ def compose(
         **{name: os.environ[name] for name in ENGINE_SETTINGS if name in os.environ},
     }
     (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    # The secrets as the README makes them: one file each, 0444 in a 0700 folder.
+    (folder / "secrets").mkdir(mode=0o700)
+    for name, value in SECRETS.items():
+        (folder / "secrets" / name).write_text(value + "\n")
+        (folder / "secrets" / name).chmod(0o444)
     # YAML is a superset of JSON; `!reset` (drop the base file's ports) is YAML's own tag.
     text = json.dumps(_override(port, pg_port, redis_port, sources), indent=1)
     (folder / "host-network.yaml").write_text(text.replace('"!reset"', "!reset []"))
@@ -129,6 +136,20 @@ def test_compose_runs_crossport_and_a_worker_restart_loses_no_build(
         "redis": "healthy",
     }, states
     assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    # The secrets reach the settings from their files (PostgreSQL and the portal agreeing on
+    # the password is the third), and no container's configuration holds any of them.
+    digest = (
+        "import hashlib as h; from django.conf import settings as s; "
+        "print(*(h.sha256(v.encode()).hexdigest() for v in (s.SECRET_KEY, s.PORTAL_ENCRYPTION_KEY)))"
+    )
+    seen = run("exec", "-T", "portal", "python", "manage.py", "shell", "--no-imports", "-c", digest)
+    assert seen.split() == [
+        hashlib.sha256(SECRETS[name].encode()).hexdigest()
+        for name in ("portal_secret_key", "portal_encryption_key")
+    ]
+    ids = run("ps", "--all", "--quiet").split()
+    configured = docker("inspect", *ids)
+    assert len(ids) == 5 and not [name for name, v in SECRETS.items() if v in configured]
     password = uuid.uuid4().hex
     made = run(
         "exec", "-T", "-e", f"PW={password}", "portal", "python", "manage.py", "portal_user",

@@ -105,3 +105,37 @@ def test_a_malformed_proxy_header_stops_start_up(tmp_path: Path) -> None:
         result = _deploy_check(tmp_path, PORTAL_HTTPS="true", PORTAL_PROXY_SSL_HEADER=value)
         assert result.returncode != 0, value
         assert "PORTAL_PROXY_SSL_HEADER" in result.stderr, value
+
+
+def test_a_setting_comes_from_the_file_its_FILE_variable_names(tmp_path: Path) -> None:
+    # The compose file's secrets: values in files under /run/secrets, not in the environment.
+    files = {"key": "k" * 60 + "\n", "sealing": "s" * 40 + "\r\n", "db": "pa ss$word\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    got = _settings(
+        tmp_path,
+        "SECRET_KEY",
+        "PORTAL_ENCRYPTION_KEY",
+        "DATABASES",
+        PORTAL_SECRET_KEY_FILE=str(tmp_path / "key"),  # wins over PORTAL_SECRET_KEY
+        PORTAL_ENCRYPTION_KEY_FILE=str(tmp_path / "sealing"),
+        DATABASE_URL="postgres://crossport@db.invalid:5432/crossport",
+        DATABASE_PASSWORD_FILE=str(tmp_path / "db"),
+    )
+    assert got["SECRET_KEY"] == "k" * 60  # the line break is not part of it
+    assert got["PORTAL_ENCRYPTION_KEY"] == "s" * 40
+    database = got["DATABASES"]["default"]  # type: ignore[index]
+    assert (database["USER"], database["PASSWORD"]) == ("crossport", "pa ss$word")
+
+
+def test_a_FILE_variable_naming_no_readable_file_stops_start_up(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    result = _run(
+        tmp_path,
+        ["manage.py", "check"],
+        PORTAL_SECRET_KEY_FILE=str(missing),
+    )
+    assert result.returncode != 0
+    assert f"PORTAL_SECRET_KEY_FILE: cannot read {missing}: No such file or directory" in (
+        result.stderr
+    )

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The official image's contract, in short: as root, own the data folder and drop to postgres;
-# on a first start (no PG_VERSION), initdb with POSTGRES_USER/POSTGRES_PASSWORD, allow
-# password logins from anywhere, and create POSTGRES_DB.
+# on a first start (no PG_VERSION), initdb with POSTGRES_USER/POSTGRES_PASSWORD (or the file
+# POSTGRES_PASSWORD_FILE names: compose's secrets), allow password logins from anywhere, and
+# create POSTGRES_DB.
 set -eu
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$PGDATA" /var/run/postgresql
@@ -11,7 +12,10 @@ if [ "$(id -u)" = 0 ]; then
 fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     user=${POSTGRES_USER:-postgres}
-    : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+    fi
+    : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"
     pwfile=$(mktemp)
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
     initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \

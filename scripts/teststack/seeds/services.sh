@@ -5,7 +5,7 @@
 # scripts/teststack.sh (tests/e2e/test_compose.py brings the file up with them):
 #
 #   localhost:5000/library/postgres:17  Debian trixie's postgresql-17, with an entry point
-#                                       that honours POSTGRES_USER/PASSWORD/DB
+#                                       that honours POSTGRES_USER, POSTGRES_PASSWORD(_FILE) and POSTGRES_DB
 #   localhost:5000/library/redis:8      Debian trixie's redis-server
 #
 # linux/amd64 only: the compose test runs them on this machine's engine.
