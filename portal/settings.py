@@ -11,6 +11,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -30,19 +31,38 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 class _SecretFiles(environ.FileAwareMapping):
     """NAME_FILE, when set, names a file that holds NAME's value (the docker and compose secrets
     convention: a value in a file under /run/secrets stays out of `docker inspect`). A file's
-    trailing line break is not part of the value, as `$(cat file)` would drop it."""
+    trailing line break is not part of the value, as `$(cat file)` would drop it; a file that
+    cannot be read, is not text or is empty stops start-up, naming it."""
 
     def __getitem__(self, key: str) -> str:
         if not (path := self.env.get(key + "_FILE")):
             return str(super().__getitem__(key))
         try:
-            return str(super().__getitem__(key)).rstrip("\r\n")
+            value = str(super().__getitem__(key)).rstrip("\r\n")
         except OSError as exc:
             raise ImproperlyConfigured(f"{key}_FILE: cannot read {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ImproperlyConfigured(f"{key}_FILE: {path} is not UTF-8 text") from exc
+        if not value:
+            raise ImproperlyConfigured(f"{key}_FILE: {path} is empty")
+        return value
 
 
 class _Env(environ.Env):
     ENVIRON = _SecretFiles()
+
+    def get_value(
+        self,
+        var: str,
+        cast: Any = None,
+        default: Any = environ.Env.NOTSET,
+        parse_default: bool = False,
+    ) -> Any:
+        """A value from a file is taken as it is: django-environ's `$OTHER` proxying would turn
+        a password that starts with `$` into another variable's value (or the default)."""
+        if var + "_FILE" not in os.environ:
+            return super().get_value(var, cast, default, parse_default)
+        return self.parse_value(self.ENVIRON[var], cast)
 
 
 env = _Env()
@@ -112,7 +132,7 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'portal.sqlite3'}"),
 }
 # The password apart from the URL, so it can come from a file (DATABASE_PASSWORD_FILE) that the
-# database's own container reads too (POSTGRES_PASSWORD_FILE).
+# database's own container reads too (POSTGRES_PASSWORD_FILE); it wins over one in the URL.
 if database_password := env.str("DATABASE_PASSWORD", default=""):
     DATABASES["default"]["PASSWORD"] = database_password
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

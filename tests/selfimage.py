@@ -17,7 +17,7 @@ from stack import built, commit_all, platform_manifests, registry_index, unique_
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Both of the source article's server platforms: arm64 builds under the stack's QEMU.
+# x86-64 and ARM servers: the arm64 half builds (and starts) under the stack's QEMU.
 PLATFORMS = ["linux/amd64", "linux/arm64"]
 # What the container's portal needs of the stack: the engine, the base-image mirror, the build
 # network, the BuildKit image, and which of the machine's services it may reach.

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -109,7 +111,8 @@ def test_a_malformed_proxy_header_stops_start_up(tmp_path: Path) -> None:
 
 def test_a_setting_comes_from_the_file_its_FILE_variable_names(tmp_path: Path) -> None:
     # The compose file's secrets: values in files under /run/secrets, not in the environment.
-    files = {"key": "k" * 60 + "\n", "sealing": "s" * 40 + "\r\n", "db": "pa ss$word\n"}
+    # A value from a file is taken as it is: one that starts with $ names no other variable.
+    files = {"key": "k" * 60 + "\n", "sealing": "$HOME" + "s" * 40 + "\r\n", "db": "$pa ss$word\n"}
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     got = _settings(
@@ -123,19 +126,26 @@ def test_a_setting_comes_from_the_file_its_FILE_variable_names(tmp_path: Path) -
         DATABASE_PASSWORD_FILE=str(tmp_path / "db"),
     )
     assert got["SECRET_KEY"] == "k" * 60  # the line break is not part of it
-    assert got["PORTAL_ENCRYPTION_KEY"] == "s" * 40
+    assert got["PORTAL_ENCRYPTION_KEY"] == "$HOME" + "s" * 40
     database = got["DATABASES"]["default"]  # type: ignore[index]
-    assert (database["USER"], database["PASSWORD"]) == ("crossport", "pa ss$word")
+    assert (database["USER"], database["PASSWORD"]) == ("crossport", "$pa ss$word")
 
 
-def test_a_FILE_variable_naming_no_readable_file_stops_start_up(tmp_path: Path) -> None:
-    missing = tmp_path / "nope"
-    result = _run(
-        tmp_path,
-        ["manage.py", "check"],
-        PORTAL_SECRET_KEY_FILE=str(missing),
-    )
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read {path}: No such file or directory"),
+        (b"", "{path} is empty"),
+        (b"\n", "{path} is empty"),
+        (b"\xff\xfe key", "{path} is not UTF-8 text"),
+    ],
+)
+def test_a_FILE_variable_naming_no_usable_file_stops_start_up(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_bytes(content)
+    result = _run(tmp_path, ["manage.py", "check"], PORTAL_SECRET_KEY_FILE=str(path))
     assert result.returncode != 0
-    assert f"PORTAL_SECRET_KEY_FILE: cannot read {missing}: No such file or directory" in (
-        result.stderr
-    )
+    assert f"PORTAL_SECRET_KEY_FILE: {problem.format(path=path)}" in result.stderr

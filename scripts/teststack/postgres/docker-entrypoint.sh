@@ -13,6 +13,11 @@ fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     user=${POSTGRES_USER:-postgres}
     if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        # As the official image: one or the other.
+        if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+            echo "docker-entrypoint: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)" >&2
+            exit 1
+        fi
         POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
     fi
     : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"

@@ -47,9 +47,19 @@ buildkit_key() {
         sha256sum | cut -d' ' -f1
 }
 
-# buildkit_compile: $BUILDKIT_DIR/out/{buildkitd,buildctl} and the aarch64 `dockerfile` wheel in
-# $DOCKERFILE_WHEELS, unless built from this recipe already.
+# buildkit_compile: buildkit_build, one `up` at a time (the buildkit lane and the package index
+# both call it; two `up`s on one machine would otherwise share its work folder).
 buildkit_compile() {
+    local lock
+    exec {lock}>"$STATE_DIR/buildkit.lock"
+    flock "$lock"
+    buildkit_build
+    exec {lock}>&-
+}
+
+# buildkit_build: $BUILDKIT_DIR/out/{buildkitd,buildctl} and the aarch64 `dockerfile` wheel in
+# $DOCKERFILE_WHEELS, unless built from this recipe already.
+buildkit_build() {
     local key work apt pool root ov src mirror f ldflags
     key=$(buildkit_key)
     if [[ -x $BUILDKIT_DIR/out/buildkitd && -x $BUILDKIT_DIR/out/buildctl &&
@@ -113,7 +123,8 @@ buildkit_compile() {
 
 # dockerfile_wheel WORK ROOT OVERLAY POOL: $DOCKERFILE_WHEELS/dockerfile-<version>+buildkit.<v>-
 # cp39-abi3-manylinux_2_<N>_aarch64.whl, N being the newest glibc symbol version it links. The
-# sdist comes from the machine's own package index (host_pip, seeds/python.sh).
+# sdist comes from PyPI (host_pip, seeds/python.sh), the Python headers from the Debian mirror;
+# the Go build uses no module proxy.
 dockerfile_wheel() {
     local work=$1 root=$2 ov=$3 pool=$4 src pkg whl glibc version
     src="$work/sdist/dockerfile-$DOCKERFILE_VERSION" pkg="$ov/src/github.com/asottile/dockerfile"
@@ -125,7 +136,7 @@ dockerfile_wheel() {
         host_pip download --no-deps --no-binary=:all: -d "$work/sdist" "dockerfile==$DOCKERFILE_VERSION" &&
             tar -xzf "$work/sdist/dockerfile-$DOCKERFILE_VERSION.tar.gz" -C "$work/sdist" &&
             cp -a "$src/parse.go" "$src/pylib" "$pkg/" &&
-            dpkg -x "$(compgen -G "$pool/libpython3.13-dev_*_arm64.deb" | head -n1)" "$work/arm64" &&
+            dpkg -x "$(compgen -G "$pool/libpython3.13-dev_*_arm64.deb" | sort -V | tail -n1)" "$work/arm64" &&
             (
                 export GOROOT="$root/usr/lib/go-1.24" GO111MODULE=off GOPROXY=off GOFLAGS= \
                     GOTOOLCHAIN=local GOCACHE="$BUILDKIT_DIR/gocache" GOPATH="$ov:$root/usr/share/gocode" \
