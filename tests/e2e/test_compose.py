@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selfimage import ENGINE_SETTINGS, REPO, docker, get
+from selfimage import ENGINE_SETTINGS, PLATFORMS, REPO, docker, get
 
 from stack import (
     free_port,
@@ -40,7 +40,6 @@ SECRETS = {
     "portal_secret_key": secrets.token_urlsafe(50),
     "portal_encryption_key": secrets.token_urlsafe(32),
 }
-PLATFORMS = ["linux/amd64", "linux/arm64"]
 
 
 class Compose:
